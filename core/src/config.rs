@@ -1,0 +1,264 @@
+//! Pool geometry: page size, chunk size, and the subpage runs derived from
+//! them, all computed in `const fn` so a `static` pool needs no start-up code.
+
+use crate::error::Misuse;
+use crate::size_class::{class_of, NUM_SIZES, SIZES};
+use crate::sync::BITS;
+
+/// Pages held by one tree word: two state bits per page.
+pub(crate) const PAGES_PER_WORD: usize = BITS / 2;
+/// Most classes that can be small (served from subpages): those below four
+/// pages of the largest page size, 64 KiB.
+pub const MAX_SMALL: usize = 52;
+/// Longest subpage run, in pages: runs never cross a tree word.
+pub(crate) const MAX_RUN_PAGES: usize = if PAGES_PER_WORD < 16 { PAGES_PER_WORD } else { 16 };
+/// Smallest page size accepted.
+pub const MIN_PAGE: usize = 64;
+/// Largest page size accepted.
+pub const MAX_PAGE: usize = 64 << 10;
+/// Shift of the division magic; exact while `offset * size < 2^40`, and runs
+/// are at most 16 pages of 64 KiB (2^20 bytes) of elements under 2^18 bytes.
+pub(crate) const DIV_SHIFT: u32 = 40;
+/// Most pages in one chunk.
+pub const MAX_CHUNK_PAGES: usize = 1 << 15;
+
+static_assertions::const_assert!(class_of(4 * MAX_PAGE) <= MAX_SMALL);
+
+/// A pool's geometry and its misuse hook.
+///
+/// `Config::DEFAULT` is Netty's: 8 KiB pages, 4 MiB chunks. Small classes
+/// (below four pages, as in Netty) are carved from runs of pages split into
+/// equal elements; larger ones up to the chunk size are page runs.
+#[derive(Clone, Copy)]
+pub struct Config {
+    pub(crate) page_shift: u32,
+    pub(crate) chunk_shift: u32,
+    /// Classes up to and including the chunk size.
+    pub(crate) num_classes: usize,
+    /// Classes below `4 * page_size`, served from subpages.
+    pub(crate) num_small: usize,
+    /// Bitmap words per subpage header.
+    pub(crate) bitmap_words: usize,
+    /// Per small class: pages in one run and elements in it.
+    pub(crate) run_pages: [u8; MAX_SMALL],
+    pub(crate) run_elems: [u16; MAX_SMALL],
+    /// Per small class: `ceil(2^40 / size)`, so `offset / size` is a multiply
+    /// and a shift on the free path (exact for offsets below 2^22).
+    pub(crate) div_magic: [u64; MAX_SMALL],
+    pub(crate) misuse_hook: Option<fn(&Misuse)>,
+}
+
+impl Config {
+    /// Netty's defaults: 8 KiB pages, 4 MiB chunks (512 pages).
+    pub const DEFAULT: Config = Config::new(8 << 10, 4 << 20);
+
+    /// A geometry of `page_size`-byte pages in `chunk_size`-byte chunks.
+    ///
+    /// # Panics
+    /// Unless both are powers of two with `64 <= page_size <= 64 KiB`,
+    /// `chunk_size >= 4 * page_size`, at most 32768 pages per chunk and a chunk
+    /// of at most 1 GiB. In a `const` or `static` this is a compile error.
+    pub const fn new(page_size: usize, chunk_size: usize) -> Config {
+        match Config::try_new(page_size, chunk_size) {
+            Ok(c) => c,
+            Err(_) => panic!(
+                "invalid poolalloc_core::Config: page_size must be a power of two in 64..=65536, \
+                 chunk_size a power of two of 4..=32768 pages and at most 1 GiB"
+            ),
+        }
+    }
+
+    /// Like [`Config::new`], returning an error instead of panicking.
+    pub const fn try_new(page_size: usize, chunk_size: usize) -> Result<Config, ConfigError> {
+        if !page_size.is_power_of_two() || page_size < MIN_PAGE || page_size > MAX_PAGE {
+            return Err(ConfigError::PageSize(page_size));
+        }
+        if !chunk_size.is_power_of_two()
+            || chunk_size < 4 * page_size
+            || chunk_size / page_size > MAX_CHUNK_PAGES
+            || chunk_size > SIZES[NUM_SIZES - 1]
+        {
+            return Err(ConfigError::ChunkSize(chunk_size));
+        }
+        let page_shift = page_size.trailing_zeros();
+        let chunk_shift = chunk_size.trailing_zeros();
+        let num_classes = class_of(chunk_size) + 1;
+        let num_small = class_of(4 * page_size);
+        let bitmap_words = if page_size / 16 / BITS > 1 { page_size / 16 / BITS } else { 1 };
+        let mut run_pages = [0u8; MAX_SMALL];
+        let mut run_elems = [0u16; MAX_SMALL];
+        let mut div_magic = [0u64; MAX_SMALL];
+        let max_pages = chunk_size / page_size;
+        let mut c = 0;
+        while c < num_small {
+            let (p, e) = choose_run(SIZES[c], page_size, bitmap_words * BITS, max_pages);
+            run_pages[c] = p as u8;
+            run_elems[c] = e as u16;
+            div_magic[c] = (1u64 << DIV_SHIFT).div_ceil(SIZES[c] as u64);
+            c += 1;
+        }
+        Ok(Config {
+            page_shift,
+            chunk_shift,
+            num_classes,
+            num_small,
+            bitmap_words,
+            run_pages,
+            run_elems,
+            div_magic,
+            misuse_hook: None,
+        })
+    }
+
+    /// The same geometry with `hook` called on every misuse reported through
+    /// the `GlobalAlloc` or `Allocator` paths (double free, foreign pointer,
+    /// mismatched layout). Without a hook, misuse is counted in
+    /// [`Stats::misuse_count`](crate::Stats::misuse_count) and memory is left
+    /// untouched.
+    pub const fn with_misuse_hook(mut self, hook: fn(&Misuse)) -> Config {
+        self.misuse_hook = Some(hook);
+        self
+    }
+
+    /// Bytes per page.
+    pub const fn page_size(&self) -> usize {
+        1 << self.page_shift
+    }
+    /// Bytes per chunk.
+    pub const fn chunk_size(&self) -> usize {
+        1 << self.chunk_shift
+    }
+    /// Pages per chunk.
+    pub const fn pages_per_chunk(&self) -> usize {
+        1 << (self.chunk_shift - self.page_shift)
+    }
+    /// Number of size classes this geometry serves (up to the chunk size).
+    pub const fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+    /// Number of small classes (below four pages), served from subpages.
+    pub const fn num_small_classes(&self) -> usize {
+        self.num_small
+    }
+    /// Largest size served from subpages.
+    pub const fn max_small_size(&self) -> usize {
+        SIZES[self.num_small - 1]
+    }
+    /// `(pages per run, elements per run)` of small class `class`.
+    pub const fn subpage_run(&self, class: usize) -> (usize, usize) {
+        (self.run_pages[class] as usize, self.run_elems[class] as usize)
+    }
+    /// Words of metadata per subpage header: identity, chunk, bitmap.
+    pub(crate) const fn header_words(&self) -> usize {
+        2 + self.bitmap_words
+    }
+}
+
+impl core::fmt::Debug for Config {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Config")
+            .field("page_size", &self.page_size())
+            .field("chunk_size", &self.chunk_size())
+            .field("num_classes", &self.num_classes)
+            .field("num_small", &self.num_small)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a geometry was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Not a power of two in 64..=65536.
+    PageSize(usize),
+    /// Not a power of two of 4..=32768 pages, or over 1 GiB.
+    ChunkSize(usize),
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::PageSize(p) => {
+                write!(f, "page size {p} is not a power of two between 64 and 65536")
+            }
+            ConfigError::ChunkSize(c) => write!(
+                f,
+                "chunk size {c} is not a power of two of 4 to 32768 pages and at most 1 GiB"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// Pages and elements of a subpage run for `elem`-byte elements.
+///
+/// Netty takes the smallest page count that divides evenly. We score each
+/// candidate by its waste (in 1/1024ths of the run) and prefer runs of at
+/// least 8 elements, so that an alloc+free pair rarely creates or empties a
+/// run; ties go to the shorter run. Runs never exceed `MAX_RUN_PAGES`.
+const fn choose_run(elem: usize, page: usize, max_elems: usize, max_pages: usize) -> (usize, usize) {
+    let mut best = (0usize, 0usize);
+    let mut best_score = usize::MAX;
+    let mut p = 1;
+    let limit = if max_pages < MAX_RUN_PAGES { max_pages } else { MAX_RUN_PAGES };
+    while p <= limit {
+        let bytes = p * page;
+        let mut e = bytes / elem;
+        if e > max_elems {
+            e = max_elems;
+        }
+        if e > 0 {
+            let waste = (bytes - e * elem) * 1024 / bytes;
+            let score = waste + if e < 8 { 24 } else { 0 };
+            if score < best_score {
+                best_score = score;
+                best = (p, e);
+            }
+        }
+        p += 1;
+    }
+    assert!(best.1 > 0);
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_matches_netty_counts() {
+        let c = Config::DEFAULT;
+        assert_eq!(c.num_classes(), 68);
+        assert_eq!(c.num_small_classes(), 39);
+        assert_eq!(c.max_small_size(), 28 << 10);
+        assert_eq!(c.pages_per_chunk(), 512);
+    }
+
+    #[test]
+    fn runs_waste_less_than_a_page() {
+        for &(page, chunk) in &[(8192usize, 4usize << 20), (256, 64 << 10), (4096, 1 << 20), (65536, 16 << 20)] {
+            let c = Config::new(page, chunk);
+            for class in 0..c.num_small_classes() {
+                let (p, e) = c.subpage_run(class);
+                assert!(p >= 1 && e >= 1 && p <= MAX_RUN_PAGES);
+                let waste = p * page - e * SIZES[class];
+                assert!(waste < page, "page {page} class {class}: waste {waste}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_geometry_is_refused() {
+        assert_eq!(Config::try_new(1000, 1 << 20).unwrap_err(), ConfigError::PageSize(1000));
+        assert_eq!(Config::try_new(32, 1 << 20).unwrap_err(), ConfigError::PageSize(32));
+        assert_eq!(Config::try_new(8192, 16384).unwrap_err(), ConfigError::ChunkSize(16384));
+        assert_eq!(Config::try_new(8192, 3 << 20).unwrap_err(), ConfigError::ChunkSize(3 << 20));
+        assert!(Config::try_new(256, 64 << 10).is_ok());
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid poolalloc_core::Config")]
+    fn new_panics_on_bad_values() {
+        let _ = Config::new(100, 1 << 20);
+    }
+}

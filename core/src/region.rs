@@ -1,0 +1,146 @@
+//! Regions: memory the caller hands the pool, laid out as metadata followed by
+//! chunks of pages.
+//!
+//! ```text
+//! start ─► [Region][ChunkInfo × n][chunk metadata × n] pad ─► data: [chunk 0][chunk 1]…[chunk n-1 (may be short)] ◄─ end
+//! ```
+//!
+//! The data starts at the first page boundary after the metadata, so every run
+//! is page-aligned. Regions are immutable once published, form a push-only
+//! list, and are never removed: a pointer into one stays resolvable for the
+//! pool's life.
+
+use crate::chunk::{meta_words, ChunkInfo};
+use crate::config::Config;
+use crate::sync::AtomicUsize;
+use crate::tree;
+use core::mem::{align_of, size_of};
+use core::ptr;
+
+/// Header of one region, at its (aligned) start.
+#[repr(C)]
+pub(crate) struct Region {
+    /// The region added before this one (push-only list).
+    pub next: *const Region,
+    /// The bytes the caller gave: `[start, end)`.
+    pub start: usize,
+    pub end: usize,
+    /// The pages: `[data, data_end)`.
+    pub data: usize,
+    pub data_end: usize,
+    pub chunks: *const ChunkInfo,
+    pub nchunks: usize,
+}
+
+/// Where everything of a region goes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    header: usize,
+    meta: usize,
+    data: usize,
+    nchunks: usize,
+    pages: usize,
+}
+
+impl Plan {
+    /// Usable bytes.
+    pub(crate) fn bytes(&self, config: &Config) -> usize {
+        self.pages << config.page_shift
+    }
+}
+
+fn align_up(x: usize, a: usize) -> Option<usize> {
+    Some(x.checked_add(a - 1)? & !(a - 1))
+}
+
+/// Lays out `[start, end)` with as many pages as fit, or `None` if not even
+/// one does.
+pub(crate) fn plan(config: &Config, start: usize, end: usize) -> Option<Plan> {
+    let page = config.page_size();
+    let ppc = config.pages_per_chunk();
+    let per_chunk_meta = size_of::<ChunkInfo>() + meta_words(config) * size_of::<usize>();
+    let header = align_up(start, align_of::<Region>())?;
+    let mut n = (end - start) / config.chunk_size() + 1;
+    while n > 0 {
+        let meta_end = n
+            .checked_mul(per_chunk_meta)
+            .and_then(|m| m.checked_add(header + size_of::<Region>()));
+        if let Some(data) = meta_end.and_then(|m| align_up(m, page)) {
+            if data < end {
+                let pages = ((end - data) / page).min(n * ppc);
+                if pages > (n - 1) * ppc {
+                    return Some(Plan { header, meta: header + size_of::<Region>(), data, nchunks: n, pages });
+                }
+            }
+        }
+        n -= 1;
+    }
+    None
+}
+
+/// Smallest region that holds one page, whatever its alignment.
+pub(crate) fn min_len(config: &Config) -> usize {
+    align_of::<Region>()
+        + size_of::<Region>()
+        + size_of::<ChunkInfo>()
+        + meta_words(config) * size_of::<usize>()
+        + 2 * config.page_size()
+}
+
+/// Writes the region's metadata and returns its header, ready to publish.
+///
+/// # Safety
+/// `base` must point at `plan`'s range, valid for writes, unused by anything
+/// else for the pool's life; `plan` must come from [`plan`] for that range.
+pub(crate) unsafe fn init(config: &Config, base: *mut u8, start: usize, end: usize, plan: &Plan) -> *const Region {
+    let ppc = config.pages_per_chunk();
+    let infos = base.with_addr(plan.meta).cast::<ChunkInfo>();
+    let words = meta_words(config);
+    let meta0 = base
+        .with_addr(plan.meta + plan.nchunks * size_of::<ChunkInfo>())
+        .cast::<AtomicUsize>();
+    for c in 0..plan.nchunks {
+        let pages = (plan.pages - c * ppc).min(ppc);
+        // SAFETY: the plan keeps `nchunks` metadata blocks of `words` words
+        // inside the region, aligned for `usize` (ChunkInfo is a multiple of
+        // it and the header is aligned).
+        let meta = unsafe { meta0.add(c * words) };
+        for w in 0..words {
+            // SAFETY: as above; the memory is ours and uninitialised, so it is
+            // written, not assigned.
+            unsafe { meta.add(w).write(AtomicUsize::new(0)) };
+        }
+        let info = ChunkInfo::new(config, base, plan.data + ((c * ppc) << config.page_shift), pages, meta);
+        tree::init(info.tree(), pages);
+        for p in 0..pages {
+            // ORDERING: Relaxed; the region is published with a Release store.
+            info.header(p)[crate::subpage::CHUNK]
+                .store(infos.wrapping_add(c).expose_provenance(), crate::sync::Ordering::Relaxed);
+        }
+        // SAFETY: in bounds and aligned as above.
+        unsafe { infos.add(c).write(info) };
+    }
+    let header = base.with_addr(plan.header).cast::<Region>();
+    // SAFETY: the plan reserves `size_of::<Region>()` aligned bytes at `header`.
+    unsafe {
+        header.write(Region {
+            next: ptr::null(),
+            start,
+            end,
+            data: plan.data,
+            data_end: plan.data + (plan.pages << config.page_shift),
+            chunks: infos,
+            nchunks: plan.nchunks,
+        })
+    };
+    header
+}
+
+impl Region {
+    /// Its chunks.
+    pub(crate) fn chunks(&self) -> &[ChunkInfo] {
+        // SAFETY: written by `init` before publication, immutable after, and
+        // alive as long as the pool.
+        unsafe { core::slice::from_raw_parts(self.chunks, self.nchunks) }
+    }
+}

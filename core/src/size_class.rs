@@ -1,0 +1,140 @@
+//! Size classes, as in Netty 4.1.52+ (jemalloc style).
+//!
+//! `size = (1 << log2Group) + nDelta * (1 << log2Delta)`: a 16-byte quantum and
+//! four classes per doubling. The first group is 16, 32, 48, 64; after that
+//! every group `(2^g, 2^(g+1)]` holds `2^g + k * 2^(g-2)` for `k = 1..=4`.
+//! The table is universal: a configuration only decides where it stops (the
+//! chunk size) and which classes are "small" (served from subpages). It is
+//! computed at compile time and its invariants are asserted at compile time.
+
+/// log2 of the quantum: every class is a multiple of 16 bytes.
+pub const LOG2_QUANTUM: u32 = 4;
+/// Smallest class.
+pub const QUANTUM: usize = 1 << LOG2_QUANTUM;
+/// The table goes up to `2^MAX_LOG2` bytes (1 GiB): the largest chunk.
+pub const MAX_LOG2: u32 = 30;
+/// Number of classes in the universal table.
+pub const NUM_SIZES: usize = 4 + 4 * (MAX_LOG2 as usize - 6);
+
+/// Byte size of every class, ascending.
+pub const SIZES: [usize; NUM_SIZES] = build_sizes();
+
+const fn build_sizes() -> [usize; NUM_SIZES] {
+    let mut t = [0usize; NUM_SIZES];
+    let mut i = 0;
+    while i < 4 {
+        t[i] = QUANTUM * (i + 1);
+        i += 1;
+    }
+    let mut g = 6;
+    while g < MAX_LOG2 as usize {
+        let mut k = 1;
+        while k <= 4 {
+            t[i] = (1 << g) + k * (1 << (g - 2));
+            i += 1;
+            k += 1;
+        }
+        g += 1;
+    }
+    t
+}
+
+/// Index of the smallest class that holds `size` bytes (`size >= 1`), or
+/// `NUM_SIZES` when `size` exceeds the table. O(1): a few shifts.
+#[inline]
+pub const fn class_of(size: usize) -> usize {
+    if size <= 64 {
+        // 0 and 1..=16 both map to class 0.
+        return size.saturating_sub(1) >> LOG2_QUANTUM;
+    }
+    if size > SIZES[NUM_SIZES - 1] {
+        return NUM_SIZES;
+    }
+    let x = size - 1;
+    let log2 = (usize::BITS - 1 - x.leading_zeros()) as usize;
+    let k = (x >> (log2 - 2)) & 3;
+    4 + (log2 - 6) * 4 + k
+}
+
+/// Smallest class holding `size` bytes whose size is a multiple of `align`
+/// (a power of two), so that elements laid out from an aligned run start stay
+/// aligned. Returns `NUM_SIZES` when there is none.
+#[inline]
+pub const fn class_for(size: usize, align: usize) -> usize {
+    let mut c = class_of(size);
+    if align <= QUANTUM {
+        return c;
+    }
+    while c < NUM_SIZES && SIZES[c] & (align - 1) != 0 {
+        c += 1;
+    }
+    c
+}
+
+const fn check_table() -> bool {
+    let mut i = 0;
+    while i < NUM_SIZES {
+        let s = SIZES[i];
+        // Multiples of the quantum, strictly increasing.
+        assert!(s % QUANTUM == 0);
+        if i > 0 {
+            assert!(s > SIZES[i - 1]);
+        }
+        // Rounding waste stays at or under 25% once past the first group.
+        if i >= 4 {
+            assert!((s - SIZES[i - 1]) * 4 <= SIZES[i - 1]);
+        }
+        // class_of inverts the table, and the size below a class rounds up to it.
+        assert!(class_of(s) == i);
+        assert!(class_of(s + 1) == i + 1 || i + 1 == NUM_SIZES);
+        if i > 0 {
+            assert!(class_of(SIZES[i - 1] + 1) == i);
+        }
+        // Every power of two is a class, so every alignment up to 1 GiB has one.
+        i += 1;
+    }
+    let mut p = QUANTUM;
+    while p <= 1 << MAX_LOG2 {
+        assert!(SIZES[class_of(p)] == p);
+        p <<= 1;
+    }
+    true
+}
+
+static_assertions::const_assert!(check_table());
+// Netty's figures: 68 classes up to a 4 MiB chunk, 39 of them below 4 pages of 8 KiB.
+static_assertions::const_assert_eq!(class_of(4 << 20), 67);
+static_assertions::const_assert_eq!(class_of(28 << 10), 38);
+static_assertions::const_assert_eq!(class_of(32 << 10), 39);
+static_assertions::const_assert_eq!(SIZES[NUM_SIZES - 1], 1 << MAX_LOG2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_groups_match_netty() {
+        assert_eq!(&SIZES[..12], &[16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256]);
+    }
+
+    #[test]
+    fn class_of_is_the_smallest_fit() {
+        for size in 1..70_000usize {
+            let c = class_of(size);
+            assert!(SIZES[c] >= size);
+            assert!(c == 0 || SIZES[c - 1] < size, "size {size}");
+        }
+    }
+
+    #[test]
+    fn class_for_keeps_alignment() {
+        for &align in &[32usize, 64, 128, 4096] {
+            for size in [1usize, 17, 33, 100, 1000, 5000] {
+                let c = class_for(size, align);
+                assert!(SIZES[c] >= size && SIZES[c] % align == 0);
+            }
+        }
+        assert_eq!(class_for(48, 32), class_of(64));
+        assert_eq!(class_for(usize::MAX / 2, 16), NUM_SIZES);
+    }
+}

@@ -1,0 +1,529 @@
+//! The page tree of a chunk: a buddy tree whose bottom levels are packed into
+//! atomic words and whose nodes change only by CAS.
+//!
+//! # Representation
+//!
+//! Each page has two state bits, `PAGES_PER_WORD` (32 on 64-bit targets, 16 on
+//! 32-bit ones) pages to a word:
+//!
+//! | bits | state                                   |
+//! |------|-----------------------------------------|
+//! | `00` | free                                    |
+//! | `01` | continuation of the run to its left     |
+//! | `10` | first page of a normal (page) run       |
+//! | `11` | first page of a subpage (small) run     |
+//!
+//! A word is a complete buddy subtree of `PAGES_PER_WORD` leaves: an inner node
+//! is free exactly when all its leaves are, so the inner levels are implicit
+//! and one CAS on the word updates every level of the subtree at once (the
+//! NBBS idea of packing several levels per word, taken to the whole word).
+//! Above the words, a node spanning `2^k` words is free when all of them are.
+//!
+//! # Placement
+//!
+//! A run of `n <= PAGES_PER_WORD` pages is placed at the lowest free position
+//! aligned to `min(next_pow2(n), PAGES_PER_WORD)` pages: its buddy block. Only
+//! its `n` pages are taken; the tail of the block (`next_pow2(n) - n` pages)
+//! stays free for smaller runs, so a 5-page run pins 5 pages, not 8. Longer
+//! runs take whole words aligned to the next power of two of their word count
+//! (the last word only partly).
+//!
+//! # Invariants (checked by `check::check_tree`)
+//!
+//! 1. Every `01` page has a `10`/`11`/`01` page immediately to its left, or is
+//!    page 0 of a word that continues a multi-word run, or lies past the
+//!    chunk's last usable page (those are `01` forever and never freed).
+//! 2. A run is owned by whoever made the CAS that set its first page, until the
+//!    CAS that clears that first page: only the owner's free touches its pages.
+//! 3. Runs of at most `PAGES_PER_WORD` pages never cross a word.
+//!
+//! # Linearisation
+//!
+//! A single-word allocation takes effect at its CAS. A free takes effect at the
+//! CAS that clears the run's first page, which also checks the whole run
+//! (start state, continuation pages, the page after it), so a double free or a
+//! wrong length fails there and changes nothing. Multi-word allocations claim
+//! words in ascending order and roll back on conflict; their free validates all
+//! words by loads (the owner's pages cannot change under it), clears the first
+//! word by CAS, then the rest by `fetch_and`.
+
+use crate::config::PAGES_PER_WORD as PPW;
+use crate::sync::{AtomicUsize, Ordering, BITS};
+
+pub(crate) const FREE: usize = 0b00;
+pub(crate) const CONT: usize = 0b01;
+pub(crate) const NORMAL: usize = 0b10;
+pub(crate) const SMALL: usize = 0b11;
+
+/// The low bit of every page's pair.
+const LO: usize = usize::MAX / 3;
+
+static_assertions::const_assert_eq!(PPW * 2, BITS);
+static_assertions::const_assert_eq!(LO.count_ones() as usize, PPW);
+
+/// `ALIGN[k]`: the low bit of every page whose index in the word is a multiple of `2^k`.
+const ALIGN: [usize; 7] = {
+    let mut t = [0usize; 7];
+    let mut k = 0;
+    while k < 7 {
+        let step = 1usize << k;
+        let mut i = 0;
+        while i < PPW {
+            t[k] |= 1 << (2 * i);
+            i += step;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// Why a run could not be freed. Nothing was changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunError {
+    /// The page is free.
+    NotAllocated,
+    /// The page continues a run that starts further left.
+    Interior,
+    /// A run starts there, but of the other kind.
+    Kind,
+    /// A run of this kind starts there, but it has `.0` pages.
+    Length(usize),
+}
+
+#[inline]
+fn state(w: usize, i: usize) -> usize {
+    (w >> (2 * i)) & 3
+}
+
+/// Low bit set for every free page.
+#[inline]
+fn free_pages(w: usize) -> usize {
+    !(w | (w >> 1)) & LO
+}
+
+/// Low bits of the first `k` pages.
+#[inline]
+fn first_pages(k: usize) -> usize {
+    if k >= PPW {
+        LO
+    } else {
+        ((1usize << (2 * k)) - 1) & LO
+    }
+}
+
+/// Both bits of pages `i .. i + n` (`i + n <= PPW`).
+#[inline]
+fn run_mask(i: usize, n: usize) -> usize {
+    (first_pages(n) * 3) << (2 * i)
+}
+
+/// The states of a run of `n` pages of `kind` starting at page `i` of a word,
+/// truncated to the word.
+#[inline]
+fn run_bits(i: usize, n: usize, kind: usize) -> usize {
+    let n = n.min(PPW - i);
+    let conts = if n > 1 { first_pages(n - 1) << (2 * (i + 1)) } else { 0 };
+    (kind << (2 * i)) | conts
+}
+
+/// Low bit of every page at which `n` free pages start (within the word).
+#[inline]
+fn fits(free: usize, n: usize) -> usize {
+    let mut r = free;
+    let mut have = 1;
+    while have < n {
+        let s = if have < n - have { have } else { n - have };
+        r &= r >> (2 * s);
+        have += s;
+    }
+    r
+}
+
+/// Length of the run starting at page `i` of word `j`, following continuations
+/// across words.
+fn run_len(words: &[AtomicUsize], j: usize, i: usize) -> usize {
+    let mut n = 1;
+    let mut j = j;
+    let mut i = i + 1;
+    loop {
+        if i == PPW {
+            j += 1;
+            i = 0;
+            if j == words.len() {
+                return n;
+            }
+        }
+        // ORDERING: Relaxed is enough: the pages of a live run are stable while
+        // its owner holds it, and a racing bogus free only gets a less precise
+        // error message.
+        if state(words[j].load(Ordering::Relaxed), i) != CONT {
+            return n;
+        }
+        n += 1;
+        i += 1;
+    }
+}
+
+/// Marks pages `pages..` (past the chunk's end) as unusable continuations.
+/// Called before the chunk is published; the stores are published with it.
+pub(crate) fn init(words: &[AtomicUsize], pages: usize) {
+    for (j, w) in words.iter().enumerate() {
+        let first = j * PPW;
+        let v = if pages >= first + PPW {
+            FREE
+        } else if pages <= first {
+            LO
+        } else {
+            LO & !first_pages(pages - first)
+        };
+        // ORDERING: Relaxed; the region's publishing CAS (Release) orders it.
+        w.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Claims a run of `n` pages of `kind`, its first page aligned to `align`
+/// pages (a power of two) after adding `phase`, i.e. `(page + phase) % align ==
+/// 0`, on top of buddy alignment. Searches words from `start`. Returns the
+/// first page.
+pub(crate) fn alloc(
+    words: &[AtomicUsize],
+    n: usize,
+    kind: usize,
+    align: usize,
+    phase: usize,
+    start: usize,
+) -> Option<usize> {
+    debug_assert!(n >= 1 && (kind == NORMAL || kind == SMALL));
+    debug_assert!(align.is_power_of_two());
+    if n > PPW {
+        return alloc_words(words, n, kind, align, phase);
+    }
+    let buddy = n.next_power_of_two().min(PPW);
+    let mut pos = ALIGN[buddy.trailing_zeros() as usize];
+    if align > 1 && align <= PPW {
+        let shift = (align - phase % align) % align;
+        pos &= ALIGN[align.trailing_zeros() as usize] << (2 * shift);
+    } else if align > PPW {
+        pos &= 1;
+    }
+    let nw = words.len();
+    for k in 0..nw {
+        let j = (start + k) % nw;
+        if align > PPW && (j * PPW + phase) % align != 0 {
+            continue;
+        }
+        // ORDERING: Relaxed; the CAS below validates what we read.
+        let mut w = words[j].load(Ordering::Relaxed);
+        loop {
+            let cand = fits(free_pages(w), n) & pos;
+            if cand == 0 {
+                break;
+            }
+            let i = cand.trailing_zeros() as usize / 2;
+            // ORDERING: AcqRel on success. Acquire pairs with the Release of the
+            // free that last cleared these pages, so the previous owner's
+            // writes to them happen before ours; Release publishes the run to
+            // `run_containing` readers. Linearisation point of the allocation.
+            match words[j].compare_exchange_weak(
+                w,
+                w | run_bits(i, n, kind),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(j * PPW + i),
+                Err(now) => w = now,
+            }
+        }
+    }
+    None
+}
+
+/// Multi-word run: whole words from a start word aligned to the next power of
+/// two of the word count.
+fn alloc_words(words: &[AtomicUsize], n: usize, kind: usize, align: usize, phase: usize) -> Option<usize> {
+    let wc = n.div_ceil(PPW);
+    let step = wc.next_power_of_two();
+    let mut j = 0;
+    'start: while j + wc <= words.len() {
+        let here = j;
+        j += step;
+        if (here * PPW + phase) % align != 0 {
+            continue;
+        }
+        for k in 0..wc {
+            let pages = (n - k * PPW).min(PPW);
+            // ORDERING: Relaxed pre-check; the CASes below decide.
+            if words[here + k].load(Ordering::Relaxed) & run_mask(0, pages) != 0 {
+                continue 'start;
+            }
+        }
+        for k in 0..wc {
+            let pages = (n - k * PPW).min(PPW);
+            let bits = if k == 0 { run_bits(0, pages, kind) } else { first_pages(pages) };
+            let mask = run_mask(0, pages);
+            // ORDERING: Relaxed; validated by the CAS.
+            let mut w = words[here + k].load(Ordering::Relaxed);
+            let claimed = loop {
+                if w & mask != 0 {
+                    break false;
+                }
+                // ORDERING: AcqRel, as in `alloc`. The run is live once every
+                // word is claimed; until then its first page reads as a run
+                // start that nobody but us can free (we have not returned it).
+                match words[here + k].compare_exchange_weak(w, w | bits, Ordering::AcqRel, Ordering::Relaxed) {
+                    Ok(_) => break true,
+                    Err(now) => w = now,
+                }
+            };
+            if !claimed {
+                for r in 0..k {
+                    let pages = (n - r * PPW).min(PPW);
+                    // ORDERING: Release, like a free: these words were ours.
+                    words[here + r].fetch_and(!run_mask(0, pages), Ordering::Release);
+                }
+                continue 'start;
+            }
+        }
+        return Some(here * PPW);
+    }
+    None
+}
+
+/// Checks that a run of `n` pages of `kind` starts at `page`, given the word
+/// `w` that holds its first page.
+fn check_run(words: &[AtomicUsize], w: usize, page: usize, n: usize, kind: usize) -> Result<(), RunError> {
+    let (j, i) = (page / PPW, page % PPW);
+    match state(w, i) {
+        FREE => return Err(RunError::NotAllocated),
+        CONT => return Err(RunError::Interior),
+        s if s != kind => return Err(RunError::Kind),
+        _ => {}
+    }
+    let in_word = n.min(PPW - i);
+    let conts = if in_word > 1 { first_pages(in_word - 1) << (2 * (i + 1)) } else { 0 };
+    let ok_here = (w & (conts * 3)) == conts;
+    let end = page + n;
+    let ok_end = if !ok_here {
+        false
+    } else if end % PPW != 0 && end / PPW == j {
+        state(w, i + in_word) != CONT
+    } else {
+        // The run reaches the end of this word: the rest is checked by loads.
+        let mut ok = true;
+        let mut k = 1;
+        while ok && j * PPW + k * PPW < end {
+            let pages = (end - (j + k) * PPW).min(PPW);
+            // ORDERING: Relaxed; the owner's pages are stable (invariant 2).
+            let v = words[j + k].load(Ordering::Relaxed);
+            ok = (v & run_mask(0, pages)) == first_pages(pages);
+            if ok && pages < PPW {
+                ok = state(v, pages) != CONT;
+            }
+            k += 1;
+        }
+        if ok && end % PPW == 0 && end / PPW < words.len() {
+            // ORDERING: Relaxed, as above.
+            ok = state(words[end / PPW].load(Ordering::Relaxed), 0) != CONT;
+        }
+        ok
+    };
+    if ok_end {
+        Ok(())
+    } else {
+        Err(RunError::Length(run_len(words, j, i)))
+    }
+}
+
+/// Frees the run of `n` pages of `kind` starting at `page`. Fails, changing
+/// nothing, unless exactly such a run starts there.
+pub(crate) fn free(words: &[AtomicUsize], page: usize, n: usize, kind: usize) -> Result<(), RunError> {
+    let (j, i) = (page / PPW, page % PPW);
+    let first_mask = run_mask(i, n.min(PPW - i));
+    // ORDERING: Relaxed; the CAS validates.
+    let mut w = words[j].load(Ordering::Relaxed);
+    loop {
+        check_run(words, w, page, n, kind)?;
+        // ORDERING: Release pairs with the Acquire of the next allocation of
+        // these pages (our writes to them happen before its). Linearisation
+        // point of the free: a second free of the run fails here.
+        match words[j].compare_exchange_weak(w, w & !first_mask, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(now) => w = now,
+        }
+    }
+    let mut k = 1;
+    while (j + k) * PPW < page + n {
+        let pages = (page + n - (j + k) * PPW).min(PPW);
+        // ORDERING: Release, as above; these pages are still ours.
+        words[j + k].fetch_and(!run_mask(0, pages), Ordering::Release);
+        k += 1;
+    }
+    Ok(())
+}
+
+/// The first page and kind of the run holding `page`, for runs that do not
+/// cross a word (subpage runs). A page continuing a multi-word run reads as
+/// `Interior`.
+#[inline]
+pub(crate) fn run_containing(words: &[AtomicUsize], page: usize) -> Result<(usize, usize), RunError> {
+    let (j, i) = (page / PPW, page % PPW);
+    // ORDERING: Acquire pairs with the AcqRel CAS that made the run, so the
+    // subpage header written before it is visible.
+    let w = words[j].load(Ordering::Acquire);
+    let upto = if 2 * i + 2 >= BITS { usize::MAX } else { (1usize << (2 * i + 2)) - 1 };
+    let starts = (w >> 1) & LO;
+    let m = (starts | free_pages(w)) & upto;
+    if m == 0 {
+        return Err(RunError::Interior);
+    }
+    let k = (BITS - 1 - m.leading_zeros() as usize) / 2;
+    match state(w, k) {
+        FREE => Err(RunError::NotAllocated),
+        s => Ok((j * PPW + k, s)),
+    }
+}
+
+/// Calls `f(first_page, pages, kind)` for every run, and `free(pages)` with the
+/// number of free pages, from one pass of loads (a snapshot per word).
+pub(crate) fn walk(words: &[AtomicUsize], pages: usize, mut f: impl FnMut(usize, usize, usize)) -> usize {
+    let mut free = 0;
+    let mut run: Option<(usize, usize, usize)> = None;
+    for (j, word) in words.iter().enumerate() {
+        // ORDERING: Acquire, as in `run_containing`; a walk is a racy snapshot.
+        let w = word.load(Ordering::Acquire);
+        for i in 0..PPW {
+            let p = j * PPW + i;
+            if p >= pages {
+                break;
+            }
+            match state(w, i) {
+                CONT => {
+                    if let Some(r) = run.as_mut() {
+                        r.1 += 1;
+                    }
+                }
+                s => {
+                    if let Some((a, n, k)) = run.take() {
+                        f(a, n, k);
+                    }
+                    if s == FREE {
+                        free += 1;
+                    } else {
+                        run = Some((p, 1, s));
+                    }
+                }
+            }
+        }
+    }
+    if let Some((a, n, k)) = run {
+        f(a, n, k);
+    }
+    free
+}
+
+/// Structural check of invariant 1. Returns the first bad page.
+pub(crate) fn check(words: &[AtomicUsize], pages: usize) -> Result<(), usize> {
+    let mut prev = FREE;
+    for (j, word) in words.iter().enumerate() {
+        // ORDERING: Acquire; only meaningful on a quiescent pool.
+        let w = word.load(Ordering::Acquire);
+        for i in 0..PPW {
+            let p = j * PPW + i;
+            let s = state(w, i);
+            if p >= pages {
+                if s != CONT {
+                    return Err(p);
+                }
+                continue;
+            }
+            if s == CONT && prev == FREE {
+                return Err(p);
+            }
+            prev = s;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn tree(pages: usize) -> ([AtomicUsize; 8], usize) {
+        let words = [const { AtomicUsize::new(0) }; 8];
+        init(&words[..pages.div_ceil(PPW)], pages);
+        (words, pages.div_ceil(PPW))
+    }
+
+    #[test]
+    fn five_pages_pin_five() {
+        let (w, nw) = tree(8 * PPW);
+        let t = &w[..nw];
+        let a = alloc(t, 5, NORMAL, 1, 0, 0).unwrap();
+        assert_eq!(a, 0);
+        // The three pages after it in its buddy block serve 1- and 2-page runs.
+        assert_eq!(alloc(t, 1, NORMAL, 1, 0, 0), Some(5));
+        assert_eq!(alloc(t, 2, NORMAL, 1, 0, 0), Some(6));
+        let free = walk(t, 8 * PPW, |_, _, _| {});
+        assert_eq!(free, 8 * PPW - 8);
+        assert_eq!(free_run(t, a, 5), Ok(()));
+        assert_eq!(free_run(t, a, 5), Err(RunError::NotAllocated));
+        check(t, 8 * PPW).unwrap();
+    }
+
+    fn free_run(t: &[AtomicUsize], p: usize, n: usize) -> Result<(), RunError> {
+        free(t, p, n, NORMAL)
+    }
+
+    #[test]
+    fn wrong_frees_change_nothing() {
+        let (w, nw) = tree(4 * PPW);
+        let t = &w[..nw];
+        let a = alloc(t, 3, NORMAL, 1, 0, 0).unwrap();
+        let s = alloc(t, 2, SMALL, 1, 0, 0).unwrap();
+        let before: [usize; 4] = core::array::from_fn(|k| t[k].load(Ordering::Relaxed));
+        assert_eq!(free_run(t, a + 1, 2), Err(RunError::Interior));
+        assert_eq!(free_run(t, a, 2), Err(RunError::Length(3)));
+        assert_eq!(free_run(t, a, 4), Err(RunError::Length(3)));
+        assert_eq!(free_run(t, s, 2), Err(RunError::Kind));
+        assert_eq!(free_run(t, 20, 1), Err(RunError::NotAllocated));
+        let after: [usize; 4] = core::array::from_fn(|k| t[k].load(Ordering::Relaxed));
+        assert_eq!(before, after);
+        assert_eq!(run_containing(t, s + 1), Ok((s, SMALL)));
+        assert_eq!(run_containing(t, a + 2), Ok((a, NORMAL)));
+    }
+
+    #[test]
+    fn multi_word_runs() {
+        let (w, nw) = tree(8 * PPW);
+        let t = &w[..nw];
+        let small = alloc(t, 1, NORMAL, 1, 0, 0).unwrap();
+        let big = alloc(t, PPW + 3, NORMAL, 1, 0, 0).unwrap();
+        assert_eq!(big, 2 * PPW, "two words aligned to two");
+        assert_eq!(free_run(t, big, PPW + 2), Err(RunError::Length(PPW + 3)));
+        assert_eq!(free_run(t, big, PPW + 4), Err(RunError::Length(PPW + 3)));
+        // The rest of the second word serves small runs.
+        let tail = alloc(t, 4, NORMAL, 1, 0, 3).unwrap();
+        assert_eq!(tail, 3 * PPW + 4);
+        free_run(t, big, PPW + 3).unwrap();
+        free_run(t, tail, 4).unwrap();
+        free_run(t, small, 1).unwrap();
+        assert_eq!(walk(t, 8 * PPW, |_, _, _| panic!("no runs left")), 8 * PPW);
+        assert!(alloc(t, 8 * PPW, NORMAL, 1, 0, 0).is_some());
+        assert!(alloc(t, 1, NORMAL, 1, 0, 0).is_none());
+    }
+
+    #[test]
+    fn short_chunk_and_alignment() {
+        let (w, nw) = tree(PPW + 5);
+        let t = &w[..nw];
+        check(t, PPW + 5).unwrap();
+        // Word 1 has only 5 usable pages: an 8-page run goes to word 0.
+        assert_eq!(alloc(t, 8, NORMAL, 1, 0, 1), Some(0));
+        assert_eq!(alloc(t, 4, NORMAL, 1, 0, 1), Some(PPW));
+        // Absolute alignment of 8 pages with the data starting at page phase 3.
+        let p = alloc(t, 1, NORMAL, 8, 3, 0).unwrap();
+        assert_eq!((p + 3) % 8, 0);
+        assert_eq!(walk(t, PPW + 5, |_, _, _| {}), PPW + 5 - 13);
+    }
+}
