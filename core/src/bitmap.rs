@@ -83,19 +83,27 @@ pub(crate) fn release(words: &[AtomicUsize], elems: usize, idx: usize) -> Result
     if old & bit == 0 {
         return Err(());
     }
-    Ok(Released { was_full: old == !0, word_empty: old & !bit == pad(elems, k) })
+    Ok(Released {
+        was_full: old == !0,
+        word_empty: old & !bit == pad(elems, k),
+    })
 }
 
 /// Whether every element word is full, as read word by word.
 pub(crate) fn is_full(words: &[AtomicUsize], elems: usize) -> bool {
     // ORDERING: Acquire; callers pair it with the partial-set RMWs (`subpage`).
-    words[..used_words(elems)].iter().all(|w| w.load(Ordering::Acquire) == !0)
+    words[..used_words(elems)]
+        .iter()
+        .all(|w| w.load(Ordering::Acquire) == !0)
 }
 
 /// Whether every element is free, as read word by word.
 pub(crate) fn is_empty(words: &[AtomicUsize], elems: usize) -> bool {
     // ORDERING: Acquire, as in `is_full`.
-    words[..used_words(elems)].iter().enumerate().all(|(k, w)| w.load(Ordering::Acquire) == pad(elems, k))
+    words[..used_words(elems)]
+        .iter()
+        .enumerate()
+        .all(|(k, w)| w.load(Ordering::Acquire) == pad(elems, k))
 }
 
 /// Allocated elements, as read word by word.

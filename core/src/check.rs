@@ -20,7 +20,11 @@ pub struct CheckError {
 
 impl fmt::Display for CheckError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "chunk at {:#x}, page {}: {}", self.chunk_data, self.page, self.what)
+        write!(
+            f,
+            "chunk at {:#x}, page {}: {}",
+            self.chunk_data, self.page, self.what
+        )
     }
 }
 
@@ -33,8 +37,13 @@ impl Pool {
     pub fn check(&self) -> Result<(), CheckError> {
         let cfg = self.config();
         for chunk in self.chunks() {
-            let err = |page, what| CheckError { chunk_data: chunk.data, page, what };
-            tree::check(chunk.tree(), chunk.pages).map_err(|p| err(p, "continuation page without a run"))?;
+            let err = |page, what| CheckError {
+                chunk_data: chunk.data,
+                page,
+                what,
+            };
+            tree::check(chunk.tree(), chunk.pages)
+                .map_err(|p| err(p, "continuation page without a run"))?;
             let mut bad = None;
             tree::walk(chunk.tree(), chunk.pages, |start, n, kind| {
                 if kind != SMALL || bad.is_some() {
@@ -52,11 +61,18 @@ impl Pool {
                 }
                 let k = start / BITS;
                 // ORDERING: Relaxed; quiescent pool.
-                let listed = chunk.partial(class)[k].load(Ordering::Relaxed) & (1 << (start % BITS)) != 0;
+                let listed =
+                    chunk.partial(class)[k].load(Ordering::Relaxed) & (1 << (start % BITS)) != 0;
                 if !listed && !bitmap::is_full(&header[BITMAP..], elems) {
-                    bad = Some(err(start, "subpage with free elements missing from its partial set"));
+                    bad = Some(err(
+                        start,
+                        "subpage with free elements missing from its partial set",
+                    ));
                 }
-                for (k, w) in header[BITMAP..BITMAP + bitmap::used_words(elems)].iter().enumerate() {
+                for (k, w) in header[BITMAP..BITMAP + bitmap::used_words(elems)]
+                    .iter()
+                    .enumerate()
+                {
                     // ORDERING: Relaxed; quiescent pool.
                     let pad = bitmap::pad(elems, k);
                     if w.load(Ordering::Relaxed) & pad != pad {

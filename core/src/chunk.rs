@@ -51,7 +51,13 @@ const fn partial_words(pages: usize) -> usize {
 
 impl ChunkInfo {
     /// Describes a chunk of `pages` pages at `data` with metadata at `meta`.
-    pub(crate) fn new(config: &Config, base: *mut u8, data: usize, pages: usize, meta: *const AtomicUsize) -> ChunkInfo {
+    pub(crate) fn new(
+        config: &Config,
+        base: *mut u8,
+        data: usize,
+        pages: usize,
+        meta: *const AtomicUsize,
+    ) -> ChunkInfo {
         let full = config.pages_per_chunk();
         ChunkInfo {
             base,
@@ -83,7 +89,10 @@ impl ChunkInfo {
     /// The partial set of small class `class`.
     #[inline]
     pub(crate) fn partial(&self, class: usize) -> &[AtomicUsize] {
-        self.words(self.tree_words + class * self.partial_words, self.partial_words)
+        self.words(
+            self.tree_words + class * self.partial_words,
+            self.partial_words,
+        )
     }
 
     /// The header slot of `page`.

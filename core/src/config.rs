@@ -11,7 +11,11 @@ pub(crate) const PAGES_PER_WORD: usize = BITS / 2;
 /// pages of the largest page size, 64 KiB.
 pub const MAX_SMALL: usize = 52;
 /// Longest subpage run, in pages: runs never cross a tree word.
-pub(crate) const MAX_RUN_PAGES: usize = if PAGES_PER_WORD < 16 { PAGES_PER_WORD } else { 16 };
+pub(crate) const MAX_RUN_PAGES: usize = if PAGES_PER_WORD < 16 {
+    PAGES_PER_WORD
+} else {
+    16
+};
 /// Smallest page size accepted.
 pub const MIN_PAGE: usize = 64;
 /// Largest page size accepted.
@@ -84,7 +88,11 @@ impl Config {
         let chunk_shift = chunk_size.trailing_zeros();
         let num_classes = class_of(chunk_size) + 1;
         let num_small = class_of(4 * page_size);
-        let bitmap_words = if page_size / 16 / BITS > 1 { page_size / 16 / BITS } else { 1 };
+        let bitmap_words = if page_size / 16 / BITS > 1 {
+            page_size / 16 / BITS
+        } else {
+            1
+        };
         let mut run_pages = [0u8; MAX_SMALL];
         let mut run_elems = [0u16; MAX_SMALL];
         let mut div_magic = [0u64; MAX_SMALL];
@@ -146,7 +154,10 @@ impl Config {
     }
     /// `(pages per run, elements per run)` of small class `class`.
     pub const fn subpage_run(&self, class: usize) -> (usize, usize) {
-        (self.run_pages[class] as usize, self.run_elems[class] as usize)
+        (
+            self.run_pages[class] as usize,
+            self.run_elems[class] as usize,
+        )
     }
     /// Words of metadata per subpage header: identity, chunk, bitmap.
     pub(crate) const fn header_words(&self) -> usize {
@@ -178,7 +189,10 @@ impl core::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ConfigError::PageSize(p) => {
-                write!(f, "page size {p} is not a power of two between 64 and 65536")
+                write!(
+                    f,
+                    "page size {p} is not a power of two between 64 and 65536"
+                )
             }
             ConfigError::ChunkSize(c) => write!(
                 f,
@@ -196,11 +210,20 @@ impl core::error::Error for ConfigError {}
 /// candidate by its waste (in 1/1024ths of the run) and prefer runs of at
 /// least 8 elements, so that an alloc+free pair rarely creates or empties a
 /// run; ties go to the shorter run. Runs never exceed `MAX_RUN_PAGES`.
-const fn choose_run(elem: usize, page: usize, max_elems: usize, max_pages: usize) -> (usize, usize) {
+const fn choose_run(
+    elem: usize,
+    page: usize,
+    max_elems: usize,
+    max_pages: usize,
+) -> (usize, usize) {
     let mut best = (0usize, 0usize);
     let mut best_score = usize::MAX;
     let mut p = 1;
-    let limit = if max_pages < MAX_RUN_PAGES { max_pages } else { MAX_RUN_PAGES };
+    let limit = if max_pages < MAX_RUN_PAGES {
+        max_pages
+    } else {
+        MAX_RUN_PAGES
+    };
     while p <= limit {
         let bytes = p * page;
         let mut e = bytes / elem;
@@ -236,7 +259,12 @@ mod tests {
 
     #[test]
     fn runs_waste_less_than_a_page() {
-        for &(page, chunk) in &[(8192usize, 4usize << 20), (256, 64 << 10), (4096, 1 << 20), (65536, 16 << 20)] {
+        for &(page, chunk) in &[
+            (8192usize, 4usize << 20),
+            (256, 64 << 10),
+            (4096, 1 << 20),
+            (65536, 16 << 20),
+        ] {
             let c = Config::new(page, chunk);
             for class in 0..c.num_small_classes() {
                 let (p, e) = c.subpage_run(class);
@@ -249,10 +277,22 @@ mod tests {
 
     #[test]
     fn bad_geometry_is_refused() {
-        assert_eq!(Config::try_new(1000, 1 << 20).unwrap_err(), ConfigError::PageSize(1000));
-        assert_eq!(Config::try_new(32, 1 << 20).unwrap_err(), ConfigError::PageSize(32));
-        assert_eq!(Config::try_new(8192, 16384).unwrap_err(), ConfigError::ChunkSize(16384));
-        assert_eq!(Config::try_new(8192, 3 << 20).unwrap_err(), ConfigError::ChunkSize(3 << 20));
+        assert_eq!(
+            Config::try_new(1000, 1 << 20).unwrap_err(),
+            ConfigError::PageSize(1000)
+        );
+        assert_eq!(
+            Config::try_new(32, 1 << 20).unwrap_err(),
+            ConfigError::PageSize(32)
+        );
+        assert_eq!(
+            Config::try_new(8192, 16384).unwrap_err(),
+            ConfigError::ChunkSize(16384)
+        );
+        assert_eq!(
+            Config::try_new(8192, 3 << 20).unwrap_err(),
+            ConfigError::ChunkSize(3 << 20)
+        );
         assert!(Config::try_new(256, 64 << 10).is_ok());
     }
 

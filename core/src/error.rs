@@ -34,10 +34,16 @@ impl fmt::Display for AllocError {
         match *self {
             AllocError::ZeroSize => f.write_str("zero-sized allocation requested"),
             AllocError::TooLarge { size, max } => {
-                write!(f, "allocation of {size} bytes exceeds the largest size class ({max} bytes)")
+                write!(
+                    f,
+                    "allocation of {size} bytes exceeds the largest size class ({max} bytes)"
+                )
             }
             AllocError::Alignment { align, max } => {
-                write!(f, "alignment of {align} bytes exceeds the largest supported ({max} bytes)")
+                write!(
+                    f,
+                    "alignment of {align} bytes exceeds the largest supported ({max} bytes)"
+                )
             }
             AllocError::OutOfMemory { size } => {
                 write!(f, "out of memory: no region can serve {size} bytes")
@@ -72,11 +78,15 @@ pub enum FreeError {
 impl fmt::Display for FreeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            FreeError::Foreign => f.write_str("pointer was not allocated by this pool (foreign pointer)"),
+            FreeError::Foreign => {
+                f.write_str("pointer was not allocated by this pool (foreign pointer)")
+            }
             FreeError::NotAllocated => {
                 f.write_str("pointer is not a live allocation (double free or never allocated)")
             }
-            FreeError::Interior => f.write_str("pointer points inside an allocation, not at its start"),
+            FreeError::Interior => {
+                f.write_str("pointer points inside an allocation, not at its start")
+            }
             FreeError::LayoutMismatch { expected, found } => write!(
                 f,
                 "layout does not match the allocation: it was {found} bytes as rounded, \
@@ -114,11 +124,19 @@ impl fmt::Display for RegionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             RegionError::TooSmall { len, min } => {
-                write!(f, "region of {len} bytes is too small (needs at least {min} bytes)")
+                write!(
+                    f,
+                    "region of {len} bytes is too small (needs at least {min} bytes)"
+                )
             }
-            RegionError::AddressOverflow => f.write_str("region wraps around the end of the address space"),
+            RegionError::AddressOverflow => {
+                f.write_str("region wraps around the end of the address space")
+            }
             RegionError::Overlap { start, len } => {
-                write!(f, "region overlaps the pool's region at {start:#x} of {len} bytes")
+                write!(
+                    f,
+                    "region overlaps the pool's region at {start:#x} of {len} bytes"
+                )
             }
         }
     }

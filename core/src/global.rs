@@ -105,11 +105,21 @@ fn dangling(layout: Layout) -> NonNull<u8> {
 trait Resize {
     /// # Safety
     /// The `grow`/`shrink` contract of `Allocator`.
-    unsafe fn resize(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError>;
+    unsafe fn resize(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError>;
 }
 
 impl Resize for &Pool {
-    unsafe fn resize(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+    unsafe fn resize(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
         use allocator_api2::alloc::Allocator;
         if old.size() != 0 && new.size() != 0 && self.same_block(old, new) {
             let len = self.route_size(new);
@@ -117,7 +127,13 @@ impl Resize for &Pool {
         }
         let block = self.allocate(new)?;
         // SAFETY: both live and distinct; copy the bytes both hold.
-        unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), block.as_ptr().cast(), old.size().min(new.size())) };
+        unsafe {
+            ptr::copy_nonoverlapping(
+                ptr.as_ptr(),
+                block.as_ptr().cast(),
+                old.size().min(new.size()),
+            )
+        };
         // SAFETY: `ptr` fits `old`, per the contract.
         unsafe { Allocator::deallocate(self, ptr, old) };
         Ok(block)

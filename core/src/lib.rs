@@ -75,10 +75,10 @@ mod stats;
 #[cfg(all(test, loom))]
 mod tests;
 
-pub use config::{Config, ConfigError, MAX_CHUNK_PAGES, MAX_PAGE, MAX_SMALL, MIN_PAGE};
-pub use error::{AllocError, FreeError, Misuse, RegionError};
 #[cfg(not(loom))]
 pub use check::CheckError;
+pub use config::{Config, ConfigError, MAX_CHUNK_PAGES, MAX_PAGE, MAX_SMALL, MIN_PAGE};
+pub use error::{AllocError, FreeError, Misuse, RegionError};
 #[cfg(not(loom))]
 pub use pool::{Pool, LANES};
 #[cfg(not(loom))]

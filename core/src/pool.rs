@@ -20,7 +20,7 @@
 
 use crate::bitmap;
 use crate::chunk::ChunkInfo;
-use crate::config::{Config, MAX_SMALL, DIV_SHIFT};
+use crate::config::{Config, DIV_SHIFT, MAX_SMALL};
 use crate::error::{AllocError, FreeError, Misuse, RegionError};
 use crate::region::{self, Region};
 use crate::size_class::{class_for, SIZES};
@@ -66,8 +66,14 @@ unsafe impl Send for Pool {}
 /// Where a layout is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
-    Small { class: usize },
-    Normal { class: usize, pages: usize, align: usize },
+    Small {
+        class: usize,
+    },
+    Normal {
+        class: usize,
+        pages: usize,
+        align: usize,
+    },
 }
 
 enum Refill {
@@ -115,8 +121,10 @@ impl Pool {
     pub unsafe fn add_region(&self, start: NonNull<u8>, len: usize) -> Result<usize, RegionError> {
         let s = start.as_ptr() as usize;
         let e = s.checked_add(len).ok_or(RegionError::AddressOverflow)?;
-        let plan = region::plan(&self.config, s, e)
-            .ok_or(RegionError::TooSmall { len, min: region::min_len(&self.config) })?;
+        let plan = region::plan(&self.config, s, e).ok_or(RegionError::TooSmall {
+            len,
+            min: region::min_len(&self.config),
+        })?;
         self.lock_regions();
         // ORDERING: Acquire; we hold the lock, so this is the current list.
         let mut r = self.regions.load(Ordering::Acquire);
@@ -124,7 +132,10 @@ impl Pool {
         while let Some(reg) = unsafe { r.as_ref() } {
             if s < reg.end && reg.start < e {
                 self.unlock_regions();
-                return Err(RegionError::Overlap { start: reg.start, len: reg.end - reg.start });
+                return Err(RegionError::Overlap {
+                    start: reg.start,
+                    len: reg.end - reg.start,
+                });
             }
             r = reg.next.cast_mut();
         }
@@ -137,7 +148,8 @@ impl Pool {
         // Acquire load of `regions` (lookups, chunk walks).
         self.regions.store(header, Ordering::Release);
         // ORDERING: Relaxed; only a hint for spreading lanes over chunks.
-        self.chunk_count.fetch_add(plan_chunks(header), Ordering::Relaxed);
+        self.chunk_count
+            .fetch_add(plan_chunks(header), Ordering::Relaxed);
         self.unlock_regions();
         Ok(plan.bytes(&self.config))
     }
@@ -207,16 +219,26 @@ impl Pool {
             return Err(AllocError::ZeroSize);
         }
         if align > c.chunk_size() {
-            return Err(AllocError::Alignment { align, max: c.chunk_size() });
+            return Err(AllocError::Alignment {
+                align,
+                max: c.chunk_size(),
+            });
         }
         let class = class_for(size, align);
         if class >= c.num_classes {
-            return Err(AllocError::TooLarge { size, max: c.chunk_size() });
+            return Err(AllocError::TooLarge {
+                size,
+                max: c.chunk_size(),
+            });
         }
         if class < c.num_small && align <= c.page_size() {
             Ok(Route::Small { class })
         } else {
-            Ok(Route::Normal { class, pages: SIZES[class] >> c.page_shift, align: (align >> c.page_shift).max(1) })
+            Ok(Route::Normal {
+                class,
+                pages: SIZES[class] >> c.page_shift,
+                align: (align >> c.page_shift).max(1),
+            })
         }
     }
 
@@ -232,7 +254,11 @@ impl Pool {
     /// different hints modulo [`LANES`] allocate small blocks from different
     /// subpages.
     #[inline]
-    pub fn allocate_with_hint(&self, layout: Layout, hint: usize) -> Result<NonNull<[u8]>, AllocError> {
+    pub fn allocate_with_hint(
+        &self,
+        layout: Layout,
+        hint: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         self.allocate_in_lane(layout, hint & (LANES - 1))
     }
 
@@ -240,12 +266,16 @@ impl Pool {
     fn allocate_in_lane(&self, layout: Layout, lane: usize) -> Result<NonNull<[u8]>, AllocError> {
         let route = self.route(layout)?;
         let p = match self.allocate_route(route, lane) {
-            Err(AllocError::OutOfMemory { .. }) if self.trim() > 0 => self.allocate_route(route, lane),
+            Err(AllocError::OutOfMemory { .. }) if self.trim() > 0 => {
+                self.allocate_route(route, lane)
+            }
             r => r,
         };
         #[cfg(feature = "counters")]
         self.counters.count_alloc(p.is_ok());
-        let p = p.map_err(|_| AllocError::OutOfMemory { size: layout.size() })?;
+        let p = p.map_err(|_| AllocError::OutOfMemory {
+            size: layout.size(),
+        })?;
         let class = match route {
             Route::Small { class } | Route::Normal { class, .. } => class,
         };
@@ -287,7 +317,12 @@ impl Pool {
     }
 
     #[inline]
-    fn partial_bit<'a>(&self, chunk: &'a ChunkInfo, class: usize, page: usize) -> (&'a AtomicUsize, usize) {
+    fn partial_bit<'a>(
+        &self,
+        chunk: &'a ChunkInfo,
+        class: usize,
+        page: usize,
+    ) -> (&'a AtomicUsize, usize) {
         (&chunk.partial(class)[page / BITS], 1 << (page % BITS))
     }
 
@@ -307,7 +342,8 @@ impl Pool {
                         Ok(Some(i)) => return Ok(self.element(header, class, i)),
                         Ok(None) => {
                             let chunk = self.chunk_of(header);
-                            let (pw, bit) = self.partial_bit(chunk, class, chunk.header_page(header));
+                            let (pw, bit) =
+                                self.partial_bit(chunk, class, chunk.header_page(header));
                             subpage::unlist(header, pw, bit, class, elems);
                         }
                         Err(()) => {}
@@ -332,7 +368,12 @@ impl Pool {
 
     /// Points the lane at a subpage with a free element, or creates one.
     #[cold]
-    fn refill(&self, class: usize, lane: usize, slot: &AtomicPtr<AtomicUsize>) -> Result<Refill, AllocError> {
+    fn refill(
+        &self,
+        class: usize,
+        lane: usize,
+        slot: &AtomicPtr<AtomicUsize>,
+    ) -> Result<Refill, AllocError> {
         let elems = self.config.run_elems[class] as usize;
         let mut shared = ptr::null_mut();
         for chunk in self.chunks() {
@@ -346,7 +387,9 @@ impl Pool {
                     let h = header.as_ptr().cast_mut();
                     // ORDERING: Acquire, paired with `subpage::init`.
                     let ident = header[IDENT].load(Ordering::Acquire);
-                    if ident_class(ident) != Some(class) || bitmap::is_full(&header[BITMAP..], elems) {
+                    if ident_class(ident) != Some(class)
+                        || bitmap::is_full(&header[BITMAP..], elems)
+                    {
                         subpage::unlist(header, word, 1 << b, class, elems);
                     } else if self.in_other_lane(class, lane, h) {
                         shared = h;
@@ -373,11 +416,19 @@ impl Pool {
         }
         // ORDERING: Release publishes `init` to the lane's next Acquire load.
         slot.store(header.as_ptr().cast_mut(), Ordering::Release);
-        Ok(Refill::Element(chunk.ptr(chunk.data + (page << self.config.page_shift))))
+        Ok(Refill::Element(
+            chunk.ptr(chunk.data + (page << self.config.page_shift)),
+        ))
     }
 
     /// Claims a run of `pages` pages from the lane's chunk, else any chunk.
-    fn alloc_run(&self, pages: usize, kind: usize, align: usize, lane: usize) -> Result<(&ChunkInfo, usize), AllocError> {
+    fn alloc_run(
+        &self,
+        pages: usize,
+        kind: usize,
+        align: usize,
+        lane: usize,
+    ) -> Result<(&ChunkInfo, usize), AllocError> {
         let hint = &self.normal_hint[lane];
         // ORDERING: Relaxed; a hint to a chunk that lives as long as the pool.
         let h = hint.load(Ordering::Relaxed);
@@ -403,7 +454,9 @@ impl Pool {
                 hint.store(ptr::from_ref(chunk).cast_mut(), Ordering::Relaxed);
                 Ok((chunk, p))
             }
-            None => Err(AllocError::OutOfMemory { size: pages << self.config.page_shift }),
+            None => Err(AllocError::OutOfMemory {
+                size: pages << self.config.page_shift,
+            }),
         }
     }
 
@@ -437,9 +490,10 @@ impl Pool {
         }
         let addr = ptr.as_ptr() as usize;
         let (chunk, page) = self.locate(addr).ok_or(FreeError::Foreign)?;
-        let route = self
-            .route(layout)
-            .map_err(|_| FreeError::LayoutMismatch { expected: layout.size(), found: 0 })?;
+        let route = self.route(layout).map_err(|_| FreeError::LayoutMismatch {
+            expected: layout.size(),
+            found: 0,
+        })?;
         match route {
             Route::Small { class } => self.free_small(chunk, page, addr, class),
             Route::Normal { class, pages, .. } => {
@@ -468,30 +522,47 @@ impl Pool {
         let start = tree::run_containing(chunk.tree(), page).map_or(page, |r| r.0);
         // ORDERING: Relaxed; only for the message.
         match ident_class(chunk.header(start)[IDENT].load(Ordering::Relaxed)) {
-            Some(c) => FreeError::LayoutMismatch { expected, found: SIZES[c] },
+            Some(c) => FreeError::LayoutMismatch {
+                expected,
+                found: SIZES[c],
+            },
             None => FreeError::NotAllocated,
         }
     }
 
     #[inline]
-    fn free_small(&self, chunk: &ChunkInfo, page: usize, addr: usize, class: usize) -> Result<(), FreeError> {
+    fn free_small(
+        &self,
+        chunk: &ChunkInfo,
+        page: usize,
+        addr: usize,
+        class: usize,
+    ) -> Result<(), FreeError> {
         let (start, kind) = tree::run_containing(chunk.tree(), page).map_err(|e| match e {
             RunError::NotAllocated => FreeError::NotAllocated,
             _ => FreeError::Interior,
         })?;
         if kind != SMALL {
-            return Err(if start == page && addr & (self.config.page_size() - 1) == 0 {
-                FreeError::LayoutMismatch { expected: SIZES[class], found: 0 }
-            } else {
-                FreeError::Interior
-            });
+            return Err(
+                if start == page && addr & (self.config.page_size() - 1) == 0 {
+                    FreeError::LayoutMismatch {
+                        expected: SIZES[class],
+                        found: 0,
+                    }
+                } else {
+                    FreeError::Interior
+                },
+            );
         }
         let header = chunk.header(start);
         // ORDERING: Acquire, paired with `subpage::init`'s publication.
         let ident = header[IDENT].load(Ordering::Acquire);
         let found = ident_class(ident).ok_or(FreeError::NotAllocated)?;
         if found != class {
-            return Err(FreeError::LayoutMismatch { expected: SIZES[class], found: SIZES[found] });
+            return Err(FreeError::LayoutMismatch {
+                expected: SIZES[class],
+                found: SIZES[found],
+            });
         }
         let elems = self.config.run_elems[class] as usize;
         let off = addr - (chunk.data + (start << self.config.page_shift));
@@ -517,17 +588,34 @@ impl Pool {
     /// Returns an empty subpage's run to the tree, unless a lane allocates
     /// from it (as Netty keeps a class's last subpage, to avoid churn).
     #[cold]
-    fn maybe_retire(&self, chunk: &ChunkInfo, start: usize, header: &[AtomicUsize], ident: usize, class: usize) {
+    fn maybe_retire(
+        &self,
+        chunk: &ChunkInfo,
+        start: usize,
+        header: &[AtomicUsize],
+        ident: usize,
+        class: usize,
+    ) {
         let h = header.as_ptr().cast_mut();
         // ORDERING: Relaxed; a hint (a racing refill finds the subpage locked
         // and moves on).
-        if self.lanes[class].iter().any(|s| s.load(Ordering::Relaxed) == h) {
+        if self.lanes[class]
+            .iter()
+            .any(|s| s.load(Ordering::Relaxed) == h)
+        {
             return;
         }
         self.retire(chunk, start, header, ident, class);
     }
 
-    fn retire(&self, chunk: &ChunkInfo, start: usize, header: &[AtomicUsize], ident: usize, class: usize) -> bool {
+    fn retire(
+        &self,
+        chunk: &ChunkInfo,
+        start: usize,
+        header: &[AtomicUsize],
+        ident: usize,
+        class: usize,
+    ) -> bool {
         let (pages, elems) = self.config.subpage_run(class);
         let (pw, bit) = self.partial_bit(chunk, class, start);
         if subpage::retire(header, pw, bit, ident, elems) {
@@ -559,7 +647,9 @@ impl Pool {
                 let ident = header[IDENT].load(Ordering::Acquire);
                 if let Some(class) = ident_class(ident) {
                     let elems = self.config.run_elems[class] as usize;
-                    if bitmap::is_empty(&header[BITMAP..], elems) && self.retire(chunk, start, header, ident, class) {
+                    if bitmap::is_empty(&header[BITMAP..], elems)
+                        && self.retire(chunk, start, header, ident, class)
+                    {
                         freed += n << self.config.page_shift;
                     }
                 }
@@ -603,7 +693,10 @@ fn plan_chunks(header: *mut Region) -> usize {
 
 impl core::fmt::Debug for Pool {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Pool").field("config", &self.config).field("stats", &self.stats()).finish()
+        f.debug_struct("Pool")
+            .field("config", &self.config)
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 

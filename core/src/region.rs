@@ -69,7 +69,13 @@ pub(crate) fn plan(config: &Config, start: usize, end: usize) -> Option<Plan> {
             if data < end {
                 let pages = ((end - data) / page).min(n * ppc);
                 if pages > (n - 1) * ppc {
-                    return Some(Plan { header, meta: header + size_of::<Region>(), data, nchunks: n, pages });
+                    return Some(Plan {
+                        header,
+                        meta: header + size_of::<Region>(),
+                        data,
+                        nchunks: n,
+                        pages,
+                    });
                 }
             }
         }
@@ -92,7 +98,13 @@ pub(crate) fn min_len(config: &Config) -> usize {
 /// # Safety
 /// `base` must point at `plan`'s range, valid for writes, unused by anything
 /// else for the pool's life; `plan` must come from [`plan`] for that range.
-pub(crate) unsafe fn init(config: &Config, base: *mut u8, start: usize, end: usize, plan: &Plan) -> *const Region {
+pub(crate) unsafe fn init(
+    config: &Config,
+    base: *mut u8,
+    start: usize,
+    end: usize,
+    plan: &Plan,
+) -> *const Region {
     let ppc = config.pages_per_chunk();
     let infos = base.with_addr(plan.meta).cast::<ChunkInfo>();
     let words = meta_words(config);
@@ -110,12 +122,20 @@ pub(crate) unsafe fn init(config: &Config, base: *mut u8, start: usize, end: usi
             // written, not assigned.
             unsafe { meta.add(w).write(AtomicUsize::new(0)) };
         }
-        let info = ChunkInfo::new(config, base, plan.data + ((c * ppc) << config.page_shift), pages, meta);
+        let info = ChunkInfo::new(
+            config,
+            base,
+            plan.data + ((c * ppc) << config.page_shift),
+            pages,
+            meta,
+        );
         tree::init(info.tree(), pages);
         for p in 0..pages {
             // ORDERING: Relaxed; the region is published with a Release store.
-            info.header(p)[crate::subpage::CHUNK]
-                .store(infos.wrapping_add(c).expose_provenance(), crate::sync::Ordering::Relaxed);
+            info.header(p)[crate::subpage::CHUNK].store(
+                infos.wrapping_add(c).expose_provenance(),
+                crate::sync::Ordering::Relaxed,
+            );
         }
         // SAFETY: in bounds and aligned as above.
         unsafe { infos.add(c).write(info) };

@@ -114,7 +114,10 @@ mod tests {
 
     #[test]
     fn first_groups_match_netty() {
-        assert_eq!(&SIZES[..12], &[16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256]);
+        assert_eq!(
+            &SIZES[..12],
+            &[16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256]
+        );
     }
 
     #[test]

@@ -51,7 +51,10 @@ impl Pool {
     /// Walks the regions and returns a snapshot.
     pub fn stats(&self) -> Stats {
         let cfg = self.config();
-        let mut s = Stats { misuse_count: self.misuse_count(), ..Stats::default() };
+        let mut s = Stats {
+            misuse_count: self.misuse_count(),
+            ..Stats::default()
+        };
         s.regions = self.regions().count();
         for chunk in self.chunks() {
             s.chunks += 1;
@@ -83,19 +86,34 @@ impl Pool {
 
 impl core::fmt::Display for Stats {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        writeln!(f, "regions {} / chunks {}: {} bytes of pages", self.regions, self.chunks, self.region_bytes)?;
+        writeln!(
+            f,
+            "regions {} / chunks {}: {} bytes of pages",
+            self.regions, self.chunks, self.region_bytes
+        )?;
         writeln!(
             f,
             "allocated {} bytes: {} normal ({} bytes), {} small ({} bytes)",
-            self.allocated_bytes, self.normal_allocations, self.normal_bytes, self.small_allocations, self.small_bytes
+            self.allocated_bytes,
+            self.normal_allocations,
+            self.normal_bytes,
+            self.small_allocations,
+            self.small_bytes
         )?;
-        writeln!(f, "subpages {} ({} bytes of pages); free pages {} bytes", self.subpages, self.subpage_bytes, self.free_bytes)?;
+        writeln!(
+            f,
+            "subpages {} ({} bytes of pages); free pages {} bytes",
+            self.subpages, self.subpage_bytes, self.free_bytes
+        )?;
         write!(f, "misuse reported {}", self.misuse_count)?;
         if self.allocations + self.deallocations > 0 {
             write!(
                 f,
                 "; ops: {} allocs ({} failed), {} frees ({} refused)",
-                self.allocations, self.failed_allocations, self.deallocations, self.failed_deallocations
+                self.allocations,
+                self.failed_allocations,
+                self.deallocations,
+                self.failed_deallocations
             )?;
         }
         Ok(())
@@ -125,7 +143,12 @@ impl Counters {
     }
     pub(crate) fn count_alloc(&self, ok: bool) {
         // ORDERING: Relaxed; statistics.
-        if ok { &self.allocs } else { &self.failed_allocs }.fetch_add(1, Ordering::Relaxed);
+        if ok {
+            &self.allocs
+        } else {
+            &self.failed_allocs
+        }
+        .fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn count_free(&self, ok: bool) {
         // ORDERING: Relaxed; statistics.

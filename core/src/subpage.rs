@@ -75,7 +75,11 @@ pub(crate) fn init(header: &[AtomicUsize], class: usize, elems: usize) -> usize 
 /// `Ok(Some(i))`: element `i` is ours. `Ok(None)`: it is full. `Err(())`: its
 /// identity changed (retired, or a new life): look elsewhere.
 #[inline]
-pub(crate) fn claim(header: &[AtomicUsize], ident: usize, elems: usize) -> Result<Option<usize>, ()> {
+pub(crate) fn claim(
+    header: &[AtomicUsize],
+    ident: usize,
+    elems: usize,
+) -> Result<Option<usize>, ()> {
     match bitmap::claim(&header[BITMAP..], elems) {
         Some(i) => {
             // ORDERING: Acquire; the claim's Acquire already ordered any newer
@@ -95,7 +99,13 @@ pub(crate) fn claim(header: &[AtomicUsize], ident: usize, elems: usize) -> Resul
 /// Removes the subpage at `bit` of `partial` from the set because it looked
 /// full or stale; puts it back if it is a live `class` subpage with a free
 /// element after all.
-pub(crate) fn unlist(header: &[AtomicUsize], partial: &AtomicUsize, bit: usize, class: usize, elems: usize) {
+pub(crate) fn unlist(
+    header: &[AtomicUsize],
+    partial: &AtomicUsize,
+    bit: usize,
+    class: usize,
+    elems: usize,
+) {
     // ORDERING: AcqRel; see the module documentation (no lost subpage).
     partial.fetch_and(!bit, Ordering::AcqRel);
     // ORDERING: Acquire, paired with `init`'s publication.
@@ -117,9 +127,17 @@ pub(crate) fn relist(partial: &AtomicUsize, bit: usize) {
 /// Retires an empty subpage whose identity is `ident`: takes all its elements
 /// so no claim can succeed, ends the life, and drops it from the partial set.
 /// The caller then frees its run. `false` when it is not empty (any more).
-pub(crate) fn retire(header: &[AtomicUsize], partial: &AtomicUsize, bit: usize, ident: usize, elems: usize) -> bool {
+pub(crate) fn retire(
+    header: &[AtomicUsize],
+    partial: &AtomicUsize,
+    bit: usize,
+    ident: usize,
+    elems: usize,
+) -> bool {
     // ORDERING: Acquire; only a live subpage of this identity is retired.
-    if header[IDENT].load(Ordering::Acquire) != ident || !bitmap::lock_empty(&header[BITMAP..], elems) {
+    if header[IDENT].load(Ordering::Acquire) != ident
+        || !bitmap::lock_empty(&header[BITMAP..], elems)
+    {
         return false;
     }
     // ORDERING: Release: the locked bitmap is ordered before the identity

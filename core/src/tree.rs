@@ -122,7 +122,11 @@ fn run_mask(i: usize, n: usize) -> usize {
 #[inline]
 fn run_bits(i: usize, n: usize, kind: usize) -> usize {
     let n = n.min(PPW - i);
-    let conts = if n > 1 { first_pages(n - 1) << (2 * (i + 1)) } else { 0 };
+    let conts = if n > 1 {
+        first_pages(n - 1) << (2 * (i + 1))
+    } else {
+        0
+    };
     (kind << (2 * i)) | conts
 }
 
@@ -240,7 +244,13 @@ pub(crate) fn alloc(
 
 /// Multi-word run: whole words from a start word aligned to the next power of
 /// two of the word count.
-fn alloc_words(words: &[AtomicUsize], n: usize, kind: usize, align: usize, phase: usize) -> Option<usize> {
+fn alloc_words(
+    words: &[AtomicUsize],
+    n: usize,
+    kind: usize,
+    align: usize,
+    phase: usize,
+) -> Option<usize> {
     let wc = n.div_ceil(PPW);
     let step = wc.next_power_of_two();
     let mut j = 0;
@@ -259,7 +269,11 @@ fn alloc_words(words: &[AtomicUsize], n: usize, kind: usize, align: usize, phase
         }
         for k in 0..wc {
             let pages = (n - k * PPW).min(PPW);
-            let bits = if k == 0 { run_bits(0, pages, kind) } else { first_pages(pages) };
+            let bits = if k == 0 {
+                run_bits(0, pages, kind)
+            } else {
+                first_pages(pages)
+            };
             let mask = run_mask(0, pages);
             // ORDERING: Relaxed; validated by the CAS.
             let mut w = words[here + k].load(Ordering::Relaxed);
@@ -270,7 +284,12 @@ fn alloc_words(words: &[AtomicUsize], n: usize, kind: usize, align: usize, phase
                 // ORDERING: AcqRel, as in `alloc`. The run is live once every
                 // word is claimed; until then its first page reads as a run
                 // start that nobody but us can free (we have not returned it).
-                match words[here + k].compare_exchange_weak(w, w | bits, Ordering::AcqRel, Ordering::Relaxed) {
+                match words[here + k].compare_exchange_weak(
+                    w,
+                    w | bits,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => break true,
                     Err(now) => w = now,
                 }
@@ -291,7 +310,13 @@ fn alloc_words(words: &[AtomicUsize], n: usize, kind: usize, align: usize, phase
 
 /// Checks that a run of `n` pages of `kind` starts at `page`, given the word
 /// `w` that holds its first page.
-fn check_run(words: &[AtomicUsize], w: usize, page: usize, n: usize, kind: usize) -> Result<(), RunError> {
+fn check_run(
+    words: &[AtomicUsize],
+    w: usize,
+    page: usize,
+    n: usize,
+    kind: usize,
+) -> Result<(), RunError> {
     let (j, i) = (page / PPW, page % PPW);
     match state(w, i) {
         FREE => return Err(RunError::NotAllocated),
@@ -300,7 +325,11 @@ fn check_run(words: &[AtomicUsize], w: usize, page: usize, n: usize, kind: usize
         _ => {}
     }
     let in_word = n.min(PPW - i);
-    let conts = if in_word > 1 { first_pages(in_word - 1) << (2 * (i + 1)) } else { 0 };
+    let conts = if in_word > 1 {
+        first_pages(in_word - 1) << (2 * (i + 1))
+    } else {
+        0
+    };
     let ok_here = (w & (conts * 3)) == conts;
     let end = page + n;
     let ok_end = if !ok_here {
@@ -336,7 +365,12 @@ fn check_run(words: &[AtomicUsize], w: usize, page: usize, n: usize, kind: usize
 
 /// Frees the run of `n` pages of `kind` starting at `page`. Fails, changing
 /// nothing, unless exactly such a run starts there.
-pub(crate) fn free(words: &[AtomicUsize], page: usize, n: usize, kind: usize) -> Result<(), RunError> {
+pub(crate) fn free(
+    words: &[AtomicUsize],
+    page: usize,
+    n: usize,
+    kind: usize,
+) -> Result<(), RunError> {
     let (j, i) = (page / PPW, page % PPW);
     let first_mask = run_mask(i, n.min(PPW - i));
     // ORDERING: Relaxed; the CAS validates.
@@ -346,7 +380,12 @@ pub(crate) fn free(words: &[AtomicUsize], page: usize, n: usize, kind: usize) ->
         // ORDERING: Release pairs with the Acquire of the next allocation of
         // these pages (our writes to them happen before its). Linearisation
         // point of the free: a second free of the run fails here.
-        match words[j].compare_exchange_weak(w, w & !first_mask, Ordering::Release, Ordering::Relaxed) {
+        match words[j].compare_exchange_weak(
+            w,
+            w & !first_mask,
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
             Ok(_) => break,
             Err(now) => w = now,
         }
@@ -365,12 +404,19 @@ pub(crate) fn free(words: &[AtomicUsize], page: usize, n: usize, kind: usize) ->
 /// cross a word (subpage runs). A page continuing a multi-word run reads as
 /// `Interior`.
 #[inline]
-pub(crate) fn run_containing(words: &[AtomicUsize], page: usize) -> Result<(usize, usize), RunError> {
+pub(crate) fn run_containing(
+    words: &[AtomicUsize],
+    page: usize,
+) -> Result<(usize, usize), RunError> {
     let (j, i) = (page / PPW, page % PPW);
     // ORDERING: Acquire pairs with the AcqRel CAS that made the run, so the
     // subpage header written before it is visible.
     let w = words[j].load(Ordering::Acquire);
-    let upto = if 2 * i + 2 >= BITS { usize::MAX } else { (1usize << (2 * i + 2)) - 1 };
+    let upto = if 2 * i + 2 >= BITS {
+        usize::MAX
+    } else {
+        (1usize << (2 * i + 2)) - 1
+    };
     let starts = (w >> 1) & LO;
     let m = (starts | free_pages(w)) & upto;
     if m == 0 {
@@ -385,7 +431,11 @@ pub(crate) fn run_containing(words: &[AtomicUsize], page: usize) -> Result<(usiz
 
 /// Calls `f(first_page, pages, kind)` for every run, and `free(pages)` with the
 /// number of free pages, from one pass of loads (a snapshot per word).
-pub(crate) fn walk(words: &[AtomicUsize], pages: usize, mut f: impl FnMut(usize, usize, usize)) -> usize {
+pub(crate) fn walk(
+    words: &[AtomicUsize],
+    pages: usize,
+    mut f: impl FnMut(usize, usize, usize),
+) -> usize {
     let mut free = 0;
     let mut run: Option<(usize, usize, usize)> = None;
     for (j, word) in words.iter().enumerate() {

@@ -1,0 +1,1 @@
+//! Loom models of the lock-free protocols (run with RUSTFLAGS="--cfg loom").

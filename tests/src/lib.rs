@@ -1,0 +1,1 @@
+//! Shared test harnesses (the fuzz targets call these too).
