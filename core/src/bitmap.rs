@@ -68,13 +68,22 @@ pub(crate) fn claim(words: &[AtomicUsize], elems: usize) -> Option<usize> {
 pub(crate) struct Released {
     /// The word was full before: the subpage may have been unlisted.
     pub was_full: bool,
-    /// The word is empty now: the subpage may be empty.
-    pub word_empty: bool,
+    /// The word's index and its value after the release.
+    word: usize,
+    after: usize,
+}
+
+impl Released {
+    /// Whether the word is empty now: then the subpage may be empty.
+    #[inline]
+    pub(crate) fn word_empty(&self, elems: usize) -> bool {
+        self.after == pad(elems, self.word)
+    }
 }
 
 /// Frees element `idx`. `Err(())` when it was not allocated (nothing changed).
 #[inline]
-pub(crate) fn release(words: &[AtomicUsize], elems: usize, idx: usize) -> Result<Released, ()> {
+pub(crate) fn release(words: &[AtomicUsize], idx: usize) -> Result<Released, ()> {
     let (k, bit) = (idx / BITS, 1usize << (idx % BITS));
     // ORDERING: AcqRel. Release pairs with the next `claim` of this element;
     // Acquire orders the later partial-set update and emptiness check after
@@ -85,7 +94,8 @@ pub(crate) fn release(words: &[AtomicUsize], elems: usize, idx: usize) -> Result
     }
     Ok(Released {
         was_full: old == !0,
-        word_empty: old & !bit == pad(elems, k),
+        word: k,
+        after: old & !bit,
     })
 }
 
@@ -155,12 +165,12 @@ mod tests {
         got.sort_unstable();
         assert_eq!(got, (0..elems).collect::<std::vec::Vec<_>>());
         assert!(is_full(&w, elems));
-        let r = release(&w, elems, 3).unwrap();
-        assert!(r.was_full && !r.word_empty);
-        assert_eq!(release(&w, elems, 3), Err(()));
+        let r = release(&w, 3).unwrap();
+        assert!(r.was_full && !r.word_empty(elems));
+        assert_eq!(release(&w, 3), Err(()));
         assert_eq!(used(&w, elems), elems - 1);
         for i in (0..elems).filter(|&i| i != 3) {
-            release(&w, elems, i).unwrap();
+            release(&w, i).unwrap();
         }
         assert!(is_empty(&w, elems));
         assert!(lock_empty(&w, elems));

@@ -102,15 +102,6 @@ impl ChunkInfo {
         self.words(base + page * self.header_words, self.header_words)
     }
 
-    /// The page of a header slot of this chunk.
-    #[inline]
-    pub(crate) fn header_page(&self, header: &[AtomicUsize]) -> usize {
-        let base = self.tree_words + self.num_small * self.partial_words;
-        // SAFETY: both pointers are into this chunk's metadata block.
-        let off = unsafe { header.as_ptr().offset_from(self.meta) } as usize;
-        (off - base) / self.header_words
-    }
-
     /// A pointer to `addr`, which lies in this chunk's region.
     #[inline]
     pub(crate) fn ptr(&self, addr: usize) -> core::ptr::NonNull<u8> {

@@ -24,7 +24,7 @@ use crate::config::{Config, DIV_SHIFT, MAX_SMALL};
 use crate::error::{AllocError, FreeError, Misuse, RegionError};
 use crate::region::{self, Region};
 use crate::size_class::{class_for, SIZES};
-use crate::subpage::{self, ident_class, BITMAP, IDENT};
+use crate::subpage::{self, ident_class, BITMAP, IDENT, RUN};
 use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, BITS};
 use crate::tree::{self, RunError, NORMAL, SMALL};
 use core::alloc::Layout;
@@ -300,20 +300,20 @@ impl Pool {
         unsafe { core::slice::from_raw_parts(h, self.config.header_words()) }
     }
 
-    #[inline]
-    fn chunk_of(&self, header: &[AtomicUsize]) -> &ChunkInfo {
+    /// The chunk and page of a header, from its run address (slow paths).
+    fn header_home(&self, header: &[AtomicUsize]) -> (&ChunkInfo, usize) {
         // ORDERING: Relaxed; written before the region was published.
-        let c = header[subpage::CHUNK].load(Ordering::Relaxed);
-        // SAFETY: set by `region::init` to this header's ChunkInfo, which
-        // lives as long as the pool; its provenance was exposed there.
-        unsafe { &*ptr::with_exposed_provenance::<ChunkInfo>(c) }
+        let run = header[RUN].load(Ordering::Relaxed);
+        self.locate(run).expect("a header's run lies in its pool")
     }
 
     #[inline]
     fn element(&self, header: &[AtomicUsize], class: usize, idx: usize) -> NonNull<u8> {
-        let chunk = self.chunk_of(header);
-        let page = chunk.header_page(header);
-        chunk.ptr(chunk.data + (page << self.config.page_shift) + idx * SIZES[class])
+        // ORDERING: Relaxed; written before the region was published.
+        let addr = header[RUN].load(Ordering::Relaxed) + idx * SIZES[class];
+        // SAFETY: a page address of one of our regions (non-null), whose
+        // provenance `region::init` exposed.
+        unsafe { NonNull::new_unchecked(ptr::with_exposed_provenance_mut(addr)) }
     }
 
     #[inline]
@@ -328,7 +328,7 @@ impl Pool {
 
     fn alloc_small(&self, class: usize, lane: usize) -> Result<NonNull<u8>, AllocError> {
         let elems = self.config.run_elems[class] as usize;
-        let slot = &self.lanes[class][lane];
+        let slot = self.lane_slot(class, lane);
         loop {
             // ORDERING: Acquire pairs with the Release store that installed the
             // header, after its `init`.
@@ -341,9 +341,8 @@ impl Pool {
                     match subpage::claim(header, ident, elems) {
                         Ok(Some(i)) => return Ok(self.element(header, class, i)),
                         Ok(None) => {
-                            let chunk = self.chunk_of(header);
-                            let (pw, bit) =
-                                self.partial_bit(chunk, class, chunk.header_page(header));
+                            let (chunk, page) = self.header_home(header);
+                            let (pw, bit) = self.partial_bit(chunk, class, page);
                             subpage::unlist(header, pw, bit, class, elems);
                         }
                         Err(()) => {}
@@ -355,6 +354,15 @@ impl Pool {
                 Refill::Slot => {}
             }
         }
+    }
+
+    /// The slot of small class `class` in lane `lane`.
+    #[inline]
+    fn lane_slot(&self, class: usize, lane: usize) -> &AtomicPtr<AtomicUsize> {
+        debug_assert!(class < self.config.num_small && lane < LANES);
+        // SAFETY: `class < num_small <= MAX_SMALL` (a `Config` invariant: small
+        // routes only name small classes) and every lane is masked to `LANES`.
+        unsafe { self.lanes.get_unchecked(class).get_unchecked(lane) }
     }
 
     /// Whether a lane of `class` other than `lane` allocates from `h`.
@@ -495,7 +503,7 @@ impl Pool {
             found: 0,
         })?;
         match route {
-            Route::Small { class } => self.free_small(chunk, page, addr, class),
+            Route::Small { class } => self.free_small(chunk, page, addr, class, stack_lane()),
             Route::Normal { class, pages, .. } => {
                 if addr & (layout.align() - 1) != 0 || addr & (self.config.page_size() - 1) != 0 {
                     return Err(match tree::run_containing(chunk.tree(), page) {
@@ -537,6 +545,7 @@ impl Pool {
         page: usize,
         addr: usize,
         class: usize,
+        lane: usize,
     ) -> Result<(), FreeError> {
         let (start, kind) = tree::run_containing(chunk.tree(), page).map_err(|e| match e {
             RunError::NotAllocated => FreeError::NotAllocated,
@@ -574,12 +583,16 @@ impl Pool {
             return Err(FreeError::NotAllocated);
         }
         let bits = &header[BITMAP..];
-        let released = bitmap::release(bits, elems, idx).map_err(|()| FreeError::NotAllocated)?;
+        let released = bitmap::release(bits, idx).map_err(|()| FreeError::NotAllocated)?;
         if released.was_full {
             let (pw, bit) = self.partial_bit(chunk, class, start);
             subpage::relist(pw, bit);
         }
-        if released.word_empty && bitmap::is_empty(bits, elems) {
+        // ORDERING: Relaxed; a hint. The freeing thread's own lane usually
+        // holds the subpage, which then stays (no emptiness check needed).
+        if self.lane_slot(class, lane).load(Ordering::Relaxed) != header.as_ptr().cast_mut()
+            && released.word_empty(elems)
+        {
             self.maybe_retire(chunk, start, header, ident, class);
         }
         Ok(())

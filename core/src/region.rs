@@ -106,6 +106,8 @@ pub(crate) unsafe fn init(
     plan: &Plan,
 ) -> *const Region {
     let ppc = config.pages_per_chunk();
+    // Element pointers are rebuilt from addresses kept in headers.
+    let _ = base.expose_provenance();
     let infos = base.with_addr(plan.meta).cast::<ChunkInfo>();
     let words = meta_words(config);
     let meta0 = base
@@ -132,8 +134,8 @@ pub(crate) unsafe fn init(
         tree::init(info.tree(), pages);
         for p in 0..pages {
             // ORDERING: Relaxed; the region is published with a Release store.
-            info.header(p)[crate::subpage::CHUNK].store(
-                infos.wrapping_add(c).expose_provenance(),
+            info.header(p)[crate::subpage::RUN].store(
+                info.data + (p << config.page_shift),
                 crate::sync::Ordering::Relaxed,
             );
         }

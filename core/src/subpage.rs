@@ -4,7 +4,9 @@
 //! # Header
 //!
 //! Every page of a chunk has a header slot in the chunk's metadata, used while
-//! a subpage run starts at that page: `[ident, chunk, bitmap...]`.
+//! a subpage run starts at that page: `[ident, run, bitmap...]`, where `run`
+//! is the address of the page (fixed when the region is laid out), so the
+//! allocation fast path computes an element's address from the header alone.
 //!
 //! * `ident` is `gen << 8 | (class + 1)` while the subpage lives and
 //!   `gen << 8` when it is retired; retirement bumps `gen`, so every life of a
@@ -41,7 +43,7 @@ use crate::bitmap;
 use crate::sync::{AtomicUsize, Ordering};
 
 pub(crate) const IDENT: usize = 0;
-pub(crate) const CHUNK: usize = 1;
+pub(crate) const RUN: usize = 1;
 pub(crate) const BITMAP: usize = 2;
 
 /// The class of a live identity.
@@ -88,7 +90,7 @@ pub(crate) fn claim(
                 Ok(Some(i))
             } else {
                 // Not ours to keep: the element belongs to another life.
-                let _ = bitmap::release(&header[BITMAP..], elems, i);
+                let _ = bitmap::release(&header[BITMAP..], i);
                 Err(())
             }
         }
@@ -143,7 +145,7 @@ pub(crate) fn retire(
     // ORDERING: Release: the locked bitmap is ordered before the identity
     // change. A later `init` (another life) reads this with its Relaxed load,
     // which is ordered by the tree CAS that gave the run to its creator.
-    header[IDENT].store((ident & !0xff) + 0x100, Ordering::Release);
+    header[IDENT].store((ident & !0xff).wrapping_add(0x100), Ordering::Release);
     // ORDERING: AcqRel, like `unlist`.
     partial.fetch_and(!bit, Ordering::AcqRel);
     true

@@ -211,8 +211,13 @@ pub(crate) fn alloc(
         pos &= 1;
     }
     let nw = words.len();
+    let start = if start < nw { start } else { 0 };
     for k in 0..nw {
-        let j = (start + k) % nw;
+        let j = if start + k < nw {
+            start + k
+        } else {
+            start + k - nw
+        };
         if align > PPW && (j * PPW + phase) % align != 0 {
             continue;
         }
