@@ -1,0 +1,35 @@
+//! A loop of alloc+free pairs for instruction counting:
+//!
+//! `valgrind --tool=callgrind --toggle-collect='*pairs*' pair-loop poolalloc 64 1000000`
+//!
+//! Only `poolalloc_benches::pairs` (and what it calls) is counted, so setup
+//! (pre-touching the region) is not; instructions per pair = Ir / count.
+
+use poolalloc_benches::{
+    layout, pairs, Buddy, BuddyLocked, Heap, LinkedListLocked, Pool, RegionAlloc, Rlsf, TalcCell,
+    TalcLock, REGION,
+};
+
+fn run<A: RegionAlloc>(size: usize, n: u64) {
+    // A small region: pre-touching 64 MiB under valgrind is slow, and a pair
+    // loop only ever uses one block.
+    let heap = Heap::<A>::new(REGION.min(16 << 20));
+    pairs(&*heap, layout(size), n);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let name = args.get(1).map_or("poolalloc", String::as_str);
+    let size: usize = args.get(2).map_or(64, |s| s.parse().expect("size"));
+    let n: u64 = args.get(3).map_or(1_000_000, |s| s.parse().expect("count"));
+    match name {
+        "poolalloc" => run::<Pool>(size, n),
+        "talc_lock" => run::<TalcLock>(size, n),
+        "talc_cell" => run::<TalcCell>(size, n),
+        "rlsf" => run::<Rlsf>(size, n),
+        "buddy" => run::<Buddy>(size, n),
+        "buddy_locked" => run::<BuddyLocked>(size, n),
+        "linked_list_locked" => run::<LinkedListLocked>(size, n),
+        other => panic!("unknown allocator {other}"),
+    }
+}
