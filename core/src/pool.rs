@@ -493,6 +493,52 @@ impl Pool {
 
     #[inline]
     fn free_checked(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        let (chunk, page, addr, route) = self.resolve(ptr, layout)?;
+        match route {
+            Route::Small { class } => {
+                let (start, header, ident, idx) = self.find_small(chunk, page, addr, class)?;
+                self.free_small(chunk, start, header, ident, class, idx)
+            }
+            Route::Normal { class, pages, .. } => {
+                self.check_normal_addr(chunk, page, addr, layout, class)?;
+                tree::free(chunk.tree(), page, pages, NORMAL)
+                    .map_err(|e| self.run_error(chunk, page, class, e))
+            }
+        }
+    }
+
+    /// Checks, without freeing, that `ptr` is a live block of this pool that
+    /// `layout` describes: what [`Pool::deallocate`] would accept. A snapshot:
+    /// only meaningful while the caller owns the block. Layers that cache
+    /// blocks (the std shell's thread caches) validate frees with it.
+    #[inline]
+    pub fn probe(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        let (chunk, page, addr, route) = self.resolve(ptr, layout)?;
+        match route {
+            Route::Small { class } => {
+                let (_, header, _, idx) = self.find_small(chunk, page, addr, class)?;
+                // ORDERING: Acquire; a snapshot of the element's state.
+                let word = header[BITMAP + idx / BITS].load(Ordering::Acquire);
+                if word & (1 << (idx % BITS)) == 0 {
+                    return Err(FreeError::NotAllocated);
+                }
+                Ok(())
+            }
+            Route::Normal { class, pages, .. } => {
+                self.check_normal_addr(chunk, page, addr, layout, class)?;
+                tree::check_live(chunk.tree(), page, pages, NORMAL)
+                    .map_err(|e| self.run_error(chunk, page, class, e))
+            }
+        }
+    }
+
+    /// The chunk, page, address and route of a block to free.
+    #[inline]
+    fn resolve(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(&ChunkInfo, usize, usize, Route), FreeError> {
         if layout.size() == 0 {
             return Err(FreeError::ZeroSize);
         }
@@ -502,26 +548,38 @@ impl Pool {
             expected: layout.size(),
             found: 0,
         })?;
-        match route {
-            Route::Small { class } => self.free_small(chunk, page, addr, class, stack_lane()),
-            Route::Normal { class, pages, .. } => {
-                if addr & (layout.align() - 1) != 0 || addr & (self.config.page_size() - 1) != 0 {
-                    return Err(match tree::run_containing(chunk.tree(), page) {
-                        Err(RunError::NotAllocated) => FreeError::NotAllocated,
-                        Ok((_, SMALL)) => self.small_mismatch(chunk, page, SIZES[class]),
-                        _ => FreeError::Interior,
-                    });
-                }
-                tree::free(chunk.tree(), page, pages, NORMAL).map_err(|e| match e {
-                    RunError::NotAllocated => FreeError::NotAllocated,
-                    RunError::Interior => FreeError::Interior,
-                    RunError::Kind => self.small_mismatch(chunk, page, SIZES[class]),
-                    RunError::Length(n) => FreeError::LayoutMismatch {
-                        expected: SIZES[class],
-                        found: n << self.config.page_shift,
-                    },
-                })
-            }
+        Ok((chunk, page, addr, route))
+    }
+
+    /// A normal block starts on a page boundary aligned as its layout asks.
+    #[inline]
+    fn check_normal_addr(
+        &self,
+        chunk: &ChunkInfo,
+        page: usize,
+        addr: usize,
+        layout: Layout,
+        class: usize,
+    ) -> Result<(), FreeError> {
+        if addr & (layout.align() - 1) == 0 && addr & (self.config.page_size() - 1) == 0 {
+            return Ok(());
+        }
+        Err(match tree::run_containing(chunk.tree(), page) {
+            Err(RunError::NotAllocated) => FreeError::NotAllocated,
+            Ok((_, SMALL)) => self.small_mismatch(chunk, page, SIZES[class]),
+            _ => FreeError::Interior,
+        })
+    }
+
+    fn run_error(&self, chunk: &ChunkInfo, page: usize, class: usize, e: RunError) -> FreeError {
+        match e {
+            RunError::NotAllocated => FreeError::NotAllocated,
+            RunError::Interior => FreeError::Interior,
+            RunError::Kind => self.small_mismatch(chunk, page, SIZES[class]),
+            RunError::Length(n) => FreeError::LayoutMismatch {
+                expected: SIZES[class],
+                found: n << self.config.page_shift,
+            },
         }
     }
 
@@ -538,15 +596,16 @@ impl Pool {
         }
     }
 
+    /// The subpage run start, header, identity and element index of a small
+    /// block, checked against `class`.
     #[inline]
-    fn free_small(
+    fn find_small<'a>(
         &self,
-        chunk: &ChunkInfo,
+        chunk: &'a ChunkInfo,
         page: usize,
         addr: usize,
         class: usize,
-        lane: usize,
-    ) -> Result<(), FreeError> {
+    ) -> Result<(usize, &'a [AtomicUsize], usize, usize), FreeError> {
         let (start, kind) = tree::run_containing(chunk.tree(), page).map_err(|e| match e {
             RunError::NotAllocated => FreeError::NotAllocated,
             _ => FreeError::Interior,
@@ -582,6 +641,21 @@ impl Pool {
         if idx >= elems {
             return Err(FreeError::NotAllocated);
         }
+        Ok((start, header, ident, idx))
+    }
+
+    #[inline]
+    fn free_small(
+        &self,
+        chunk: &ChunkInfo,
+        start: usize,
+        header: &[AtomicUsize],
+        ident: usize,
+        class: usize,
+        idx: usize,
+    ) -> Result<(), FreeError> {
+        let elems = self.config.run_elems[class] as usize;
+        let lane = stack_lane();
         let bits = &header[BITMAP..];
         let released = bitmap::release(bits, idx).map_err(|()| FreeError::NotAllocated)?;
         if released.was_full {

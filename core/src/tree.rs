@@ -368,6 +368,19 @@ fn check_run(
     }
 }
 
+/// Checks, without changing anything, that a live run of `n` pages of `kind`
+/// starts at `page` (a snapshot: the run may be freed right after).
+pub(crate) fn check_live(
+    words: &[AtomicUsize],
+    page: usize,
+    n: usize,
+    kind: usize,
+) -> Result<(), RunError> {
+    // ORDERING: Acquire, as in `run_containing`.
+    let w = words[page / PPW].load(Ordering::Acquire);
+    check_run(words, w, page, n, kind)
+}
+
 /// Frees the run of `n` pages of `kind` starting at `page`. Fails, changing
 /// nothing, unless exactly such a run starts there.
 pub(crate) fn free(
