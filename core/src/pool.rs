@@ -246,7 +246,7 @@ impl Pool {
     /// its size class, all of it usable.
     #[inline]
     pub fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.allocate_in_lane(layout, stack_lane())
+        self.allocate_in_lane(layout, stack_lane(), true)
     }
 
     /// [`Pool::allocate`], with the lane picked by `hint` (for example a CPU or
@@ -259,14 +259,31 @@ impl Pool {
         layout: Layout,
         hint: usize,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        self.allocate_in_lane(layout, hint & (LANES - 1))
+        self.allocate_in_lane(layout, hint & (LANES - 1), true)
+    }
+
+    /// [`Pool::allocate_with_hint`] without the fallback that trims empty
+    /// subpages and retries before reporting `OutOfMemory`: for layers that
+    /// manage many pools (one per chunk) and simply try the next one.
+    #[inline]
+    pub fn allocate_no_reclaim(
+        &self,
+        layout: Layout,
+        hint: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate_in_lane(layout, hint & (LANES - 1), false)
     }
 
     #[inline]
-    fn allocate_in_lane(&self, layout: Layout, lane: usize) -> Result<NonNull<[u8]>, AllocError> {
+    fn allocate_in_lane(
+        &self,
+        layout: Layout,
+        lane: usize,
+        reclaim: bool,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         let route = self.route(layout)?;
         let p = match self.allocate_route(route, lane) {
-            Err(AllocError::OutOfMemory { .. }) if self.trim() > 0 => {
+            Err(AllocError::OutOfMemory { .. }) if reclaim && self.trim() > 0 => {
                 self.allocate_route(route, lane)
             }
             r => r,
