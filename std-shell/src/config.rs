@@ -1,0 +1,1 @@
+//! Shell configuration (in progress).

@@ -1,0 +1,1 @@
+//! Huge allocations (in progress).

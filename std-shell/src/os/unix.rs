@@ -1,0 +1,247 @@
+//! The OS contract ([`super`]) for Unix, through raw libc calls.
+//!
+//! Linux is the primary target (`MAP_NORESERVE`, `MADV_DONTNEED` zeroing,
+//! `sched_getaffinity`, `/proc/self/statm`); other Unixes get the portable
+//! subset: `decommit` remaps the range with `MAP_FIXED` (which zeroes it on
+//! every Unix) and `resident_bytes` answers `None`.
+//!
+//! Callers in `mod.rs` have already validated and page-rounded sizes.
+
+use core::ffi::{c_int, c_void, CStr};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const NORESERVE: c_int = libc::MAP_NORESERVE;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const NORESERVE: c_int = 0;
+
+const PROT: c_int = libc::PROT_READ | libc::PROT_WRITE;
+const FLAGS: c_int = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | NORESERVE;
+
+pub(super) fn map(size: usize) -> Option<NonNull<u8>> {
+    // SAFETY: an anonymous mapping at an address of the kernel's choosing
+    // touches no existing memory.
+    let p = unsafe { libc::mmap(ptr::null_mut(), size, PROT, FLAGS, -1, 0) };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    NonNull::new(p.cast())
+}
+
+/// # Safety
+/// As [`super::unmap`], with `size` a non-zero multiple of the page size.
+pub(super) unsafe fn unmap(ptr: *mut u8, size: usize) -> bool {
+    // SAFETY: the caller owns the mapped range and gives it up.
+    unsafe { libc::munmap(ptr.cast::<c_void>(), size) == 0 }
+}
+
+/// # Safety
+/// As [`super::decommit`], with `size` a non-zero multiple of the page size.
+pub(super) unsafe fn decommit(ptr: *mut u8, size: usize) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: the caller owns the range and its contents. On Linux,
+        // MADV_DONTNEED on private anonymous memory frees the pages and makes
+        // later reads return zero-filled pages.
+        unsafe { libc::madvise(ptr.cast::<c_void>(), size, libc::MADV_DONTNEED) == 0 }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        // SAFETY: the caller owns the range; MAP_FIXED replaces exactly these
+        // pages of our own mapping with fresh zero pages.
+        let p = unsafe {
+            libc::mmap(
+                ptr.cast::<c_void>(),
+                size,
+                PROT,
+                FLAGS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        p != libc::MAP_FAILED
+    }
+}
+
+/// 0 until first asked.
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+pub(super) fn page_size() -> usize {
+    // ORDERING: Relaxed. The cache publishes only its own value, which every
+    // thread computes identically; a racing thread at worst asks sysconf too.
+    let cached = PAGE_SIZE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let raw = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = if raw > 0 && (raw as usize).is_power_of_two() {
+        raw as usize
+    } else {
+        4096
+    };
+    // ORDERING: Relaxed, as for the load above.
+    PAGE_SIZE.store(page, Ordering::Relaxed);
+    page
+}
+
+/// 0 until first asked.
+static NUM_CPUS: AtomicUsize = AtomicUsize::new(0);
+
+pub(super) fn num_cpus() -> usize {
+    // ORDERING: Relaxed; an idempotent cache of one value, as PAGE_SIZE.
+    let cached = NUM_CPUS.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    let n = affinity_cpus().unwrap_or_else(online_cpus).max(1);
+    // ORDERING: Relaxed, as for the load above.
+    NUM_CPUS.store(n, Ordering::Relaxed);
+    n
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn affinity_cpus() -> Option<usize> {
+    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed.
+    let rc = unsafe { libc::sched_getaffinity(0, core::mem::size_of_val(&set), &mut set) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: `set` was filled in by the kernel.
+    let n = unsafe { libc::CPU_COUNT(&set) };
+    (n > 0).then_some(n as usize)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn affinity_cpus() -> Option<usize> {
+    None
+}
+
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as usize
+    } else {
+        1
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn resident_bytes() -> Option<usize> {
+    statm_pages(1)?.checked_mul(page_size())
+}
+
+/// Field `index` of `/proc/self/statm` ("size resident shared text lib data
+/// dt", in pages), read into a stack buffer.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn statm_pages(index: usize) -> Option<usize> {
+    let mut buf = [0u8; 128];
+    let len = read_file(c"/proc/self/statm", &mut buf)?;
+    let mut fields = buf[..len]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    parse_decimal(fields.nth(index)?)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn resident_bytes() -> Option<usize> {
+    None
+}
+
+/// Reads up to `buf.len()` bytes of the file at `path`; `None` on error.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn read_file(path: &CStr, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: `path` is NUL-terminated; the flags ask for nothing unusual.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut len = 0;
+    let result = loop {
+        if len == buf.len() {
+            break Some(len);
+        }
+        let rest = &mut buf[len..];
+        // SAFETY: `rest` is writable for `rest.len()` bytes; `fd` is open.
+        let n = unsafe { libc::read(fd, rest.as_mut_ptr().cast(), rest.len()) };
+        match n {
+            0 => break Some(len),
+            n if n > 0 => len += n as usize,
+            _ if errno() == libc::EINTR => continue,
+            _ => break None,
+        }
+    };
+    // SAFETY: `fd` is ours and closed once.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// Parses ASCII digits; `None` if empty, not all digits, or overflowing.
+fn parse_decimal(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0usize, |acc, &d| {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(usize::from(d - b'0'))
+    })
+}
+
+/// This thread's last OS error code (`std::io::Error` stores it inline: no
+/// allocation).
+fn errno() -> c_int {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+pub(super) fn getenv<T>(name: &CStr, copy: impl FnOnce(&[u8]) -> T) -> Option<T> {
+    // SAFETY: `name` is NUL-terminated. The result points into the
+    // environment block, valid until the environment is modified; we copy it
+    // out before returning (see `super::getenv` on concurrent writers).
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: getenv returned a NUL-terminated string.
+    let value = unsafe { CStr::from_ptr(p) };
+    Some(copy(value.to_bytes()))
+}
+
+pub(super) fn write_stderr(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is readable for its length; fd 2 may be closed, in
+        // which case write fails harmlessly.
+        let n = unsafe { libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()) };
+        if n > 0 {
+            bytes = &bytes[n as usize..];
+        } else if n < 0 && errno() == libc::EINTR {
+            continue;
+        } else {
+            return;
+        }
+    }
+}
+
+pub(super) fn abort() -> ! {
+    // SAFETY: abort has no preconditions and does not return.
+    unsafe { libc::abort() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_decimal;
+
+    #[test]
+    fn parse_decimal_accepts_digits_only() {
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        assert_eq!(parse_decimal(b"12345"), Some(12345));
+        assert_eq!(parse_decimal(b""), None);
+        assert_eq!(parse_decimal(b"12a"), None);
+        assert_eq!(parse_decimal(b"99999999999999999999999"), None);
+    }
+}
