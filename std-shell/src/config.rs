@@ -1,1 +1,851 @@
-//! Shell configuration (in progress).
+//! The shell's knobs: set in code, or read from `POOLALLOC_*` variables.
+//!
+//! [`ShellConfig::DEFAULT`] is Netty's configuration (8 KiB pages, 4 MiB
+//! chunks, 2 × CPUs arenas, thread caches of 256 small and 64 normal entries
+//! for blocks up to 32 KiB, trimmed every 8192 operations) with no memory
+//! limit. [`ShellConfig::from_env`] starts from it and applies each variable
+//! that is set; a value that does not parse or does not validate is an error
+//! naming the variable and the value, never a silent default.
+//!
+//! | variable | field | syntax |
+//! |---|---|---|
+//! | `POOLALLOC_MAX_MEMORY` | [`max_memory`](ShellConfig::max_memory) | size, or `unlimited` |
+//! | `POOLALLOC_ARENAS` | [`arenas`](ShellConfig::arenas) | count, or `auto` (= 0) |
+//! | `POOLALLOC_PAGE_SIZE` | [`page_size`](ShellConfig::page_size) | size |
+//! | `POOLALLOC_CHUNK_SIZE` | [`chunk_size`](ShellConfig::chunk_size) | size |
+//! | `POOLALLOC_THREAD_CACHE` | [`thread_cache`](ShellConfig::thread_cache) | boolean |
+//! | `POOLALLOC_SMALL_CACHE_SIZE` | [`small_cache_size`](ShellConfig::small_cache_size) | count |
+//! | `POOLALLOC_NORMAL_CACHE_SIZE` | [`normal_cache_size`](ShellConfig::normal_cache_size) | count |
+//! | `POOLALLOC_MAX_CACHED_CAPACITY` | [`max_cached_capacity`](ShellConfig::max_cached_capacity) | size |
+//! | `POOLALLOC_CACHE_TRIM_INTERVAL` | [`cache_trim_interval`](ShellConfig::cache_trim_interval) | count |
+//! | `POOLALLOC_CACHE_MAX_BYTES` | [`cache_max_bytes`](ShellConfig::cache_max_bytes) | size |
+//! | `POOLALLOC_LEAK_DETECTION` | [`leak_detection`](ShellConfig::leak_detection) | `disabled`, `simple`, `advanced`, `paranoid` |
+//! | `POOLALLOC_STATS` | [`stats`](ShellConfig::stats) | boolean, or `exit` |
+//!
+//! * **size**: decimal bytes with an optional binary suffix, case-insensitive:
+//!   `K`, `KB`, `KiB` (1024), `M`/`MB`/`MiB`, `G`/`GB`/`GiB`, `T`/`TB`/`TiB`,
+//!   or a bare `B`. `KB` means 1024 as in the JVM's `-Xmx`; there are no
+//!   decimal (1000) units. Examples: `65536`, `64K`, `64MiB`, `2g`.
+//! * **count**: decimal digits.
+//! * **boolean**: `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`, any case.
+//!
+//! Surrounding ASCII whitespace is ignored. Values longer than
+//! [`os::ENV_VALUE_MAX`] bytes are refused.
+//!
+//! Nothing here allocates: values are copied onto the stack by [`os::getenv`]
+//! and [`ConfigError`] holds its value inline and formats straight into the
+//! `Formatter`.
+
+// `ConfigError` carries the offending value inline (about 300 bytes) because
+// it cannot be boxed: this runs inside the global allocator. It is built at
+// most once, at start-up, so the large `Err` costs nothing that matters.
+#![allow(clippy::result_large_err)]
+
+use crate::os::{self, EnvValue};
+use core::ffi::CStr;
+use core::fmt;
+use poolalloc_core::{Config as CoreConfig, ConfigError as CoreConfigError};
+
+/// Most arenas [`ShellConfig::arenas`] may ask for.
+pub const MAX_ARENAS: usize = 1024;
+/// Most entries per size class in a thread cache.
+pub const MAX_CACHE_ENTRIES: usize = 1 << 16;
+
+/// Leak detection level, as Netty's `io.netty.leakDetection.level`
+/// (reserved: parsed and validated; the shell does not act on it yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeakDetection {
+    /// No tracking.
+    Disabled,
+    /// Track a sample of allocations with their creation site.
+    Simple,
+    /// Like `Simple`, also keeping recent access records.
+    Advanced,
+    /// Track every allocation.
+    Paranoid,
+}
+
+/// What statistics to keep and report (reserved: parsed and validated; the
+/// shell does not act on it yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsMode {
+    /// No optional statistics.
+    Off,
+    /// Keep optional counters.
+    On,
+    /// Keep them and print a summary to stderr at exit.
+    AtExit,
+}
+
+/// The shell's configuration. Build one from [`ShellConfig::DEFAULT`] with
+/// struct update syntax, then [`ShellConfig::validate`] it:
+///
+/// ```
+/// use poolalloc::config::ShellConfig;
+/// let config = ShellConfig { max_memory: 1 << 30, arenas: 4, ..ShellConfig::DEFAULT };
+/// config.validate().unwrap();
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShellConfig {
+    /// Hard limit on bytes taken from the OS (chunks and huge allocations);
+    /// `usize::MAX` for none. At least one chunk.
+    pub max_memory: usize,
+    /// Number of arenas, at most [`MAX_ARENAS`]; 0 picks
+    /// [`ShellConfig::resolved_arenas`] (2 × CPUs, bounded by the limit).
+    pub arenas: usize,
+    /// Page size of the core pools: a power of two in
+    /// [`poolalloc_core::MIN_PAGE`]`..=`[`poolalloc_core::MAX_PAGE`].
+    pub page_size: usize,
+    /// Chunk size: a power of two of 4..=32768 pages, at most 1 GiB
+    /// ([`poolalloc_core::Config::try_new`] decides). Larger requests are huge.
+    pub chunk_size: usize,
+    /// Whether threads keep caches of freed blocks.
+    pub thread_cache: bool,
+    /// Entries per small size class in a thread cache (Netty's
+    /// `smallCacheSize`); 0 disables caching small blocks.
+    pub small_cache_size: usize,
+    /// Entries per normal size class in a thread cache (`normalCacheSize`);
+    /// 0 disables caching normal blocks.
+    pub normal_cache_size: usize,
+    /// Largest block a thread cache keeps (`maxCachedBufferCapacity`); at
+    /// most the chunk size.
+    pub max_cached_capacity: usize,
+    /// Cache operations between trims of entries unused since the last trim
+    /// (`cacheTrimInterval`); 0 never trims by count.
+    pub cache_trim_interval: usize,
+    /// Most bytes one thread's cache may hold (a bound Netty lacks: its
+    /// caches can pin ~44 MiB per thread).
+    pub cache_max_bytes: usize,
+    /// Leak detection level (reserved).
+    pub leak_detection: LeakDetection,
+    /// Statistics mode (reserved).
+    pub stats: StatsMode,
+}
+
+impl ShellConfig {
+    /// Netty's defaults, no memory limit, 1 MiB of cache per thread.
+    pub const DEFAULT: ShellConfig = ShellConfig {
+        max_memory: usize::MAX,
+        arenas: 0,
+        page_size: 8 << 10,
+        chunk_size: 4 << 20,
+        thread_cache: true,
+        small_cache_size: 256,
+        normal_cache_size: 64,
+        max_cached_capacity: 32 << 10,
+        cache_trim_interval: 8192,
+        cache_max_bytes: 1 << 20,
+        leak_detection: LeakDetection::Disabled,
+        stats: StatsMode::Off,
+    };
+
+    /// [`ShellConfig::DEFAULT`] with every `POOLALLOC_*` variable that is set
+    /// applied (see the [module docs](self)), then validated.
+    pub fn from_env() -> Result<ShellConfig, ConfigError> {
+        ShellConfig::from_lookup(os::getenv)
+    }
+
+    /// [`ShellConfig::from_env`] with `lookup` in place of the environment
+    /// (for tests, or configuration from elsewhere). `lookup` is asked once
+    /// per variable, in the order of [`Var::ALL`].
+    pub fn from_lookup(
+        mut lookup: impl FnMut(&CStr) -> Option<EnvValue>,
+    ) -> Result<ShellConfig, ConfigError> {
+        let mut config = ShellConfig::DEFAULT;
+        let mut set: [Option<EnvValue>; Var::ALL.len()] = [None; Var::ALL.len()];
+        for var in Var::ALL {
+            let Some(value) = lookup(var.name()) else {
+                continue;
+            };
+            let fail = |kind| ConfigError {
+                source: Some((var, value)),
+                kind,
+            };
+            if value.is_truncated() {
+                return Err(fail(ErrorKind::TooLong));
+            }
+            var.apply(&mut config, value.as_bytes()).map_err(fail)?;
+            set[var as usize] = Some(value);
+        }
+        config.validate().map_err(|mut e| {
+            // Blame the first variable involved that was actually set.
+            e.source = e
+                .kind
+                .vars()
+                .into_iter()
+                .flatten()
+                .find_map(|v| set[v as usize].map(|value| (v, value)));
+            e
+        })?;
+        Ok(config)
+    }
+
+    /// Checks every field and the relations between them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |kind| Err(ConfigError { source: None, kind });
+        if let Err(e) = CoreConfig::try_new(self.page_size, self.chunk_size) {
+            return fail(ErrorKind::Geometry {
+                error: e,
+                page_size: self.page_size,
+            });
+        }
+        if self.arenas > MAX_ARENAS {
+            return fail(ErrorKind::Arenas(self.arenas));
+        }
+        if self.max_memory < self.chunk_size {
+            return fail(ErrorKind::MaxMemory {
+                max: self.max_memory,
+                chunk: self.chunk_size,
+            });
+        }
+        for (var, entries) in [
+            (Var::SmallCacheSize, self.small_cache_size),
+            (Var::NormalCacheSize, self.normal_cache_size),
+        ] {
+            if entries > MAX_CACHE_ENTRIES {
+                return fail(ErrorKind::CacheEntries { var, entries });
+            }
+        }
+        if self.max_cached_capacity > self.chunk_size {
+            return fail(ErrorKind::MaxCachedCapacity {
+                capacity: self.max_cached_capacity,
+                chunk: self.chunk_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// The core pool geometry of this configuration.
+    pub fn core_config(&self) -> Result<CoreConfig, ConfigError> {
+        self.validate()?;
+        CoreConfig::try_new(self.page_size, self.chunk_size).map_err(|error| ConfigError {
+            source: None,
+            kind: ErrorKind::Geometry {
+                error,
+                page_size: self.page_size,
+            },
+        })
+    }
+
+    /// The number of arenas to create on a machine with `cpus` CPUs
+    /// ([`os::num_cpus`]): [`ShellConfig::arenas`] if set, else as Netty:
+    /// 2 × CPUs, but no more than keep 3 chunks per arena within half the
+    /// memory limit, and at least 1.
+    pub fn resolved_arenas(&self, cpus: usize) -> usize {
+        if self.arenas != 0 {
+            return self.arenas;
+        }
+        let by_memory = self.max_memory / self.chunk_size.max(1) / 2 / 3;
+        cpus.saturating_mul(2).min(by_memory).clamp(1, MAX_ARENAS)
+    }
+}
+
+impl Default for ShellConfig {
+    fn default() -> Self {
+        ShellConfig::DEFAULT
+    }
+}
+
+/// The `POOLALLOC_*` variables, in the order they are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // each is named after its field; see the module table
+pub enum Var {
+    MaxMemory,
+    Arenas,
+    PageSize,
+    ChunkSize,
+    ThreadCache,
+    SmallCacheSize,
+    NormalCacheSize,
+    MaxCachedCapacity,
+    CacheTrimInterval,
+    CacheMaxBytes,
+    LeakDetection,
+    Stats,
+}
+
+impl Var {
+    /// Every variable, in reading order.
+    pub const ALL: [Var; 12] = [
+        Var::MaxMemory,
+        Var::Arenas,
+        Var::PageSize,
+        Var::ChunkSize,
+        Var::ThreadCache,
+        Var::SmallCacheSize,
+        Var::NormalCacheSize,
+        Var::MaxCachedCapacity,
+        Var::CacheTrimInterval,
+        Var::CacheMaxBytes,
+        Var::LeakDetection,
+        Var::Stats,
+    ];
+
+    /// The variable's name, e.g. `POOLALLOC_CHUNK_SIZE`.
+    pub const fn name(self) -> &'static CStr {
+        match self {
+            Var::MaxMemory => c"POOLALLOC_MAX_MEMORY",
+            Var::Arenas => c"POOLALLOC_ARENAS",
+            Var::PageSize => c"POOLALLOC_PAGE_SIZE",
+            Var::ChunkSize => c"POOLALLOC_CHUNK_SIZE",
+            Var::ThreadCache => c"POOLALLOC_THREAD_CACHE",
+            Var::SmallCacheSize => c"POOLALLOC_SMALL_CACHE_SIZE",
+            Var::NormalCacheSize => c"POOLALLOC_NORMAL_CACHE_SIZE",
+            Var::MaxCachedCapacity => c"POOLALLOC_MAX_CACHED_CAPACITY",
+            Var::CacheTrimInterval => c"POOLALLOC_CACHE_TRIM_INTERVAL",
+            Var::CacheMaxBytes => c"POOLALLOC_CACHE_MAX_BYTES",
+            Var::LeakDetection => c"POOLALLOC_LEAK_DETECTION",
+            Var::Stats => c"POOLALLOC_STATS",
+        }
+    }
+
+    /// The [`ShellConfig`] field it sets, e.g. `chunk_size`.
+    pub const fn field(self) -> &'static str {
+        match self {
+            Var::MaxMemory => "max_memory",
+            Var::Arenas => "arenas",
+            Var::PageSize => "page_size",
+            Var::ChunkSize => "chunk_size",
+            Var::ThreadCache => "thread_cache",
+            Var::SmallCacheSize => "small_cache_size",
+            Var::NormalCacheSize => "normal_cache_size",
+            Var::MaxCachedCapacity => "max_cached_capacity",
+            Var::CacheTrimInterval => "cache_trim_interval",
+            Var::CacheMaxBytes => "cache_max_bytes",
+            Var::LeakDetection => "leak_detection",
+            Var::Stats => "stats",
+        }
+    }
+
+    /// Parses `text` into this variable's field of `config`.
+    fn apply(self, config: &mut ShellConfig, text: &[u8]) -> Result<(), ErrorKind> {
+        let text = text.trim_ascii();
+        match self {
+            Var::MaxMemory if text.eq_ignore_ascii_case(b"unlimited") => {
+                config.max_memory = usize::MAX;
+            }
+            Var::MaxMemory => config.max_memory = parse_size(text)?,
+            Var::Arenas if text.eq_ignore_ascii_case(b"auto") => config.arenas = 0,
+            Var::Arenas => config.arenas = parse_count(text)?,
+            Var::PageSize => config.page_size = parse_size(text)?,
+            Var::ChunkSize => config.chunk_size = parse_size(text)?,
+            Var::ThreadCache => config.thread_cache = parse_bool(text)?,
+            Var::SmallCacheSize => config.small_cache_size = parse_count(text)?,
+            Var::NormalCacheSize => config.normal_cache_size = parse_count(text)?,
+            Var::MaxCachedCapacity => config.max_cached_capacity = parse_size(text)?,
+            Var::CacheTrimInterval => config.cache_trim_interval = parse_count(text)?,
+            Var::CacheMaxBytes => config.cache_max_bytes = parse_size(text)?,
+            Var::LeakDetection => config.leak_detection = parse_leak(text)?,
+            Var::Stats if text.eq_ignore_ascii_case(b"exit") => config.stats = StatsMode::AtExit,
+            Var::Stats => {
+                config.stats = match parse_bool(text).map_err(|_| ErrorKind::Stats)? {
+                    true => StatsMode::On,
+                    false => StatsMode::Off,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses decimal digits; `Err(kind_if_empty_or_not_digits)` or Overflow.
+fn parse_digits(digits: &[u8], bad: ErrorKind) -> Result<usize, ErrorKind> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(bad);
+    }
+    digits.iter().try_fold(0usize, |acc, &d| {
+        acc.checked_mul(10)
+            .and_then(|a| a.checked_add(usize::from(d - b'0')))
+            .ok_or(ErrorKind::Overflow)
+    })
+}
+
+/// A count: decimal digits only.
+pub(crate) fn parse_count(text: &[u8]) -> Result<usize, ErrorKind> {
+    parse_digits(text, ErrorKind::Count)
+}
+
+/// A size: decimal digits and an optional binary suffix (see module docs).
+pub(crate) fn parse_size(text: &[u8]) -> Result<usize, ErrorKind> {
+    let split = text
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, suffix) = text.split_at(split);
+    let number = parse_digits(digits, ErrorKind::Size)?;
+    let shift = match suffix.trim_ascii_start() {
+        [] => 0,
+        [b] if b.eq_ignore_ascii_case(&b'b') => 0,
+        [unit, rest @ ..] => {
+            let shift = match unit.to_ascii_lowercase() {
+                b'k' => 10,
+                b'm' => 20,
+                b'g' => 30,
+                b't' => 40,
+                _ => return Err(ErrorKind::Size),
+            };
+            let ok = rest.is_empty()
+                || rest.eq_ignore_ascii_case(b"b")
+                || rest.eq_ignore_ascii_case(b"ib");
+            if !ok {
+                return Err(ErrorKind::Size);
+            }
+            shift
+        }
+    };
+    let scale = 1usize.checked_shl(shift).ok_or(ErrorKind::Overflow)?;
+    number.checked_mul(scale).ok_or(ErrorKind::Overflow)
+}
+
+/// A boolean: 1/0, true/false, yes/no, on/off, any case.
+pub(crate) fn parse_bool(text: &[u8]) -> Result<bool, ErrorKind> {
+    const TRUE: [&[u8]; 4] = [b"1", b"true", b"yes", b"on"];
+    const FALSE: [&[u8]; 4] = [b"0", b"false", b"no", b"off"];
+    if TRUE.iter().any(|t| text.eq_ignore_ascii_case(t)) {
+        Ok(true)
+    } else if FALSE.iter().any(|f| text.eq_ignore_ascii_case(f)) {
+        Ok(false)
+    } else {
+        Err(ErrorKind::Bool)
+    }
+}
+
+fn parse_leak(text: &[u8]) -> Result<LeakDetection, ErrorKind> {
+    const LEVELS: [(&[u8], LeakDetection); 4] = [
+        (b"disabled", LeakDetection::Disabled),
+        (b"simple", LeakDetection::Simple),
+        (b"advanced", LeakDetection::Advanced),
+        (b"paranoid", LeakDetection::Paranoid),
+    ];
+    LEVELS
+        .iter()
+        .find(|(name, _)| text.eq_ignore_ascii_case(name))
+        .map(|&(_, level)| level)
+        .ok_or(ErrorKind::LeakLevel)
+}
+
+/// A configuration that was refused: the variable and value at fault (when
+/// read from the environment) and why.
+///
+/// Displays as `POOLALLOC_CHUNK_SIZE="3M": chunk size 3145728 is not a power
+/// of two ...`, or without the `VAR="value": ` prefix when the configuration
+/// was built in code. Holds its value inline: formatting never allocates.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfigError {
+    source: Option<(Var, EnvValue)>,
+    kind: ErrorKind,
+}
+
+impl ConfigError {
+    /// The variable at fault, if the value came from the environment.
+    pub fn var(&self) -> Option<Var> {
+        self.source.map(|(var, _)| var)
+    }
+    /// The offending value as read (a prefix if it was too long).
+    pub fn value(&self) -> Option<&[u8]> {
+        self.source.as_ref().map(|(_, value)| value.as_bytes())
+    }
+    /// Why it was refused.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+}
+
+/// Why a configuration value was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Longer than [`os::ENV_VALUE_MAX`] bytes.
+    TooLong,
+    /// Not a size (digits with an optional K/M/G/T suffix).
+    Size,
+    /// Not a count (digits).
+    Count,
+    /// Does not fit in `usize`.
+    Overflow,
+    /// Not a boolean.
+    Bool,
+    /// Not a leak detection level.
+    LeakLevel,
+    /// Not a statistics mode.
+    Stats,
+    /// Page or chunk size refused by the core.
+    Geometry {
+        /// The core's reason.
+        error: CoreConfigError,
+        /// The page size in effect.
+        page_size: usize,
+    },
+    /// More than [`MAX_ARENAS`] arenas.
+    Arenas(usize),
+    /// A memory limit below one chunk.
+    MaxMemory {
+        /// The limit.
+        max: usize,
+        /// The chunk size.
+        chunk: usize,
+    },
+    /// More than [`MAX_CACHE_ENTRIES`] entries per class.
+    CacheEntries {
+        /// Which cache.
+        var: Var,
+        /// The entries asked for.
+        entries: usize,
+    },
+    /// A cached-block bound above the chunk size.
+    MaxCachedCapacity {
+        /// The bound.
+        capacity: usize,
+        /// The chunk size.
+        chunk: usize,
+    },
+}
+
+impl ErrorKind {
+    /// The variables a validation failure involves, most to blame first
+    /// (none for parse failures, which carry their variable already).
+    fn vars(&self) -> [Option<Var>; 2] {
+        match *self {
+            ErrorKind::Geometry {
+                error: CoreConfigError::PageSize(_),
+                ..
+            } => [Some(Var::PageSize), None],
+            ErrorKind::Geometry { .. } => [Some(Var::ChunkSize), Some(Var::PageSize)],
+            ErrorKind::Arenas(_) => [Some(Var::Arenas), None],
+            ErrorKind::MaxMemory { .. } => [Some(Var::MaxMemory), Some(Var::ChunkSize)],
+            ErrorKind::CacheEntries { var, .. } => [Some(var), None],
+            ErrorKind::MaxCachedCapacity { .. } => {
+                [Some(Var::MaxCachedCapacity), Some(Var::ChunkSize)]
+            }
+            _ => [None, None],
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ErrorKind::TooLong => write!(f, "longer than {} bytes", os::ENV_VALUE_MAX),
+            ErrorKind::Size => f.write_str(
+                "not a size: expected decimal bytes with an optional K, M, G or T suffix \
+                 (binary; KB and KiB also accepted)",
+            ),
+            ErrorKind::Count => f.write_str("not a count: expected decimal digits"),
+            ErrorKind::Overflow => write!(f, "too large: above {}", usize::MAX),
+            ErrorKind::Bool => {
+                f.write_str("not a boolean: expected 1/0, true/false, yes/no or on/off")
+            }
+            ErrorKind::LeakLevel => {
+                f.write_str("expected one of disabled, simple, advanced, paranoid")
+            }
+            ErrorKind::Stats => {
+                f.write_str("expected a boolean (1/0, true/false, yes/no, on/off) or exit")
+            }
+            ErrorKind::Geometry {
+                error: error @ CoreConfigError::ChunkSize(_),
+                page_size,
+            } => write!(f, "{error} (with {page_size}-byte pages)"),
+            ErrorKind::Geometry { error, .. } => write!(f, "{error}"),
+            ErrorKind::Arenas(n) => write!(
+                f,
+                "arena count {n} is above {MAX_ARENAS} (0 or auto picks 2 x CPUs)"
+            ),
+            ErrorKind::MaxMemory { max, chunk } => {
+                write!(f, "memory limit {max} is below one chunk ({chunk} bytes)")
+            }
+            ErrorKind::CacheEntries { var, entries } => write!(
+                f,
+                "{} of {entries} entries per size class is above {MAX_CACHE_ENTRIES}",
+                var.field()
+            ),
+            ErrorKind::MaxCachedCapacity { capacity, chunk } => write!(
+                f,
+                "largest cached block {capacity} is above the chunk size ({chunk} bytes)"
+            ),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((var, value)) = &self.source {
+            let name = var.name().to_str().unwrap_or("?");
+            write!(f, "{name}={value:?}: ")?;
+        }
+        write!(f, "{}", self.kind)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::{String, ToString};
+
+    /// `from_lookup` over `(name, value)` pairs.
+    fn with(vars: &[(&str, &str)]) -> Result<ShellConfig, ConfigError> {
+        ShellConfig::from_lookup(|name| {
+            let name = name.to_str().unwrap();
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| EnvValue::from_bytes(v.as_bytes()))
+        })
+    }
+
+    fn err(vars: &[(&str, &str)]) -> String {
+        with(vars).unwrap_err().to_string()
+    }
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn default_is_netty_and_valid() {
+        let c = ShellConfig::DEFAULT;
+        c.validate().unwrap();
+        assert_eq!(with(&[]).unwrap(), c);
+        assert_eq!((c.page_size, c.chunk_size), (8192, 4 * MIB));
+        let core = c.core_config().unwrap();
+        assert_eq!(core.chunk_size(), 4 * MIB);
+        assert_eq!(ShellConfig::default(), c);
+    }
+
+    #[test]
+    fn from_env_reads_the_process_environment() {
+        let any_set = Var::ALL.iter().any(|v| os::getenv(v.name()).is_some());
+        if !any_set {
+            assert_eq!(ShellConfig::from_env().unwrap(), ShellConfig::DEFAULT);
+        }
+    }
+
+    #[test]
+    fn sizes_accept_binary_suffixes() {
+        for (text, want) in [
+            ("0", 0),
+            ("65536", 65536),
+            ("512b", 512),
+            ("64K", 64 << 10),
+            ("64k", 64 << 10),
+            ("64KB", 64 << 10),
+            ("64KiB", 64 << 10),
+            ("64kib", 64 << 10),
+            ("3M", 3 * MIB),
+            ("3 MiB", 3 * MIB),
+            (" 2g ", 2 << 30),
+            ("2GB", 2 << 30),
+            ("1T", 1 << 40),
+        ] {
+            assert_eq!(
+                parse_size(text.trim_ascii().as_bytes()),
+                Ok(want),
+                "{text:?}"
+            );
+        }
+        for bad in ["", "K", "12X", "1.5M", "-1", "12KBB", "12Mi", "0x10", "1 2"] {
+            assert_eq!(parse_size(bad.as_bytes()), Err(ErrorKind::Size), "{bad:?}");
+        }
+        for big in ["99999999999G", "18446744073709551616", "16777216T"] {
+            assert_eq!(
+                parse_size(big.as_bytes()),
+                Err(ErrorKind::Overflow),
+                "{big:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn booleans_and_counts() {
+        for t in ["1", "true", "TRUE", "yes", "On"] {
+            assert_eq!(parse_bool(t.as_bytes()), Ok(true));
+        }
+        for f in ["0", "false", "No", "OFF"] {
+            assert_eq!(parse_bool(f.as_bytes()), Ok(false));
+        }
+        assert_eq!(parse_bool(b"2"), Err(ErrorKind::Bool));
+        assert_eq!(parse_count(b"42"), Ok(42));
+        assert_eq!(parse_count(b"4K"), Err(ErrorKind::Count));
+        assert_eq!(
+            parse_count(b"99999999999999999999"),
+            Err(ErrorKind::Overflow)
+        );
+    }
+
+    #[test]
+    fn every_variable_is_applied() {
+        let c = with(&[
+            ("POOLALLOC_MAX_MEMORY", "1G"),
+            ("POOLALLOC_ARENAS", "12"),
+            ("POOLALLOC_PAGE_SIZE", "4k"),
+            ("POOLALLOC_CHUNK_SIZE", "2MiB"),
+            ("POOLALLOC_THREAD_CACHE", "off"),
+            ("POOLALLOC_SMALL_CACHE_SIZE", "128"),
+            ("POOLALLOC_NORMAL_CACHE_SIZE", "0"),
+            ("POOLALLOC_MAX_CACHED_CAPACITY", "16K"),
+            ("POOLALLOC_CACHE_TRIM_INTERVAL", "1000"),
+            ("POOLALLOC_CACHE_MAX_BYTES", "256K"),
+            ("POOLALLOC_LEAK_DETECTION", "Paranoid"),
+            ("POOLALLOC_STATS", "exit"),
+        ])
+        .unwrap();
+        let want = ShellConfig {
+            max_memory: 1 << 30,
+            arenas: 12,
+            page_size: 4096,
+            chunk_size: 2 * MIB,
+            thread_cache: false,
+            small_cache_size: 128,
+            normal_cache_size: 0,
+            max_cached_capacity: 16 << 10,
+            cache_trim_interval: 1000,
+            cache_max_bytes: 256 << 10,
+            leak_detection: LeakDetection::Paranoid,
+            stats: StatsMode::AtExit,
+        };
+        assert_eq!(c, want);
+        let c = with(&[
+            ("POOLALLOC_MAX_MEMORY", "unlimited"),
+            ("POOLALLOC_ARENAS", "auto"),
+            ("POOLALLOC_STATS", "yes"),
+            ("POOLALLOC_LEAK_DETECTION", "simple"),
+        ])
+        .unwrap();
+        assert_eq!((c.max_memory, c.arenas), (usize::MAX, 0));
+        assert_eq!(c.stats, StatsMode::On);
+        assert_eq!(c.leak_detection, LeakDetection::Simple);
+        let c = with(&[
+            ("POOLALLOC_STATS", "0"),
+            ("POOLALLOC_LEAK_DETECTION", "DISABLED"),
+        ]);
+        assert_eq!(c.unwrap().stats, StatsMode::Off);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_value() {
+        assert_eq!(
+            err(&[("POOLALLOC_CHUNK_SIZE", "3M")]),
+            "POOLALLOC_CHUNK_SIZE=\"3M\": chunk size 3145728 is not a power of two of 4 to \
+             32768 pages and at most 1 GiB (with 8192-byte pages)"
+        );
+        assert_eq!(
+            err(&[("POOLALLOC_PAGE_SIZE", "1000")]),
+            "POOLALLOC_PAGE_SIZE=\"1000\": page size 1000 is not a power of two between 64 and 65536"
+        );
+        assert_eq!(
+            err(&[("POOLALLOC_MAX_MEMORY", "99999999999G")]),
+            "POOLALLOC_MAX_MEMORY=\"99999999999G\": too large: above 18446744073709551615"
+        );
+        assert!(err(&[("POOLALLOC_MAX_MEMORY", "lots")])
+            .starts_with("POOLALLOC_MAX_MEMORY=\"lots\": not a size"));
+        assert_eq!(
+            err(&[("POOLALLOC_MAX_MEMORY", "1M")]),
+            "POOLALLOC_MAX_MEMORY=\"1M\": memory limit 1048576 is below one chunk (4194304 bytes)"
+        );
+        assert_eq!(
+            err(&[("POOLALLOC_ARENAS", "1025")]),
+            "POOLALLOC_ARENAS=\"1025\": arena count 1025 is above 1024 (0 or auto picks 2 x CPUs)"
+        );
+        assert!(err(&[("POOLALLOC_ARENAS", "-1")]).contains("not a count"));
+        assert!(err(&[("POOLALLOC_THREAD_CACHE", "maybe")]).contains("not a boolean"));
+        assert!(err(&[("POOLALLOC_LEAK_DETECTION", "some")]).contains("paranoid"));
+        assert!(err(&[("POOLALLOC_STATS", "verbose")]).contains("or exit"));
+        assert_eq!(
+            err(&[("POOLALLOC_SMALL_CACHE_SIZE", "70000")]),
+            "POOLALLOC_SMALL_CACHE_SIZE=\"70000\": small_cache_size of 70000 entries per \
+             size class is above 65536"
+        );
+        assert!(err(&[("POOLALLOC_NORMAL_CACHE_SIZE", "1M")]).contains("not a count"));
+        assert!(err(&[("POOLALLOC_CACHE_TRIM_INTERVAL", "x")]).contains("not a count"));
+        assert!(err(&[("POOLALLOC_CACHE_MAX_BYTES", "1Q")]).contains("not a size"));
+        assert_eq!(
+            err(&[("POOLALLOC_MAX_CACHED_CAPACITY", "8M")]),
+            "POOLALLOC_MAX_CACHED_CAPACITY=\"8M\": largest cached block 8388608 is above the \
+             chunk size (4194304 bytes)"
+        );
+        let long = "1".repeat(os::ENV_VALUE_MAX + 1);
+        let e = with(&[("POOLALLOC_ARENAS", &long)]).unwrap_err();
+        assert_eq!(e.var(), Some(Var::Arenas));
+        assert!(e
+            .to_string()
+            .ends_with("... (257 bytes): longer than 256 bytes"));
+    }
+
+    #[test]
+    fn cross_field_errors_blame_a_variable_that_was_set() {
+        // A chunk too large for the page: CHUNK_SIZE was not set, PAGE_SIZE was.
+        let e = with(&[("POOLALLOC_PAGE_SIZE", "64")]).unwrap_err();
+        assert_eq!(e.var(), Some(Var::PageSize));
+        assert_eq!(e.value(), Some(&b"64"[..]));
+        assert!(e.to_string().contains("chunk size 4194304"), "{e}");
+        // The chunk outgrew the limit: blame the limit, which was set.
+        let e = with(&[
+            ("POOLALLOC_MAX_MEMORY", "8M"),
+            ("POOLALLOC_CHUNK_SIZE", "16M"),
+        ]);
+        assert_eq!(e.unwrap_err().var(), Some(Var::MaxMemory));
+        let e = with(&[
+            ("POOLALLOC_PAGE_SIZE", "4K"),
+            ("POOLALLOC_CHUNK_SIZE", "16K"),
+        ]);
+        let e = e.unwrap_err();
+        assert_eq!(e.var(), Some(Var::ChunkSize));
+        assert!(e.to_string().contains("largest cached block 32768"));
+    }
+
+    #[test]
+    fn validate_checks_code_built_configs() {
+        let bad = ShellConfig {
+            chunk_size: 3 * MIB,
+            ..ShellConfig::DEFAULT
+        };
+        let e = bad.validate().unwrap_err();
+        assert_eq!(e.var(), None);
+        assert!(e
+            .to_string()
+            .starts_with("chunk size 3145728 is not a power of two"));
+        assert!(bad.core_config().is_err());
+        let bad = ShellConfig {
+            arenas: MAX_ARENAS + 1,
+            ..ShellConfig::DEFAULT
+        };
+        assert_eq!(bad.validate().unwrap_err().kind(), &ErrorKind::Arenas(1025));
+        let ok = ShellConfig {
+            max_memory: 4 * MIB,
+            page_size: 128,
+            chunk_size: 4 * MIB,
+            max_cached_capacity: 0,
+            ..ShellConfig::DEFAULT
+        };
+        ok.validate().unwrap();
+    }
+
+    #[test]
+    fn display_needs_no_allocation() {
+        use core::fmt::Write;
+        let e = with(&[("POOLALLOC_CHUNK_SIZE", "3M")]).unwrap_err();
+        let mut buf = os::StackBuf::<256>::new();
+        write!(buf, "{e}").unwrap();
+        assert_eq!(buf.as_str(), e.to_string());
+        assert!(buf
+            .as_str()
+            .starts_with("POOLALLOC_CHUNK_SIZE=\"3M\": chunk size 3145728"));
+    }
+
+    #[test]
+    fn resolved_arenas_follow_netty() {
+        let c = ShellConfig::DEFAULT;
+        assert_eq!(c.resolved_arenas(8), 16);
+        assert_eq!(c.resolved_arenas(10_000), MAX_ARENAS);
+        // 3 chunks per arena within half of 48 MiB: 2 arenas.
+        let limited = ShellConfig {
+            max_memory: 48 * MIB,
+            ..c
+        };
+        assert_eq!(limited.resolved_arenas(8), 2);
+        let tiny = ShellConfig {
+            max_memory: 4 * MIB,
+            ..c
+        };
+        assert_eq!(tiny.resolved_arenas(8), 1);
+        let fixed = ShellConfig { arenas: 3, ..c };
+        assert_eq!(fixed.resolved_arenas(8), 3);
+    }
+}
