@@ -6,9 +6,13 @@
 //! criterion's throughput is pairs per second over all threads.
 //!
 //! Only allocators that are `Sync` take part: ours and the spin-locked peers.
+//!
+//! Control: `poolalloc_private` gives every thread a pool of its own, so
+//! nothing is shared; its two-thread / one-thread ratio is the most this
+//! (small, shared) machine allowed in this run.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use core::alloc::Layout;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use poolalloc_benches::{
     layout, parallel_pairs, random_layouts, BuddyLocked, Heap, Knobs, LinkedListLocked, Pool,
     RegionAlloc, Rng, TalcLock, REGION, SEED,
@@ -18,7 +22,10 @@ fn workloads() -> Vec<(&'static str, Vec<Layout>)> {
     vec![
         ("threads_64", vec![layout(64)]),
         ("threads_1024", vec![layout(1024)]),
-        ("threads_mixed", random_layouts(&mut Rng::new(SEED ^ 1), 1024)),
+        (
+            "threads_mixed",
+            random_layouts(&mut Rng::new(SEED ^ 1), 1024),
+        ),
     ]
 }
 
@@ -34,7 +41,26 @@ fn one<A: RegionAlloc + Sync>(c: &mut Criterion) {
             g.throughput(Throughput::Elements(threads as u64));
             g.bench_function(BenchmarkId::new(A::NAME, threads), |b| {
                 let a: &A = &heap;
-                b.iter_custom(|iters| parallel_pairs(a, threads, iters, &layouts))
+                b.iter_custom(|iters| parallel_pairs(&[a], threads, iters, &layouts))
+            });
+        }
+        g.finish();
+    }
+}
+
+fn private(c: &mut Criterion) {
+    let heaps = [Heap::<Pool>::new(REGION), Heap::<Pool>::new(REGION)];
+    let pools: [&Pool; 2] = [&heaps[0], &heaps[1]];
+    let knobs = Knobs::from_env();
+    for (name, layouts) in workloads() {
+        let mut g = c.benchmark_group(name);
+        g.warm_up_time(knobs.warm_up)
+            .measurement_time(knobs.measurement)
+            .sample_size(knobs.samples);
+        for threads in [1, 2] {
+            g.throughput(Throughput::Elements(threads as u64));
+            g.bench_function(BenchmarkId::new("poolalloc_private", threads), |b| {
+                b.iter_custom(|iters| parallel_pairs(&pools, threads, iters, &layouts))
             });
         }
         g.finish();
@@ -42,6 +68,7 @@ fn one<A: RegionAlloc + Sync>(c: &mut Criterion) {
 }
 
 fn benches(c: &mut Criterion) {
+    private(c);
     one::<Pool>(c);
     one::<TalcLock>(c);
     one::<BuddyLocked>(c);

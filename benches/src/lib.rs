@@ -37,7 +37,7 @@ pub const MAX_RANDOM: usize = 32 << 10;
 /// Alignment of every request.
 pub const ALIGN: usize = 8;
 /// Fixed seed of every random workload.
-pub const SEED: u64 = 0x5EED_0F_B10C5;
+pub const SEED: u64 = 0x05EE_D0FB_10C5;
 
 /// SplitMix64: small, fast, and good enough to pick sizes and orders.
 #[derive(Clone, Debug)]
@@ -119,6 +119,13 @@ impl Region {
         self.len == 0
     }
 }
+
+// SAFETY: a `Region` is plain memory with one owner; the allocator given it
+// decides who touches it, and its own Send/Sync say whether that may cross
+// threads.
+unsafe impl Send for Region {}
+// SAFETY: as above; `Region` itself offers no access to the bytes.
+unsafe impl Sync for Region {}
 
 impl Drop for Region {
     fn drop(&mut self) {
@@ -295,7 +302,10 @@ impl RegionAlloc for BuddyLocked {
     }
     unsafe fn give(&self, region: &Region) {
         // SAFETY: forwarded contract.
-        unsafe { self.lock().init(region.start().as_ptr() as usize, region.len()) }
+        unsafe {
+            self.lock()
+                .init(region.start().as_ptr() as usize, region.len())
+        }
     }
 }
 
@@ -390,13 +400,14 @@ impl Default for Batch {
     }
 }
 
-/// `threads` threads on one shared `a`, each doing `iters` alloc+free pairs
-/// cycling through `layouts` (each thread starts at a different offset).
-/// Threads start together behind a [`Barrier`]; the time returned runs from
-/// the first thread's start to the last thread's end, so spawning and joining
-/// are not counted.
+/// `threads` threads, thread `t` on `allocs[t % allocs.len()]` (one shared
+/// allocator, or one each for the private control), each doing `iters`
+/// alloc+free pairs cycling through `layouts` (each thread starts at a
+/// different offset). Threads start together behind a [`Barrier`]; the time
+/// returned runs from the first thread's start to the last thread's end, so
+/// spawning and joining are not counted.
 pub fn parallel_pairs<A: GlobalAlloc + Sync + ?Sized>(
-    a: &A,
+    allocs: &[&A],
     threads: usize,
     iters: u64,
     layouts: &[Layout],
@@ -406,6 +417,7 @@ pub fn parallel_pairs<A: GlobalAlloc + Sync + ?Sized>(
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let barrier = &barrier;
+                let a = allocs[t % allocs.len()];
                 s.spawn(move || {
                     let mut k = t * layouts.len() / threads.max(1);
                     barrier.wait();

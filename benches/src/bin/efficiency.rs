@@ -80,7 +80,10 @@ fn main() {
         println!(
             "heap efficiency: 64 MiB region, random 16 B-32 KiB until the first failure, {SEEDS} seeds"
         );
-        println!("{:<20} {:>8} {:>10} {:>8}", "allocator", "blocks", "in use", "min");
+        println!(
+            "{:<20} {:>8} {:>10} {:>8}",
+            "allocator", "blocks", "in use", "min"
+        );
         for r in &rows {
             println!(
                 "{:<20} {:>8.0} {:>9.1}% {:>7.1}%  {}",

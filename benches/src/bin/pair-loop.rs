@@ -4,13 +4,24 @@
 //!
 //! Only `poolalloc_benches::pairs` (and what it calls) is counted, so setup
 //! (pre-touching the region) is not; instructions per pair = Ir / count.
+//!
+//! `pair-loop poolalloc batch 3` runs three batches instead (see `Batch`),
+//! over a 256 MiB region; count with `--toggle-collect='*Batch*run*'`.
 
 use poolalloc_benches::{
-    layout, pairs, Buddy, BuddyLocked, Heap, LinkedListLocked, Pool, RegionAlloc, Rlsf, TalcCell,
-    TalcLock, REGION,
+    layout, pairs, Batch, Buddy, BuddyLocked, Heap, LinkedListLocked, Pool, RegionAlloc, Rlsf,
+    TalcCell, TalcLock, BATCH_REGION, REGION,
 };
 
-fn run<A: RegionAlloc>(size: usize, n: u64) {
+fn run<A: RegionAlloc>(size: Option<usize>, n: u64) {
+    let Some(size) = size else {
+        let heap = Heap::<A>::new(BATCH_REGION);
+        let mut batch = Batch::new();
+        for _ in 0..n {
+            assert!(batch.run(&*heap), "batch does not fit");
+        }
+        return;
+    };
     // A small region: pre-touching 64 MiB under valgrind is slow, and a pair
     // loop only ever uses one block.
     let heap = Heap::<A>::new(REGION.min(16 << 20));
@@ -20,7 +31,10 @@ fn run<A: RegionAlloc>(size: usize, n: u64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let name = args.get(1).map_or("poolalloc", String::as_str);
-    let size: usize = args.get(2).map_or(64, |s| s.parse().expect("size"));
+    let size: Option<usize> = match args.get(2).map(String::as_str) {
+        Some("batch") => None,
+        s => Some(s.map_or(64, |s| s.parse().expect("size"))),
+    };
     let n: u64 = args.get(3).map_or(1_000_000, |s| s.parse().expect("count"));
     match name {
         "poolalloc" => run::<Pool>(size, n),

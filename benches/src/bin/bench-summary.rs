@@ -1,0 +1,273 @@
+//! Reads criterion's results (`<target>/criterion/**/new/{benchmark,estimates}.json`)
+//! and prints the ratio tables of BENCHMARKS.md, marking every target met or
+//! not met. Ratios are taken within the one run that produced the results.
+//!
+//! `bench-summary [CRITERION_DIR] [--efficiency FILE] [--callgrind FILE]`
+//!
+//! The efficiency and callgrind files are included verbatim (they are
+//! markdown tables written by `ci/bench.sh`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// (group, function, parameter) -> median ns per iteration.
+type Results = BTreeMap<(String, String, String), f64>;
+
+const OURS: &str = "poolalloc";
+/// Control: a pool per thread, nothing shared.
+const PRIVATE: &str = "poolalloc_private";
+const LOCKED: [&str; 3] = ["talc_lock", "buddy_locked", "linked_list_locked"];
+const PAIR_PEERS: [&str; 6] = [
+    "talc_lock",
+    "talc_cell",
+    "rlsf",
+    "buddy",
+    "buddy_locked",
+    "linked_list_locked",
+];
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "new") {
+                out.push(p);
+            } else {
+                walk(&p, out);
+            }
+        }
+    }
+}
+
+fn load(dir: &Path) -> Results {
+    let mut news = Vec::new();
+    walk(dir, &mut news);
+    let mut r = Results::new();
+    for new in news {
+        let read = |f: &str| -> Option<serde_json::Value> {
+            serde_json::from_str(&std::fs::read_to_string(new.join(f)).ok()?).ok()
+        };
+        let (Some(b), Some(e)) = (read("benchmark.json"), read("estimates.json")) else {
+            continue;
+        };
+        let s = |k: &str| b[k].as_str().unwrap_or("").to_string();
+        if let Some(ns) = e["median"]["point_estimate"].as_f64() {
+            r.insert((s("group_id"), s("function_id"), s("value_str")), ns);
+        }
+    }
+    r
+}
+
+fn get(r: &Results, g: &str, f: &str, p: &str) -> Option<f64> {
+    r.get(&(g.to_string(), f.to_string(), p.to_string()))
+        .copied()
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "**met**"
+    } else {
+        "**not met**"
+    }
+}
+
+fn fmt_ns(x: Option<f64>) -> String {
+    x.map_or("–".into(), |v| {
+        if v >= 100.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }
+    })
+}
+
+fn pairs(r: &Results, s: &mut String) {
+    let sizes = [
+        ("64", "64 B", 0.8),
+        ("1024", "1 KiB", 0.8),
+        ("8192", "8 KiB", 1.0),
+        ("65536", "64 KiB", 1.0),
+    ];
+    writeln!(
+        s,
+        "### One thread, alloc+free pair (ns per pair, median; lower is better)\n"
+    )
+    .unwrap();
+    write!(s, "| size | {OURS} |").unwrap();
+    for p in PAIR_PEERS {
+        write!(s, " {p} |").unwrap();
+    }
+    writeln!(s, " fastest spin-locked | ours / it | target | |").unwrap();
+    writeln!(
+        s,
+        "|---|---|{}---|---|---|---|",
+        "---|".repeat(PAIR_PEERS.len())
+    )
+    .unwrap();
+    for (p, label, target) in sizes {
+        let ours = get(r, "pair", OURS, p);
+        write!(s, "| {label} | {} |", fmt_ns(ours)).unwrap();
+        for peer in PAIR_PEERS {
+            write!(s, " {} |", fmt_ns(get(r, "pair", peer, p))).unwrap();
+        }
+        let best = LOCKED
+            .iter()
+            .filter_map(|&l| get(r, "pair", l, p).map(|v| (v, l)))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        match (ours, best) {
+            (Some(o), Some((b, name))) => writeln!(
+                s,
+                " {name} | {:.2}× | ≤ {target:.1}× | {} |",
+                o / b,
+                verdict(o / b <= target)
+            ),
+            _ => writeln!(s, " – | – | ≤ {target:.1}× | no data |"),
+        }
+        .unwrap();
+    }
+    writeln!(
+        s,
+        "\nRatios of ours to every peer (below 1: ours is faster):\n"
+    )
+    .unwrap();
+    write!(s, "| size |").unwrap();
+    for p in PAIR_PEERS {
+        write!(s, " {p} |").unwrap();
+    }
+    writeln!(s, "\n|---|{}", "---|".repeat(PAIR_PEERS.len())).unwrap();
+    for (p, label, _) in sizes {
+        write!(s, "| {label} |").unwrap();
+        for peer in PAIR_PEERS {
+            match (get(r, "pair", OURS, p), get(r, "pair", peer, p)) {
+                (Some(o), Some(b)) => write!(s, " {:.2}× |", o / b),
+                _ => write!(s, " – |"),
+            }
+            .unwrap();
+        }
+        writeln!(s).unwrap();
+    }
+}
+
+fn batch(r: &Results, s: &mut String) {
+    let blocks = poolalloc_benches::BATCH_BLOCKS as f64;
+    let p = poolalloc_benches::BATCH_BLOCKS.to_string();
+    writeln!(
+        s,
+        "\n### Batch: 10,000 random 16 B–32 KiB, freed in random order (ns per block)\n"
+    )
+    .unwrap();
+    writeln!(s, "| allocator | ns per block | ours / it |").unwrap();
+    writeln!(s, "|---|---|---|").unwrap();
+    let ours = get(r, "batch", OURS, &p).map(|v| v / blocks);
+    for a in std::iter::once(OURS).chain(PAIR_PEERS) {
+        let v = get(r, "batch", a, &p).map(|v| v / blocks);
+        let ratio = match (ours, v) {
+            (Some(o), Some(x)) => format!("{:.2}×", o / x),
+            _ => "–".into(),
+        };
+        writeln!(s, "| {a} | {} | {ratio} |", fmt_ns(v)).unwrap();
+    }
+    match (ours, get(r, "batch", "talc_cell", &p).map(|v| v / blocks)) {
+        (Some(o), Some(t)) => writeln!(
+            s,
+            "\nTarget: no slower than talc without a lock (≤ 1.0×): {:.2}×, {}.",
+            o / t,
+            verdict(o <= t)
+        ),
+        _ => writeln!(s, "\nTarget: no data."),
+    }
+    .unwrap();
+}
+
+fn threads(r: &Results, s: &mut String) {
+    writeln!(s, "\n### One shared allocator, 1 and 2 threads of alloc+free pairs (M pairs/s in total; higher is better)\n").unwrap();
+    let groups = [
+        ("threads_64", "64 B"),
+        ("threads_1024", "1 KiB"),
+        ("threads_mixed", "mixed 16 B–32 KiB"),
+    ];
+    let mops =
+        |g: &str, a: &str, t: u32| get(r, g, a, &t.to_string()).map(|ns| f64::from(t) * 1e3 / ns);
+    let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.1}"));
+    writeln!(s, "| workload | allocator | 1 thread | 2 threads | 2 / 1 |").unwrap();
+    writeln!(s, "|---|---|---|---|---|").unwrap();
+    for (g, label) in groups {
+        for a in [OURS, PRIVATE].into_iter().chain(LOCKED) {
+            let (one, two) = (mops(g, a, 1), mops(g, a, 2));
+            let sc = match (one, two) {
+                (Some(x), Some(y)) => format!("{:.2}×", y / x),
+                _ => "–".into(),
+            };
+            writeln!(s, "| {label} | {a} | {} | {} | {sc} |", f(one), f(two)).unwrap();
+        }
+    }
+    writeln!(s, "\nTargets: ours on two threads ≥ 1.6× ours on one; ours on two threads ≥ 3× every spin-locked peer on two.\n").unwrap();
+    writeln!(s, "`{PRIVATE}` is the control: one pool per thread, nothing shared; its 2 / 1 is the most the machine gave in this run.\n").unwrap();
+    writeln!(s, "| workload | ours 2t / ours 1t (≥ 1.6×) | | control 2t / 1t | ours 2t / best locked 2t (≥ 3×) | |").unwrap();
+    writeln!(s, "|---|---|---|---|---|---|").unwrap();
+    for (g, label) in groups {
+        let (one, two) = (mops(g, OURS, 1), mops(g, OURS, 2));
+        let scale = match (one, two) {
+            (Some(x), Some(y)) => format!("{:.2}× | {}", y / x, verdict(y / x >= 1.6)),
+            _ => "– | no data".into(),
+        };
+        let best = LOCKED
+            .iter()
+            .filter_map(|&l| mops(g, l, 2).map(|v| (v, l)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let vs = match (two, best) {
+            (Some(y), Some((b, name))) => {
+                format!("{:.2}× (vs {name}) | {}", y / b, verdict(y / b >= 3.0))
+            }
+            _ => "– | no data".into(),
+        };
+        let control = match (mops(g, PRIVATE, 1), mops(g, PRIVATE, 2)) {
+            (Some(x), Some(y)) => format!("{:.2}×", y / x),
+            _ => "–".into(),
+        };
+        writeln!(s, "| {label} | {scale} | {control} | {vs} |").unwrap();
+    }
+}
+
+fn main() {
+    let mut dir = None;
+    let mut extra = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--efficiency" | "--callgrind" => {
+                if let Some(f) = args.next() {
+                    extra.push(PathBuf::from(f));
+                }
+            }
+            _ => dir = Some(PathBuf::from(a)),
+        }
+    }
+    let dir = dir.unwrap_or_else(|| {
+        let t = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+        Path::new(&t).join("criterion")
+    });
+    let r = load(&dir);
+    if r.is_empty() {
+        eprintln!(
+            "bench-summary: no criterion results under {}",
+            dir.display()
+        );
+        std::process::exit(1);
+    }
+    let mut s = String::new();
+    pairs(&r, &mut s);
+    batch(&r, &mut s);
+    threads(&r, &mut s);
+    for f in extra {
+        match std::fs::read_to_string(&f) {
+            Ok(t) => writeln!(s, "\n{}", t.trim_end()).unwrap(),
+            Err(e) => eprintln!("bench-summary: {}: {e}", f.display()),
+        }
+    }
+    print!("{s}");
+}
