@@ -18,11 +18,13 @@ struct Row {
     blocks: f64,
     requested: f64,
     min_share: f64,
+    failed: Vec<usize>,
     extra: String,
 }
 
 fn measure<A: RegionAlloc>(mut on_full: impl FnMut(&A)) -> Row {
     let (mut blocks, mut requested, mut min_share) = (0.0, 0.0, f64::MAX);
+    let mut failed = Vec::new();
     for s in 0..SEEDS {
         let heap = Heap::<A>::new(REGION);
         let f = fill(&*heap, SEED + s, || on_full(&heap));
@@ -30,12 +32,14 @@ fn measure<A: RegionAlloc>(mut on_full: impl FnMut(&A)) -> Row {
         blocks += f.blocks as f64 / SEEDS as f64;
         requested += f.requested as f64 / SEEDS as f64;
         min_share = min_share.min(share);
+        failed.push(f.failed_at);
     }
     Row {
         name: A::NAME,
         blocks,
         requested,
         min_share,
+        failed,
         extra: String::new(),
     }
 }
@@ -44,18 +48,19 @@ fn main() {
     let markdown = std::env::args().any(|a| a == "--markdown");
     let mut rows = Vec::new();
 
-    let (mut rounded, mut usable) = (0.0, 0.0);
+    let (mut rounded, mut usable, mut free) = (0.0, 0.0, 0.0);
     let mut pool = measure::<Pool>(|p| {
         let s = p.stats();
         rounded += s.allocated_bytes as f64 / SEEDS as f64;
         usable += s.region_bytes as f64 / SEEDS as f64;
+        free += s.free_bytes as f64 / SEEDS as f64;
     });
     let region = REGION as f64;
     pool.extra = format!(
-        "rounded (allocated_bytes) {:.1}% of region; usable after metadata (region_bytes) {:.1}%; requested/usable {:.1}%",
+        "rounded (allocated_bytes) {:.1}% of region; free pages (free_bytes) {:.1}%; usable after metadata (region_bytes) {:.1}%",
         100.0 * rounded / region,
+        100.0 * free / region,
         100.0 * usable / region,
-        100.0 * pool.requested / usable,
     );
     rows.push(pool);
     rows.push(measure::<TalcCell>(|_| {}));
@@ -64,15 +69,16 @@ fn main() {
     rows.push(measure::<LinkedListLocked>(|_| {}));
 
     if markdown {
-        println!("| allocator | blocks at first failure | requested / region (mean of {SEEDS}) | min | notes |");
-        println!("|---|---|---|---|---|");
+        println!("| allocator | blocks at first failure | requested / region (mean of {SEEDS}) | min | failed requests (bytes) | notes |");
+        println!("|---|---|---|---|---|---|");
         for r in &rows {
             println!(
-                "| {} | {:.0} | {:.1}% | {:.1}% | {} |",
+                "| {} | {:.0} | {:.1}% | {:.1}% | {:?} | {} |",
                 r.name,
                 r.blocks,
                 100.0 * r.requested / region,
                 100.0 * r.min_share,
+                r.failed,
                 r.extra
             );
         }
@@ -86,11 +92,12 @@ fn main() {
         );
         for r in &rows {
             println!(
-                "{:<20} {:>8.0} {:>9.1}% {:>7.1}%  {}",
+                "{:<20} {:>8.0} {:>9.1}% {:>7.1}%  failed at {:?} {}",
                 r.name,
                 r.blocks,
                 100.0 * r.requested / region,
                 100.0 * r.min_share,
+                r.failed,
                 r.extra
             );
         }
