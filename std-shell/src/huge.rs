@@ -1,1 +1,864 @@
-//! Huge allocations (in progress).
+//! Huge allocations: requests above the chunk size, one OS mapping each.
+//!
+//! Netty allocates "huge" buffers unpooled; so do we. [`HugeAllocs::allocate`]
+//! rounds the size up to whole OS pages, charges that to a [`Limit`] *before*
+//! mapping (a refused charge maps nothing; a failed map gives the charge
+//! back), maps it with [`os::map_aligned`] at `max(layout.align(), page)`,
+//! and records `(address, mapping size)` in a registry.
+//! [`HugeAllocs::deallocate`] derives the mapping size from the layout the
+//! same way, checks it against the registry, unmaps, and releases the charge.
+//!
+//! # The registry
+//!
+//! Free has only the pointer and the layout, and a bad free of a huge size
+//! (double free, foreign pointer, wrong size) must not unmap memory that is
+//! not ours. The registry is a chain of open-addressing tables of
+//! `(key, size)` word pairs: the first, of [`INLINE_ENTRIES`] entries, lives
+//! inside [`HugeAllocs`]; when an insert finds no free slot within
+//! [`MAX_PROBE`] slots of its hash in any table, a table twice as large as
+//! the last is mapped with [`os::map`] and pushed at the head of the chain,
+//! under a spin lock taken only on that cold path. Tables are never removed
+//! while the registry lives. Lookups take no lock: they scan each table's
+//! probe window, stopping at an empty slot.
+//!
+//! A key word is one of (addresses are page-aligned, so the low bits are free):
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `0` | empty: never used; ends a probe |
+//! | `addr \| BUSY` | being inserted: `size` not yet valid |
+//! | `addr` | live mapping at `addr` of `size` bytes |
+//! | `addr \| TOMB` | freed; the slot may be reused |
+//!
+//! Slots go empty → busy → live → tombstone → busy → ..., and never back to
+//! empty, so probe chains never break. **Exactly one free wins** a live
+//! entry: the CAS `addr → addr | TOMB` is the linearisation point of a free;
+//! a concurrent second free fails that CAS and reports a double free.
+//!
+//! # Invariants
+//!
+//! * A live key is unique across all tables: the kernel never hands out an
+//!   address that is still mapped.
+//! * `live_count` = live keys and `live_bytes` = Σ their sizes, once no
+//!   allocate or deallocate is in flight.
+//! * Every live entry holds exactly `size` bytes of the [`Limit`] passed to
+//!   the `allocate` that created it (the same limit must be passed to
+//!   `deallocate`).
+//!
+//! Detection is exact until the address is reused: once a freed mapping's
+//! address comes back from a later map, a stale free of it with the same
+//! size is indistinguishable from a legitimate one (as with any allocator).
+
+use crate::limit::{Limit, LimitExceeded};
+use crate::os;
+use core::alloc::Layout;
+use core::fmt;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+
+/// Entries of the registry table kept inline in [`HugeAllocs`] (16 KiB).
+pub const INLINE_ENTRIES: usize = 1024;
+/// Slots an insert or lookup examines per table.
+pub const MAX_PROBE: usize = 32;
+
+const EMPTY: usize = 0;
+const TOMB: usize = 1;
+const BUSY: usize = 2;
+const TAG: usize = TOMB | BUSY;
+
+/// One registry slot. All-zero bytes are an empty slot.
+#[repr(C)]
+struct Entry {
+    key: AtomicUsize,
+    size: AtomicUsize,
+}
+
+/// Header of a mapped overflow table; its entries follow it.
+#[repr(C)]
+struct Overflow {
+    /// The next older table; written before publication, never changed.
+    next: *mut Overflow,
+    /// Entries in this table (a power of two).
+    cap: usize,
+    /// Bytes mapped for header and entries.
+    bytes: usize,
+}
+
+const _: () = assert!(core::mem::size_of::<Overflow>() % core::mem::align_of::<Entry>() == 0);
+const _: () = assert!(INLINE_ENTRIES.is_power_of_two() && MAX_PROBE <= INLINE_ENTRIES);
+
+/// Registry and counters of huge allocations. See the [module docs](self).
+pub struct HugeAllocs {
+    inline: [Entry; INLINE_ENTRIES],
+    /// Newest overflow table, or null.
+    overflow: AtomicPtr<Overflow>,
+    /// Overflow tables pushed so far.
+    tables: AtomicUsize,
+    /// Held while mapping and pushing an overflow table.
+    growing: AtomicBool,
+    live_bytes: AtomicUsize,
+    live_count: AtomicUsize,
+    allocations: AtomicUsize,
+    deallocations: AtomicUsize,
+}
+
+/// Why a huge allocation was refused. Nothing is charged or mapped after any
+/// of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HugeError {
+    /// A zero-sized layout.
+    ZeroSize,
+    /// The size rounded up to whole pages, or the alignment, overflows.
+    TooLarge {
+        /// Requested bytes.
+        size: usize,
+    },
+    /// The memory limit refused the charge.
+    Limit(LimitExceeded),
+    /// The OS refused to map the memory, or to map a registry table.
+    Os {
+        /// Bytes asked of the OS.
+        size: usize,
+    },
+}
+
+impl fmt::Display for HugeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HugeError::ZeroSize => f.write_str("zero-sized huge allocation requested"),
+            HugeError::TooLarge { size } => {
+                write!(
+                    f,
+                    "huge allocation of {size} bytes overflows the address space"
+                )
+            }
+            HugeError::Limit(e) => fmt::Display::fmt(e, f),
+            HugeError::Os { size } => write!(f, "the OS refused to map {size} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for HugeError {}
+
+/// Why a huge free was refused. Nothing is unmapped or released after any of
+/// these except [`HugeFreeError::UnmapFailed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HugeFreeError {
+    /// No huge allocation starts at this address, and none did recently.
+    Foreign {
+        /// The address.
+        addr: usize,
+    },
+    /// The allocation at this address was already freed.
+    DoubleFree {
+        /// The address.
+        addr: usize,
+    },
+    /// The layout's size rounds to a different mapping size than the one
+    /// allocated there.
+    SizeMismatch {
+        /// The address.
+        addr: usize,
+        /// Mapping bytes the layout implies.
+        expected: usize,
+        /// Mapping bytes recorded at allocation.
+        found: usize,
+    },
+    /// A zero-sized layout.
+    ZeroSize,
+    /// The registry entry was removed but the OS refused to unmap: the
+    /// mapping leaks and stays charged to the limit.
+    UnmapFailed {
+        /// The address.
+        addr: usize,
+        /// Bytes that stayed mapped.
+        size: usize,
+    },
+}
+
+impl fmt::Display for HugeFreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            HugeFreeError::Foreign { addr } => {
+                write!(f, "free of {addr:#x}: not a huge allocation")
+            }
+            HugeFreeError::DoubleFree { addr } => {
+                write!(f, "double free of huge allocation {addr:#x}")
+            }
+            HugeFreeError::SizeMismatch {
+                addr,
+                expected,
+                found,
+            } => write!(
+                f,
+                "free of huge allocation {addr:#x} with a layout of {expected} mapped bytes; \
+                 it has {found}"
+            ),
+            HugeFreeError::ZeroSize => f.write_str("zero-sized huge free"),
+            HugeFreeError::UnmapFailed { addr, size } => {
+                write!(f, "the OS refused to unmap {size} bytes at {addr:#x}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HugeFreeError {}
+
+/// What a lookup found for an address.
+enum Found<'a> {
+    Live(&'a Entry),
+    Freed,
+    Missing,
+}
+
+impl HugeAllocs {
+    /// An empty registry; `const`, for a `static`.
+    #[allow(clippy::declare_interior_mutable_const)] // `E` is copied, never shared
+    pub const fn new() -> HugeAllocs {
+        const E: Entry = Entry {
+            key: AtomicUsize::new(EMPTY),
+            size: AtomicUsize::new(0),
+        };
+        HugeAllocs {
+            inline: [E; INLINE_ENTRIES],
+            overflow: AtomicPtr::new(ptr::null_mut()),
+            tables: AtomicUsize::new(0),
+            growing: AtomicBool::new(false),
+            live_bytes: AtomicUsize::new(0),
+            live_count: AtomicUsize::new(0),
+            allocations: AtomicUsize::new(0),
+            deallocations: AtomicUsize::new(0),
+        }
+    }
+
+    /// The bytes a huge allocation of `layout` maps: its size rounded up to
+    /// whole OS pages. `None` for zero sizes or on overflow.
+    pub fn mapping_size(layout: Layout) -> Option<usize> {
+        if layout.size() == 0 {
+            return None;
+        }
+        os::round_to_page(layout.size())
+    }
+
+    /// Maps a huge allocation for `layout`, charged to `limit`. The slice
+    /// covers the whole mapping ([`HugeAllocs::mapping_size`] bytes), zeroed.
+    pub fn allocate(&self, layout: Layout, limit: &Limit) -> Result<NonNull<[u8]>, HugeError> {
+        self.allocate_with(layout, |n| limit.try_reserve(n), limit)
+    }
+
+    /// [`HugeAllocs::allocate`], reserving with
+    /// [`Limit::reserve_or_reclaim`]: on a refused charge, `reclaim` runs once
+    /// and the charge is retried.
+    pub fn allocate_or_reclaim(
+        &self,
+        layout: Layout,
+        limit: &Limit,
+        reclaim: impl FnOnce() -> usize,
+    ) -> Result<NonNull<[u8]>, HugeError> {
+        self.allocate_with(layout, |n| limit.reserve_or_reclaim(n, reclaim), limit)
+    }
+
+    fn allocate_with(
+        &self,
+        layout: Layout,
+        reserve: impl FnOnce(usize) -> Result<(), LimitExceeded>,
+        limit: &Limit,
+    ) -> Result<NonNull<[u8]>, HugeError> {
+        if layout.size() == 0 {
+            return Err(HugeError::ZeroSize);
+        }
+        let size = HugeAllocs::mapping_size(layout).ok_or(HugeError::TooLarge {
+            size: layout.size(),
+        })?;
+        reserve(size).map_err(HugeError::Limit)?;
+        let align = layout.align().max(os::page_size());
+        let Some(ptr) = os::map_aligned(size, align) else {
+            limit.release(size);
+            return Err(HugeError::Os { size });
+        };
+        if !self.insert(ptr.as_ptr() as usize, size) {
+            // SAFETY: mapped just above with `size`, never handed out.
+            unsafe { os::unmap(ptr, size) };
+            limit.release(size);
+            return Err(HugeError::Os { size });
+        }
+        // ORDERING: Relaxed; statistics with no data to publish.
+        self.live_bytes.fetch_add(size, Ordering::Relaxed);
+        self.live_count.fetch_add(1, Ordering::Relaxed);
+        self.allocations.fetch_add(1, Ordering::Relaxed);
+        Ok(NonNull::slice_from_raw_parts(ptr, size))
+    }
+
+    /// Unmaps the huge allocation at `ptr` and releases its charge from
+    /// `limit`, after checking that a live allocation starts at `ptr` and
+    /// that `layout` implies its mapping size. On any error but
+    /// [`HugeFreeError::UnmapFailed`], nothing changes.
+    ///
+    /// # Safety
+    /// If `ptr` is a live allocation of this registry, no reference into its
+    /// memory is used afterwards, and `limit` is the one it was charged to.
+    pub unsafe fn deallocate(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        limit: &Limit,
+    ) -> Result<(), HugeFreeError> {
+        let addr = ptr.as_ptr() as usize;
+        let expected = HugeAllocs::mapping_size(layout).ok_or(HugeFreeError::ZeroSize)?;
+        let entry = match self.find(addr) {
+            Found::Live(entry) => entry,
+            Found::Freed => return Err(HugeFreeError::DoubleFree { addr }),
+            Found::Missing => return Err(HugeFreeError::Foreign { addr }),
+        };
+        // ORDERING: Relaxed; ordered after the insert's `size` store by the
+        // Acquire load of the live key in `find`.
+        let found = entry.size.load(Ordering::Relaxed);
+        if found != expected {
+            return Err(HugeFreeError::SizeMismatch {
+                addr,
+                expected,
+                found,
+            });
+        }
+        // ORDERING: Release on success: the linearisation point of this free.
+        // It keeps our `size` load above before any reuse of the slot (the
+        // reusing insert claims it with an Acquire CAS that reads this
+        // tombstone). Failure: another free won; nothing to order.
+        if entry
+            .key
+            .compare_exchange(addr, addr | TOMB, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(HugeFreeError::DoubleFree { addr });
+        }
+        // ORDERING: Relaxed; statistics.
+        self.live_bytes.fetch_sub(found, Ordering::Relaxed);
+        self.live_count.fetch_sub(1, Ordering::Relaxed);
+        self.deallocations.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the mapping of `found` bytes at `ptr` was registered by
+        // `allocate`, and we won its removal, so we alone unmap it; the caller
+        // promises no one uses its memory any more.
+        if !unsafe { os::unmap(ptr, found) } {
+            return Err(HugeFreeError::UnmapFailed { addr, size: found });
+        }
+        limit.release(found);
+        Ok(())
+    }
+
+    /// Mapping bytes of the live huge allocation starting at `ptr`, if any.
+    pub fn size_of(&self, ptr: NonNull<u8>) -> Option<usize> {
+        match self.find(ptr.as_ptr() as usize) {
+            // ORDERING: Relaxed; see `deallocate`.
+            Found::Live(entry) => Some(entry.size.load(Ordering::Relaxed)),
+            _ => None,
+        }
+    }
+
+    /// Bytes mapped for live huge allocations.
+    pub fn live_bytes(&self) -> usize {
+        // ORDERING: Relaxed; a statistic.
+        self.live_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Number of live huge allocations.
+    pub fn live_count(&self) -> usize {
+        // ORDERING: Relaxed; a statistic.
+        self.live_count.load(Ordering::Relaxed)
+    }
+
+    /// Huge allocations made so far (Netty's `numHugeAllocations`).
+    pub fn allocations(&self) -> usize {
+        // ORDERING: Relaxed; a statistic.
+        self.allocations.load(Ordering::Relaxed)
+    }
+
+    /// Huge allocations freed so far (Netty's `numHugeDeallocations`).
+    pub fn deallocations(&self) -> usize {
+        // ORDERING: Relaxed; a statistic.
+        self.deallocations.load(Ordering::Relaxed)
+    }
+
+    /// Registry tables mapped beyond the inline one.
+    pub fn overflow_tables(&self) -> usize {
+        // ORDERING: Relaxed; a statistic.
+        self.tables.load(Ordering::Relaxed)
+    }
+
+    /// Calls `f` on each table, newest overflow table last, until it
+    /// returns `Some`.
+    fn each_table<'a, R>(&'a self, mut f: impl FnMut(&'a [Entry]) -> Option<R>) -> Option<R> {
+        if let Some(r) = f(&self.inline) {
+            return Some(r);
+        }
+        // ORDERING: Acquire; pairs with the Release publication in `grow`,
+        // making the table's header (and, transitively, older tables')
+        // visible.
+        let mut table = self.overflow.load(Ordering::Acquire);
+        while !table.is_null() {
+            // SAFETY: published tables stay mapped until `drop`, which cannot
+            // run while `self` is borrowed; their headers are immutable.
+            let (next, entries) = unsafe { ((*table).next, overflow_entries(table)) };
+            if let Some(r) = f(entries) {
+                return Some(r);
+            }
+            table = next;
+        }
+        None
+    }
+
+    /// Finds the live entry for `addr`, noting a tombstone of it on the way.
+    fn find(&self, addr: usize) -> Found<'_> {
+        if addr == 0 || addr & (os::page_size() - 1) != 0 {
+            return Found::Missing;
+        }
+        let mut freed = false;
+        let live = self.each_table(|entries| {
+            for slot in probe(entries, addr) {
+                // ORDERING: Acquire; pairs with the Release store that
+                // publishes a live key in `insert`, so its `size` is visible.
+                let key = slot.key.load(Ordering::Acquire);
+                if key == addr {
+                    return Some(slot);
+                }
+                freed |= key == addr | TOMB;
+                if key == EMPTY {
+                    break;
+                }
+            }
+            None
+        });
+        match live {
+            Some(entry) => Found::Live(entry),
+            None if freed => Found::Freed,
+            None => Found::Missing,
+        }
+    }
+
+    /// Records a live mapping; `false` only if no table had room and a new
+    /// one could not be mapped.
+    fn insert(&self, addr: usize, size: usize) -> bool {
+        debug_assert!(addr & TAG == 0 && addr != 0);
+        loop {
+            // ORDERING: Relaxed; only compared with itself under the lock in
+            // `grow`, which orders it there.
+            let tables = self.tables.load(Ordering::Relaxed);
+            let claimed = self.each_table(|entries| {
+                probe(entries, addr).find(|slot| {
+                    // ORDERING: Relaxed; only a guess checked by the CAS.
+                    let key = slot.key.load(Ordering::Relaxed);
+                    let free = key == EMPTY || key & TAG == TOMB;
+                    // ORDERING: Acquire on success; pairs with the Release
+                    // CAS of the free that left this tombstone, so that
+                    // free's `size` load precedes our store below.
+                    free && slot
+                        .key
+                        .compare_exchange(key, addr | BUSY, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                })
+            });
+            if let Some(slot) = claimed {
+                // ORDERING: Relaxed; published by the Release store below.
+                slot.size.store(size, Ordering::Relaxed);
+                // ORDERING: Release; pairs with the Acquire load in `find`.
+                slot.key.store(addr, Ordering::Release);
+                return true;
+            }
+            if !self.grow(tables) {
+                return false;
+            }
+        }
+    }
+
+    /// Pushes a new overflow table unless one was pushed since the caller
+    /// saw `seen` tables. `false` if the OS refused the mapping.
+    #[cold]
+    fn grow(&self, seen: usize) -> bool {
+        // ORDERING: Acquire on success pairs with the Release unlock below,
+        // so each holder sees the previous holder's table and count.
+        while self
+            .growing
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::thread::yield_now();
+        }
+        let mut ok = true;
+        // ORDERING: Relaxed; under the lock, which orders it.
+        if self.tables.load(Ordering::Relaxed) == seen {
+            // ORDERING: Relaxed; under the lock, only holders write it.
+            let newest = self.overflow.load(Ordering::Relaxed);
+            let cap = if newest.is_null() {
+                2 * INLINE_ENTRIES
+            } else {
+                // SAFETY: published tables stay mapped; headers are immutable.
+                2 * unsafe { (*newest).cap }
+            };
+            let bytes = core::mem::size_of::<Overflow>() + cap * core::mem::size_of::<Entry>();
+            match os::map(bytes) {
+                Some(table) => {
+                    let table = table.cast::<Overflow>();
+                    // SAFETY: a fresh, page-aligned, zeroed mapping large
+                    // enough for the header; its zeroed entries are empty.
+                    unsafe {
+                        table.as_ptr().write(Overflow {
+                            next: newest,
+                            cap,
+                            bytes,
+                        })
+                    };
+                    // ORDERING: Release; publishes the header to the Acquire
+                    // load in `each_table`.
+                    self.overflow.store(table.as_ptr(), Ordering::Release);
+                    // ORDERING: Relaxed; released by the unlock below.
+                    self.tables.store(seen + 1, Ordering::Relaxed);
+                }
+                None => ok = false,
+            }
+        }
+        // ORDERING: Release; pairs with the Acquire of the next holder.
+        self.growing.store(false, Ordering::Release);
+        ok
+    }
+}
+
+impl Default for HugeAllocs {
+    fn default() -> Self {
+        HugeAllocs::new()
+    }
+}
+
+impl Drop for HugeAllocs {
+    /// Unmaps the registry's overflow tables. Live huge allocations stay
+    /// mapped (and charged): their pointers may still be in use.
+    fn drop(&mut self) {
+        let mut table = *self.overflow.get_mut();
+        while !table.is_null() {
+            // SAFETY: `&mut self`: no one else uses the tables; each header
+            // was written by `grow` and is read before its table is unmapped.
+            let (next, bytes) = unsafe { ((*table).next, (*table).bytes) };
+            // SAFETY: mapped by `grow` with `bytes`; nothing refers to it now.
+            unsafe { os::unmap(NonNull::new_unchecked(table).cast(), bytes) };
+            table = next;
+        }
+    }
+}
+
+/// The entries of a published overflow table.
+///
+/// # Safety
+/// `table` was published by `grow` and stays mapped for `'a`.
+unsafe fn overflow_entries<'a>(table: *mut Overflow) -> &'a [Entry] {
+    // SAFETY: the entries follow the header (size a multiple of Entry's
+    // alignment) within the mapping; all-zero or atomically written words
+    // are valid `Entry`s, and atomics allow shared access.
+    unsafe {
+        let first = table.add(1).cast::<Entry>();
+        core::slice::from_raw_parts(first, (*table).cap)
+    }
+}
+
+/// The probe window of `addr` in `entries` (a power-of-two table).
+fn probe(entries: &[Entry], addr: usize) -> impl Iterator<Item = &Entry> {
+    let mask = entries.len() - 1;
+    // Fibonacci hashing of the page number: spreads page-aligned addresses.
+    let hash = ((addr as u64 >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize;
+    (0..MAX_PROBE.min(entries.len())).map(move |i| &entries[(hash + i) & mask])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+    use std::sync::{Barrier, Mutex};
+    use std::vec::Vec;
+
+    const MIB: usize = 1 << 20;
+
+    fn layout(size: usize, align: usize) -> Layout {
+        Layout::from_size_align(size, align).unwrap()
+    }
+
+    /// Writes `tag` to the first and last byte of a block.
+    fn mark(block: NonNull<[u8]>, tag: u8) {
+        let p = block.cast::<u8>().as_ptr();
+        // SAFETY: the block is live and `block.len()` bytes long.
+        unsafe { p.write(tag) };
+        // SAFETY: as above.
+        unsafe { p.add(block.len() - 1).write(tag) };
+    }
+
+    /// Checks the bytes written by `mark`.
+    fn check(block: NonNull<[u8]>, tag: u8) {
+        let p = block.cast::<u8>().as_ptr();
+        // SAFETY: the block is live and `block.len()` bytes long.
+        unsafe { assert_eq!((p.read(), p.add(block.len() - 1).read()), (tag, tag)) };
+    }
+
+    #[test]
+    fn allocate_and_free_charge_the_limit() {
+        let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+        let l = layout(5 * MIB + 3, 8);
+        let block = huge.allocate(l, &limit).unwrap();
+        let size = os::round_to_page(5 * MIB + 3).unwrap();
+        assert_eq!(block.len(), size);
+        assert_eq!(HugeAllocs::mapping_size(l), Some(size));
+        check(block, 0);
+        mark(block, 0xaa);
+        assert_eq!(
+            (huge.live_count(), huge.live_bytes(), limit.used()),
+            (1, size, size)
+        );
+        assert_eq!(huge.size_of(block.cast()), Some(size));
+        // SAFETY: allocated above with `l`; not used again.
+        unsafe { huge.deallocate(block.cast(), l, &limit) }.unwrap();
+        assert_eq!(
+            (huge.live_count(), huge.live_bytes(), limit.used()),
+            (0, 0, 0)
+        );
+        assert_eq!((huge.allocations(), huge.deallocations()), (1, 1));
+        assert_eq!(huge.size_of(block.cast()), None);
+    }
+
+    #[test]
+    fn mappings_honour_large_alignments() {
+        let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+        for align in [8, 4096, 64 << 10, 2 * MIB, 4 * MIB, 16 * MIB] {
+            for size in [1, 4 * MIB + 1, 9 * MIB] {
+                let l = layout(size, align);
+                let block = huge.allocate(l, &limit).unwrap();
+                assert_eq!(block.cast::<u8>().as_ptr() as usize % align, 0);
+                mark(block, 1);
+                // SAFETY: allocated above with `l`.
+                unsafe { huge.deallocate(block.cast(), l, &limit) }.unwrap();
+            }
+        }
+        assert_eq!(limit.used(), 0);
+    }
+
+    #[test]
+    fn double_free_is_detected() {
+        let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+        let l = layout(5 * MIB, 4096);
+        let block = huge.allocate(l, &limit).unwrap();
+        let other = huge.allocate(l, &limit).unwrap();
+        // SAFETY: allocated above with `l`.
+        unsafe { huge.deallocate(block.cast(), l, &limit) }.unwrap();
+        let addr = block.cast::<u8>().as_ptr() as usize;
+        // SAFETY: a double free: refused without touching memory.
+        let e = unsafe { huge.deallocate(block.cast(), l, &limit) }.unwrap_err();
+        assert_eq!(e, HugeFreeError::DoubleFree { addr });
+        assert!(e
+            .to_string()
+            .starts_with("double free of huge allocation 0x"));
+        assert_eq!((huge.live_count(), limit.used()), (1, 5 * MIB));
+        // SAFETY: allocated above with `l`.
+        unsafe { huge.deallocate(other.cast(), l, &limit) }.unwrap();
+    }
+
+    #[test]
+    fn foreign_and_interior_pointers_are_detected() {
+        let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+        let l = layout(5 * MIB, 8);
+        let block = huge.allocate(l, &limit).unwrap();
+        let mut heap = std::vec![0u8; 64];
+        let page = os::page_size();
+        let base = block.cast::<u8>();
+        let other = HugeAllocs::new();
+        let foreign = [
+            NonNull::new(heap.as_mut_ptr()).unwrap(),
+            // SAFETY: still inside the block.
+            unsafe { base.add(page) },
+            // SAFETY: still inside the block.
+            unsafe { base.add(1) },
+        ];
+        for p in foreign {
+            // SAFETY: refused without touching memory.
+            let e = unsafe { huge.deallocate(p, l, &limit) }.unwrap_err();
+            let addr = p.as_ptr() as usize;
+            assert_eq!(e, HugeFreeError::Foreign { addr });
+        }
+        // SAFETY: not `other`'s: refused.
+        let e = unsafe { other.deallocate(base, l, &limit) }.unwrap_err();
+        assert!(matches!(e, HugeFreeError::Foreign { .. }));
+        assert!(e.to_string().ends_with("not a huge allocation"));
+        assert_eq!((huge.live_count(), limit.used()), (1, 5 * MIB));
+        // SAFETY: zero-sized layouts are refused.
+        let e = unsafe { huge.deallocate(base, layout(0, 1), &limit) };
+        assert_eq!(e, Err(HugeFreeError::ZeroSize));
+        // SAFETY: allocated above with `l`.
+        unsafe { huge.deallocate(base, l, &limit) }.unwrap();
+    }
+
+    #[test]
+    fn mismatched_size_is_detected() {
+        let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+        let l = layout(5 * MIB, 8);
+        let block = huge.allocate(l, &limit).unwrap();
+        let addr = block.cast::<u8>().as_ptr() as usize;
+        // SAFETY: refused: the size differs.
+        let e = unsafe { huge.deallocate(block.cast(), layout(6 * MIB, 8), &limit) };
+        let want = HugeFreeError::SizeMismatch {
+            addr,
+            expected: 6 * MIB,
+            found: 5 * MIB,
+        };
+        assert_eq!(e, Err(want));
+        assert_eq!(huge.live_count(), 1);
+        // Any size that maps the same pages fits (the `Allocator` rule).
+        let fits = layout(5 * MIB - 100, 8);
+        // SAFETY: allocated above; `fits` rounds to the same mapping.
+        unsafe { huge.deallocate(block.cast(), fits, &limit) }.unwrap();
+    }
+
+    #[test]
+    fn limit_refusals_and_reclaim() {
+        let (huge, limit) = (HugeAllocs::new(), Limit::new(8 * MIB));
+        let l = layout(5 * MIB, 8);
+        let first = huge.allocate(l, &limit).unwrap();
+        let e = huge.allocate(l, &limit).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "failed to allocate 5242880 byte(s) of memory (used: 5242880, max: 8388608)"
+        );
+        assert_eq!((huge.live_count(), limit.used()), (1, 5 * MIB));
+        // Reclaim frees the first allocation; the retry then fits.
+        let second = huge
+            .allocate_or_reclaim(l, &limit, || {
+                // SAFETY: allocated above with `l`; not used again.
+                unsafe { huge.deallocate(first.cast(), l, &limit) }.unwrap();
+                5 * MIB
+            })
+            .unwrap();
+        assert_eq!((limit.used(), limit.reclaims()), (5 * MIB, 1));
+        // SAFETY: allocated above with `l`.
+        unsafe { huge.deallocate(second.cast(), l, &limit) }.unwrap();
+        assert_eq!(limit.used(), 0);
+    }
+
+    #[test]
+    fn refused_requests_leave_nothing_charged() {
+        let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+        assert_eq!(
+            huge.allocate(layout(0, 8), &limit),
+            Err(HugeError::ZeroSize)
+        );
+        // Charged, then the OS refuses: the charge is given back.
+        let absurd = layout(isize::MAX as usize - 4 * os::page_size(), 8);
+        let e = huge.allocate(absurd, &limit).unwrap_err();
+        assert!(matches!(e, HugeError::Os { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("the OS refused to map"));
+        assert_eq!((limit.used(), huge.live_count()), (0, 0));
+    }
+
+    #[test]
+    fn registry_grows_past_the_inline_table() {
+        let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+        let page = os::page_size();
+        let l = layout(page, 8);
+        let blocks: Vec<_> = (0..3 * INLINE_ENTRIES)
+            .map(|i| {
+                let b = huge.allocate(l, &limit).unwrap();
+                mark(b, i as u8);
+                b
+            })
+            .collect();
+        assert!(huge.overflow_tables() >= 1);
+        assert_eq!(huge.live_count(), blocks.len());
+        for (i, &b) in blocks.iter().enumerate() {
+            check(b, i as u8);
+            assert_eq!(huge.size_of(b.cast()), Some(page));
+            // SAFETY: allocated above with `l`.
+            unsafe { huge.deallocate(b.cast(), l, &limit) }.unwrap();
+        }
+        // SAFETY: a double free: refused.
+        let e = unsafe { huge.deallocate(blocks[2000].cast(), l, &limit) };
+        assert!(matches!(e, Err(HugeFreeError::DoubleFree { .. })));
+        assert_eq!((huge.live_count(), limit.used()), (0, 0));
+    }
+
+    #[test]
+    fn concurrent_allocate_and_cross_thread_free() {
+        const THREADS: usize = 8;
+        let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+        let shared: Mutex<Vec<(usize, Layout, u8)>> = Mutex::new(Vec::new());
+        let page = os::page_size();
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let (huge, limit, shared) = (&huge, &limit, &shared);
+                s.spawn(move || {
+                    let mut rng = 0x9E37_79B9u32.wrapping_mul(t as u32 + 1);
+                    for i in 0..300 {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 17;
+                        rng ^= rng << 5;
+                        let size = page * (1 + rng as usize % 64) + rng as usize % 100;
+                        let align = [8, 4096, 64 << 10][rng as usize % 3];
+                        let l = layout(size, align);
+                        let tag = (t * 31 + i) as u8;
+                        let b = huge.allocate(l, limit).unwrap();
+                        mark(b, tag);
+                        let free = |addr: usize, l: Layout, tag: u8| {
+                            let p = NonNull::new(addr as *mut u8).unwrap();
+                            let len = HugeAllocs::mapping_size(l).unwrap();
+                            check(NonNull::slice_from_raw_parts(p, len), tag);
+                            // SAFETY: allocated with `l` and handed over once.
+                            unsafe { huge.deallocate(p, l, limit) }.unwrap();
+                        };
+                        let addr = b.cast::<u8>().as_ptr() as usize;
+                        let mut q = shared.lock().unwrap();
+                        q.push((addr, l, tag));
+                        // Free someone's block (often another thread's).
+                        if q.len() > 16 {
+                            let victim = rng as usize % q.len();
+                            let (a, l, tag) = q.swap_remove(victim);
+                            drop(q);
+                            free(a, l, tag);
+                        }
+                    }
+                });
+            }
+        });
+        for (addr, l, tag) in shared.into_inner().unwrap() {
+            let p = NonNull::new(addr as *mut u8).unwrap();
+            check(
+                NonNull::slice_from_raw_parts(p, HugeAllocs::mapping_size(l).unwrap()),
+                tag,
+            );
+            // SAFETY: allocated with `l`, freed once.
+            unsafe { huge.deallocate(p, l, &limit) }.unwrap();
+        }
+        assert_eq!(
+            (huge.live_count(), huge.live_bytes(), limit.used()),
+            (0, 0, 0)
+        );
+        assert_eq!(huge.allocations(), THREADS * 300);
+        assert_eq!(huge.deallocations(), THREADS * 300);
+    }
+
+    #[test]
+    fn racing_frees_exactly_one_wins() {
+        let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+        let l = layout(os::page_size() * 3, 8);
+        let barrier = Barrier::new(2);
+        for _ in 0..200 {
+            let addr = huge.allocate(l, &limit).unwrap().cast::<u8>().as_ptr() as usize;
+            let results: Vec<_> = std::thread::scope(|s| {
+                let racers: Vec<_> = (0..2)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            let p = NonNull::new(addr as *mut u8).unwrap();
+                            // SAFETY: both free the same block: one must lose.
+                            unsafe { huge.deallocate(p, l, &limit) }
+                        })
+                    })
+                    .collect();
+                racers.into_iter().map(|r| r.join().unwrap()).collect()
+            });
+            let wins = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(wins, 1, "{results:?}");
+            assert!(results.contains(&Err(HugeFreeError::DoubleFree { addr })));
+        }
+        assert_eq!((huge.live_count(), limit.used()), (0, 0));
+    }
+}
