@@ -355,7 +355,8 @@ impl Pool {
                 // ORDERING: Acquire, paired with `subpage::init`'s publication.
                 let ident = header[IDENT].load(Ordering::Acquire);
                 if ident_class(ident) == Some(class) {
-                    match subpage::claim(header, ident, elems) {
+                    let relist = |now: usize| self.relist_current(header, now);
+                    match subpage::claim(header, ident, elems, relist) {
                         Ok(Some(i)) => return Ok(self.element(header, class, i)),
                         Ok(None) => {
                             let (chunk, page) = self.header_home(header);
@@ -370,6 +371,17 @@ impl Pool {
                 Refill::Element(p) => return Ok(p),
                 Refill::Slot => {}
             }
+        }
+    }
+
+    /// Puts a subpage back in the partial set of the class of its current
+    /// life `ident` (after a stale claim gave an element back).
+    #[cold]
+    fn relist_current(&self, header: &[AtomicUsize], ident: usize) {
+        if let Some(class) = ident_class(ident) {
+            let (chunk, page) = self.header_home(header);
+            let (pw, bit) = self.partial_bit(chunk, class, page);
+            subpage::relist(pw, bit);
         }
     }
 

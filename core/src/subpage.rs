@@ -8,9 +8,10 @@
 //! is the address of the page (fixed when the region is laid out), so the
 //! allocation fast path computes an element's address from the header alone.
 //!
-//! * `ident` is `gen << 8 | (class + 1)` while the subpage lives and
-//!   `gen << 8` when it is retired; retirement bumps `gen`, so every life of a
-//!   slot has a distinct identity.
+//! * `ident` is `gen << 9 | (class + 1)` while the subpage lives,
+//!   `gen << 9 | RETIRING | (class + 1)` while a retirer holds it, and
+//!   `(gen + 1) << 9` once retired: every life of a slot has a distinct
+//!   identity, and only the retirer that won the identity CAS ends a life.
 //! * Header slots live in metadata that is never handed out, so a thread that
 //!   read a stale header pointer only ever touches metadata (type-stable
 //!   memory: no reclamation scheme is needed). It validates by re-reading
@@ -46,25 +47,43 @@ pub(crate) const IDENT: usize = 0;
 pub(crate) const RUN: usize = 1;
 pub(crate) const BITMAP: usize = 2;
 
-/// The class of a live identity.
+/// Low byte of an identity: class + 1 while live, 0 when retired.
+const CLASS_MASK: usize = 0xff;
+/// Set while a retirer holds the life (between its identity CAS and either
+/// the end of the life or the rollback).
+const RETIRING: usize = 0x100;
+/// The generation starts here.
+const GEN_SHIFT: u32 = 9;
+
+/// The class of a live identity (`None` when retired or being retired).
 #[inline]
 pub(crate) fn ident_class(ident: usize) -> Option<usize> {
-    match ident & 0xff {
+    match ident & (CLASS_MASK | RETIRING) {
         0 => None,
+        c if c & RETIRING != 0 => None,
         c => Some(c - 1),
     }
 }
 
-/// The identity of a new life of a slot whose current identity is `old`.
+/// The identity of a new life of a slot whose current identity is `old`
+/// (retired, so its generation was already bumped).
 #[inline]
 pub(crate) fn next_ident(old: usize, class: usize) -> usize {
-    (old & !0xff) | (class + 1)
+    (old & !(CLASS_MASK | RETIRING)) | (class + 1)
+}
+
+/// The retired identity that ends life `ident`: next generation, no class.
+#[inline]
+pub(crate) fn retired(ident: usize) -> usize {
+    ((ident >> GEN_SHIFT).wrapping_add(1)) << GEN_SHIFT
 }
 
 /// Starts a new life of `header` for `class` with `elems` elements, element 0
 /// taken by the caller. Returns the identity.
 pub(crate) fn init(header: &[AtomicUsize], class: usize, elems: usize) -> usize {
-    // ORDERING: Relaxed load; the slot is ours (we hold its run).
+    // ORDERING: Relaxed load; the slot is ours (we hold its run, and its last
+    // retirer's Release store reached us through the tree CAS that gave us
+    // the run).
     let ident = next_ident(header[IDENT].load(Ordering::Relaxed), class);
     // ORDERING: Relaxed; published by the Release stores of `bitmap::init`
     // that follow it, and by the partial-set / lane publication after them.
@@ -75,24 +94,40 @@ pub(crate) fn init(header: &[AtomicUsize], class: usize, elems: usize) -> usize 
 
 /// Claims an element of a subpage believed to have identity `ident`.
 /// `Ok(Some(i))`: element `i` is ours. `Ok(None)`: it is full. `Err(())`: its
-/// identity changed (retired, or a new life): look elsewhere.
+/// identity changed (retired, being retired, or a new life): look elsewhere.
+///
+/// A claim that lands in another life gives its element back; if that turns
+/// a full word non-full, the subpage may have been unlisted meanwhile, so
+/// `relist(current_ident)` is called to put it back in the partial set of
+/// its current class (the caller knows where that is).
 #[inline]
 pub(crate) fn claim(
     header: &[AtomicUsize],
     ident: usize,
     elems: usize,
+    relist: impl FnOnce(usize),
 ) -> Result<Option<usize>, ()> {
     match bitmap::claim(&header[BITMAP..], elems) {
         Some(i) => {
             // ORDERING: Acquire; the claim's Acquire already ordered any newer
-            // `init` before us, so a changed identity is seen here.
-            if header[IDENT].load(Ordering::Acquire) == ident {
-                Ok(Some(i))
-            } else {
-                // Not ours to keep: the element belongs to another life.
-                let _ = bitmap::release(&header[BITMAP..], i);
-                Err(())
+            // `init` or retirement CAS before us, so a changed identity is
+            // seen here.
+            let now = header[IDENT].load(Ordering::Acquire);
+            // A retirer holding the life (RETIRING) cannot end it while we
+            // hold an element: its `lock_empty` fails on our bit (or already
+            // failed: a locked word has no bit to claim), so it restores the
+            // life. Keeping the element avoids both sides failing.
+            if now & !RETIRING == ident {
+                return Ok(Some(i));
             }
+            // Not ours to keep: the element belongs to another life.
+            if let Ok(r) = bitmap::release(&header[BITMAP..], i) {
+                if r.was_full {
+                    // ORDERING: Acquire, as above.
+                    relist(header[IDENT].load(Ordering::Acquire));
+                }
+            }
+            Err(())
         }
         None => Ok(None),
     }
@@ -126,9 +161,17 @@ pub(crate) fn relist(partial: &AtomicUsize, bit: usize) {
     partial.fetch_or(bit, Ordering::AcqRel);
 }
 
-/// Retires an empty subpage whose identity is `ident`: takes all its elements
-/// so no claim can succeed, ends the life, and drops it from the partial set.
-/// The caller then frees its run. `false` when it is not empty (any more).
+/// Retires an empty subpage whose identity is `ident`: takes the life (the
+/// identity CAS to RETIRING), takes all its elements so no claim can succeed,
+/// ends the life and drops it from the partial set. The caller then frees its
+/// run. `false`, with everything as it was, when the life is not `ident` any
+/// more or not empty.
+///
+/// The identity CAS comes first, so a retirer holding a stale identity can
+/// never lock a newer life's bitmap (the ABA that checking the identity with a
+/// plain load allowed). While RETIRING, claims give their element back
+/// (their identity check fails), so `lock_empty` can only fail on a claim
+/// that was already in flight; then the life is restored.
 pub(crate) fn retire(
     header: &[AtomicUsize],
     partial: &AtomicUsize,
@@ -136,16 +179,28 @@ pub(crate) fn retire(
     ident: usize,
     elems: usize,
 ) -> bool {
-    // ORDERING: Acquire; only a live subpage of this identity is retired.
-    if header[IDENT].load(Ordering::Acquire) != ident
-        || !bitmap::lock_empty(&header[BITMAP..], elems)
+    // ORDERING: AcqRel. Acquire pairs with `init`'s publication; success is
+    // the linearisation point that gives this retirer the life.
+    if header[IDENT]
+        .compare_exchange(ident, ident | RETIRING, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
     {
+        return false;
+    }
+    if !bitmap::lock_empty(&header[BITMAP..], elems) {
+        // ORDERING: Release; the life goes on as before (only we can change
+        // a RETIRING identity).
+        header[IDENT].store(ident, Ordering::Release);
+        // Claims that gave back an element while we held the life may have
+        // unlisted it: it is live and not full (lock_empty found an element
+        // missing only because one was allocated), so list it again.
+        relist(partial, bit);
         return false;
     }
     // ORDERING: Release: the locked bitmap is ordered before the identity
     // change. A later `init` (another life) reads this with its Relaxed load,
-    // which is ordered by the tree CAS that gave the run to its creator.
-    header[IDENT].store((ident & !0xff).wrapping_add(0x100), Ordering::Release);
+    // ordered by the tree CAS that gave the run to its creator.
+    header[IDENT].store(retired(ident), Ordering::Release);
     // ORDERING: AcqRel, like `unlist`.
     partial.fetch_and(!bit, Ordering::AcqRel);
     true

@@ -11,7 +11,8 @@
 //! | `00` | free                                    |
 //! | `01` | continuation of the run to its left     |
 //! | `10` | first page of a normal (page) run       |
-//! | `11` | first page of a subpage (small) run     |
+//! | `11` | first page of a subpage (small) run; or, on the last page of a |
+//! |      | word, the *marker* of a multi-word run continuing into the next |
 //!
 //! A word is a complete buddy subtree of `PAGES_PER_WORD` leaves: an inner node
 //! is free exactly when all its leaves are, so the inner levels are implicit
@@ -26,13 +27,18 @@
 //! its `n` pages are taken; the tail of the block (`next_pow2(n) - n` pages)
 //! stays free for smaller runs, so a 5-page run pins 5 pages, not 8. Longer
 //! runs take whole words aligned to the next power of two of their word count
-//! (the last word only partly).
+//! (the last word only partly); the last page of every word but the final one
+//! holds the marker `11`, so that each word tells by itself whether its run
+//! goes on: no check ever reads a word outside the run it checks (which a
+//! concurrent multi-word free may not have cleared yet).
+//!
+//! Pages past a short chunk's end are 1-page normal runs that are never
+//! freed, so they are neither free nor the continuation of a real run.
 //!
 //! # Invariants (checked by `check::check_tree`)
 //!
 //! 1. Every `01` page has a `10`/`11`/`01` page immediately to its left, or is
-//!    page 0 of a word that continues a multi-word run, or lies past the
-//!    chunk's last usable page (those are `01` forever and never freed).
+//!    page 0 of a word whose previous word ends with a marker.
 //! 2. A run is owned by whoever made the CAS that set its first page, until the
 //!    CAS that clears that first page: only the owner's free touches its pages.
 //! 3. Runs of at most `PAGES_PER_WORD` pages never cross a word.
@@ -41,8 +47,8 @@
 //!
 //! A single-word allocation takes effect at its CAS. A free takes effect at the
 //! CAS that clears the run's first page, which also checks the whole run
-//! (start state, continuation pages, the page after it), so a double free or a
-//! wrong length fails there and changes nothing. Multi-word allocations claim
+//! (start state, continuation pages, markers, the page after it within the
+//! word), so a double free or a wrong length fails there and changes nothing. Multi-word allocations claim
 //! words in ascending order and roll back on conflict; their free validates all
 //! words by loads (the owner's pages cannot change under it), clears the first
 //! word by CAS, then the rest by `fetch_and`.
@@ -143,45 +149,70 @@ fn fits(free: usize, n: usize) -> usize {
     r
 }
 
-/// Length of the run starting at page `i` of word `j`, following continuations
-/// across words.
+/// Length of the run starting at page `i` of word `j`, following markers
+/// across words (for error messages).
 fn run_len(words: &[AtomicUsize], j: usize, i: usize) -> usize {
     let mut n = 1;
-    let mut j = j;
-    let mut i = i + 1;
+    let (mut j, mut i) = (j, i + 1);
+    // ORDERING: Relaxed: the pages of a live run are stable while its owner
+    // holds it, and a racing bogus free only gets a less precise message.
+    let mut w = words[j].load(Ordering::Relaxed);
     loop {
         if i == PPW {
-            j += 1;
-            i = 0;
-            if j == words.len() {
-                return n;
-            }
-        }
-        // ORDERING: Relaxed is enough: the pages of a live run are stable while
-        // its owner holds it, and a racing bogus free only gets a less precise
-        // error message.
-        if state(words[j].load(Ordering::Relaxed), i) != CONT {
             return n;
+        }
+        match state(w, i) {
+            CONT => {}
+            SMALL if i == PPW - 1 && j + 1 < words.len() => {
+                // ORDERING: Relaxed, as above.
+                let next = words[j + 1].load(Ordering::Relaxed);
+                if state(next, 0) != CONT {
+                    return n;
+                }
+                n += 1;
+                j += 1;
+                i = 0;
+                w = next;
+            }
+            _ => return n,
         }
         n += 1;
         i += 1;
     }
 }
 
-/// Marks pages `pages..` (past the chunk's end) as unusable continuations.
-/// Called before the chunk is published; the stores are published with it.
+/// Marks pages `pages..` (past the chunk's end) as unusable: each a 1-page
+/// normal run that is never freed. Called before the chunk is published; the
+/// stores are published with it.
 pub(crate) fn init(words: &[AtomicUsize], pages: usize) {
+    let unusable = LO << 1;
     for (j, w) in words.iter().enumerate() {
         let first = j * PPW;
         let v = if pages >= first + PPW {
             FREE
         } else if pages <= first {
-            LO
+            unusable
         } else {
-            LO & !first_pages(pages - first)
+            unusable & !(first_pages(pages - first) * 3)
         };
         // ORDERING: Relaxed; the region's publishing CAS (Release) orders it.
         w.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Bits of word `k` of a multi-word run of `n` pages of `kind`.
+#[inline]
+fn word_bits(k: usize, n: usize, kind: usize) -> usize {
+    let pages = (n - k * PPW).min(PPW);
+    let bits = if k == 0 {
+        run_bits(0, pages, kind)
+    } else {
+        first_pages(pages)
+    };
+    if (k + 1) * PPW < n {
+        (bits & !(3 << (2 * (PPW - 1)))) | (SMALL << (2 * (PPW - 1)))
+    } else {
+        bits
     }
 }
 
@@ -274,11 +305,7 @@ fn alloc_words(
         }
         for k in 0..wc {
             let pages = (n - k * PPW).min(PPW);
-            let bits = if k == 0 {
-                run_bits(0, pages, kind)
-            } else {
-                first_pages(pages)
-            };
+            let bits = word_bits(k, n, kind);
             let mask = run_mask(0, pages);
             // ORDERING: Relaxed; validated by the CAS.
             let mut w = words[here + k].load(Ordering::Relaxed);
@@ -314,7 +341,7 @@ fn alloc_words(
 }
 
 /// Checks that a run of `n` pages of `kind` starts at `page`, given the word
-/// `w` that holds its first page.
+/// `w` that holds its first page. Reads only the run's own words.
 fn check_run(
     words: &[AtomicUsize],
     w: usize,
@@ -329,43 +356,41 @@ fn check_run(
         s if s != kind => return Err(RunError::Kind),
         _ => {}
     }
-    let in_word = n.min(PPW - i);
-    let conts = if in_word > 1 {
-        first_pages(in_word - 1) << (2 * (i + 1))
-    } else {
-        0
-    };
-    let ok_here = (w & (conts * 3)) == conts;
-    let end = page + n;
-    let ok_end = if !ok_here {
-        false
-    } else if end % PPW != 0 && end / PPW == j {
-        state(w, i + in_word) != CONT
-    } else {
-        // The run reaches the end of this word: the rest is checked by loads.
-        let mut ok = true;
-        let mut k = 1;
-        while ok && j * PPW + k * PPW < end {
-            let pages = (end - (j + k) * PPW).min(PPW);
-            // ORDERING: Relaxed; the owner's pages are stable (invariant 2).
-            let v = words[j + k].load(Ordering::Relaxed);
-            ok = (v & run_mask(0, pages)) == first_pages(pages);
-            if ok && pages < PPW {
-                ok = state(v, pages) != CONT;
-            }
-            k += 1;
+    let length = || Err(RunError::Length(run_len(words, j, i)));
+    if n <= PPW {
+        // A single-word run: `n - 1` continuations, then (within the word) a
+        // page that is not one. A run filling the word to its end is whole:
+        // a multi-word run would have a marker, not a continuation, there.
+        if i + n > PPW {
+            return length();
         }
-        if ok && end % PPW == 0 && end / PPW < words.len() {
-            // ORDERING: Relaxed, as above.
-            ok = state(words[end / PPW].load(Ordering::Relaxed), 0) != CONT;
+        let conts = if n > 1 {
+            first_pages(n - 1) << (2 * (i + 1))
+        } else {
+            0
+        };
+        if w & (conts * 3) != conts || (i + n < PPW && state(w, i + n) == CONT) {
+            return length();
         }
-        ok
-    };
-    if ok_end {
-        Ok(())
-    } else {
-        Err(RunError::Length(run_len(words, j, i)))
+        return Ok(());
     }
+    if i != 0 || j + n.div_ceil(PPW) > words.len() {
+        return length();
+    }
+    for k in 0..n.div_ceil(PPW) {
+        let pages = (n - k * PPW).min(PPW);
+        // ORDERING: Relaxed; the owner's pages are stable (invariant 2).
+        let v = if k == 0 {
+            w
+        } else {
+            words[j + k].load(Ordering::Relaxed)
+        };
+        let expect = word_bits(k, n, kind);
+        if v & run_mask(0, pages) != expect || (pages < PPW && state(v, pages) == CONT) {
+            return length();
+        }
+    }
+    Ok(())
 }
 
 /// Checks, without changing anything, that a live run of `n` pages of `kind`
@@ -391,6 +416,7 @@ pub(crate) fn free(
 ) -> Result<(), RunError> {
     let (j, i) = (page / PPW, page % PPW);
     let first_mask = run_mask(i, n.min(PPW - i));
+    debug_assert!(n <= PPW || i == 0);
     // ORDERING: Relaxed; the CAS validates.
     let mut w = words[j].load(Ordering::Relaxed);
     loop {
@@ -447,8 +473,9 @@ pub(crate) fn run_containing(
     }
 }
 
-/// Calls `f(first_page, pages, kind)` for every run, and `free(pages)` with the
-/// number of free pages, from one pass of loads (a snapshot per word).
+/// Calls `f(first_page, pages, kind)` for every run among the first `pages`
+/// pages, and returns the number of free pages, from one pass of loads (a
+/// snapshot per word).
 pub(crate) fn walk(
     words: &[AtomicUsize],
     pages: usize,
@@ -456,30 +483,32 @@ pub(crate) fn walk(
 ) -> usize {
     let mut free = 0;
     let mut run: Option<(usize, usize, usize)> = None;
-    for (j, word) in words.iter().enumerate() {
-        // ORDERING: Acquire, as in `run_containing`; a walk is a racy snapshot.
-        let w = word.load(Ordering::Acquire);
+    // ORDERING: Acquire, as in `run_containing`; a walk is a racy snapshot.
+    let mut next = words.first().map_or(0, |w| w.load(Ordering::Acquire));
+    for j in 0..words.len() {
+        let w = next;
+        // ORDERING: Acquire, as above.
+        next = words.get(j + 1).map_or(0, |x| x.load(Ordering::Acquire));
         for i in 0..PPW {
             let p = j * PPW + i;
             if p >= pages {
                 break;
             }
-            match state(w, i) {
-                CONT => {
-                    if let Some(r) = run.as_mut() {
-                        r.1 += 1;
-                    }
+            let s = state(w, i);
+            let marker = s == SMALL && i == PPW - 1 && run.is_some() && state(next, 0) == CONT;
+            if s == CONT || marker {
+                if let Some(r) = run.as_mut() {
+                    r.1 += 1;
                 }
-                s => {
-                    if let Some((a, n, k)) = run.take() {
-                        f(a, n, k);
-                    }
-                    if s == FREE {
-                        free += 1;
-                    } else {
-                        run = Some((p, 1, s));
-                    }
-                }
+                continue;
+            }
+            if let Some((a, n, k)) = run.take() {
+                f(a, n, k);
+            }
+            if s == FREE {
+                free += 1;
+            } else {
+                run = Some((p, 1, s));
             }
         }
     }
@@ -489,7 +518,8 @@ pub(crate) fn walk(
     free
 }
 
-/// Structural check of invariant 1. Returns the first bad page.
+/// Structural check of invariant 1 and of the unusable tail. Returns the first
+/// bad page.
 pub(crate) fn check(words: &[AtomicUsize], pages: usize) -> Result<(), usize> {
     let mut prev = FREE;
     for (j, word) in words.iter().enumerate() {
@@ -499,7 +529,7 @@ pub(crate) fn check(words: &[AtomicUsize], pages: usize) -> Result<(), usize> {
             let p = j * PPW + i;
             let s = state(w, i);
             if p >= pages {
-                if s != CONT {
+                if s != NORMAL {
                     return Err(p);
                 }
                 continue;

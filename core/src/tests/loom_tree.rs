@@ -287,14 +287,11 @@ fn multi_word_races_multi_word() {
 /// frees it again. The single-word run must always be freeable: its free is a
 /// valid free of a live run.
 ///
-/// Fails: the multi-word free clears word 0 by CAS and only then clears the
+/// Found a bug, since fixed: the multi-word free clears word 0 by CAS and only then clears the
 /// continuation page 0 of word 1 by `fetch_and`. In between, a run that ends
 /// at the end of word 0 can be allocated and freed, and `check_run` reads the
 /// stale `CONT` at page `PPW` as the continuation of *that* run.
 #[test]
-#[ignore = "protocol bug: a run ending at a word boundary cannot be freed while \
-            a multi-word free is between its first CAS and its tail fetch_and \
-            (tree::check_run reports Length); see the model's doc"]
 fn multi_word_free_races_word_end_run() {
     model("tree::multi_word_free_races_word_end_run", || {
         let chunk = Chunk::new(2, 2 * PPW);
@@ -321,7 +318,7 @@ fn multi_word_free_races_word_end_run() {
 /// end `CONT` for ever. A run that ends at the chunk's last usable page must
 /// still be freeable. (Sequential; a model so that it runs with the others.)
 ///
-/// Fails: `check_run` reads the first unusable page, `CONT`, as a continuation
+/// Found a bug, since fixed: `check_run` reads the first unusable page, `CONT`, as a continuation
 /// of the run and reports `Length` (here `Length(PPW)`: the run plus the whole
 /// unusable tail). Through the pool: with `Config::new(4096, 16 << 10)` (4
 /// pages per chunk), allocating 16 KiB and deallocating it returns
@@ -330,9 +327,6 @@ fn multi_word_free_races_word_end_run() {
 /// ended, bitmap locked) and then `tree::free` fails: `Pool::retire`'s
 /// `debug_assert` fires, and release builds leak the run for good.
 #[test]
-#[ignore = "bug: a run ending at a short chunk's last usable page cannot be \
-            freed (tree::check_run reads the unusable tail as CONT); see the \
-            model's doc"]
 fn short_chunk_last_run_frees() {
     model("tree::short_chunk_last_run_frees", || {
         let chunk = Chunk::new(1, 4);

@@ -19,9 +19,12 @@
 //!
 //! Every model is bounded by [`model`]'s preemption bound (3 unless
 //! `LOOM_MAX_PREEMPTIONS` says otherwise) and prints its execution count, so
-//! the whole run stays within CI's budget. A model that documents a protocol
-//! bug stays here, `#[ignore]`d with the interleaving it found, until the
-//! protocol is fixed.
+//! the whole run stays within CI's budget. Four models found protocol bugs
+//! (a stale claim's give-back losing the subpage, a stale retirer ending a
+//! newer life, a word-end run racing a multi-word free, a short chunk's last
+//! run); each documents the interleaving it found and now passes against the
+//! fixed protocol (RETIRING identity CAS, relist on give-back, word markers,
+//! unusable pages as runs).
 
 mod loom_bitmap;
 mod loom_partial;
