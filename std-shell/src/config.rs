@@ -2,7 +2,8 @@
 //!
 //! [`ShellConfig::DEFAULT`] is Netty's configuration (8 KiB pages, 4 MiB
 //! chunks, 2 × CPUs arenas, thread caches of 256 small and 64 normal entries
-//! for blocks up to 32 KiB, trimmed every 8192 operations) with no memory
+//! for blocks up to 1 MiB where Netty stops at 32 KiB, at most 2 MiB per
+//! thread, trimmed every 8192 operations) with no memory
 //! limit. [`ShellConfig::from_env`] starts from it and applies each variable
 //! that is set; a value that does not parse or does not validate is an error
 //! naming the variable and the value, never a silent default.
@@ -123,7 +124,8 @@ pub struct ShellConfig {
 }
 
 impl ShellConfig {
-    /// Netty's defaults, no memory limit, 1 MiB of cache per thread.
+    /// Netty's defaults except the cache: blocks up to 1 MiB (Netty: 32 KiB),
+    /// at most 2 MiB per thread; no memory limit.
     pub const DEFAULT: ShellConfig = ShellConfig {
         max_memory: usize::MAX,
         arenas: 0,
@@ -132,9 +134,9 @@ impl ShellConfig {
         thread_cache: true,
         small_cache_size: 256,
         normal_cache_size: 64,
-        max_cached_capacity: 32 << 10,
+        max_cached_capacity: 1 << 20,
         cache_trim_interval: 8192,
-        cache_max_bytes: 1 << 20,
+        cache_max_bytes: 2 << 20,
         leak_detection: LeakDetection::Disabled,
         stats: StatsMode::Off,
     };
@@ -787,7 +789,7 @@ mod tests {
         ]);
         let e = e.unwrap_err();
         assert_eq!(e.var(), Some(Var::ChunkSize));
-        assert!(e.to_string().contains("largest cached block 32768"));
+        assert!(e.to_string().contains("largest cached block 1048576"));
     }
 
     #[test]

@@ -11,11 +11,34 @@
 //! * [`limit`]: the process-wide byte counter with a hard limit.
 //! * [`config`]: the shell's knobs, from code or `POOLALLOC_*` variables.
 //! * [`huge`]: allocations above the chunk size, mapped one by one.
+//!
+//! The allocator ([`PooledAllocator`]) on top of them:
+//!
+//! * `chunk` / `chunk_map`: chunk-aligned mappings, each with its own core
+//!   pool, and the bitmap that tells our chunks from foreign memory;
+//! * `arena`: chunks in Netty's usage bands, filled fullest first, empty
+//!   chunks released with hysteresis;
+//! * `thread_cache`: per-thread bins, no shared writes on the fast path;
+//! * `allocator` / `global`: the public type, `GlobalAlloc`, `Allocator`;
+//! * [`metrics`]: numbers for dashboards.
 #![warn(missing_docs)]
 
 pub use poolalloc_core as core_pool;
 
+mod allocator;
+mod arena;
+mod chunk;
+mod chunk_map;
 pub mod config;
+mod global;
 pub mod huge;
 pub mod limit;
+pub mod metrics;
 pub mod os;
+mod thread_cache;
+
+pub use allocator::{AllocError, Builder, FreeError, PooledAllocator};
+pub use arena::BAND_NAMES;
+pub use config::ShellConfig;
+pub use limit::LimitExceeded;
+pub use metrics::Metrics;
