@@ -1,0 +1,65 @@
+//! Misuse through `deallocate` / `GlobalAlloc` prints a clear message and
+//! aborts, as glibc does. Each case runs in a child process (this binary,
+//! re-run with `POOLALLOC_ABORT_CASE` set).
+
+use poolalloc::PooledAllocator;
+use std::alloc::Layout;
+use std::process::Command;
+
+fn child_case(case: &str) {
+    let pool = PooledAllocator::builder().build();
+    let layout = Layout::from_size_align(100, 8).unwrap();
+    let p = pool.try_allocate(layout).unwrap().cast::<u8>();
+    // SAFETY: deliberate misuse; the allocator must abort before harm.
+    unsafe {
+        match case {
+            "double_free" => {
+                pool.deallocate(p, layout);
+                pool.deallocate(p, layout);
+            }
+            "foreign" => {
+                let mut x = 0u64;
+                pool.deallocate(std::ptr::NonNull::from(&mut x).cast(), layout);
+            }
+            "mismatch" => pool.deallocate(p, Layout::from_size_align(5000, 8).unwrap()),
+            _ => unreachable!(),
+        }
+    }
+    std::process::exit(0);
+}
+
+#[test]
+fn misuse_aborts_with_a_message() {
+    if let Ok(case) = std::env::var("POOLALLOC_ABORT_CASE") {
+        child_case(&case);
+    }
+    for (case, needle) in [
+        ("double_free", "double free"),
+        ("foreign", "invalid pointer"),
+        ("mismatch", "invalid size"),
+    ] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "misuse_aborts_with_a_message",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("POOLALLOC_ABORT_CASE", case)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{case}: the child did not abort");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "{case}: not SIGABRT: {:?}",
+            out.status
+        );
+        assert!(
+            stderr.contains("poolalloc: free(): ") && stderr.contains(needle),
+            "{case}: {stderr}"
+        );
+    }
+}

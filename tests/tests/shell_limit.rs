@@ -1,0 +1,96 @@
+//! The std shell's hard memory limit: allocate past it, get the error with
+//! the request, used and max bytes; free; allocate again: nothing lost.
+
+use poolalloc::{AllocError, PooledAllocator};
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+const MAX: usize = 32 << 20;
+
+fn fill(pool: &PooledAllocator, layout: Layout) -> (Vec<NonNull<u8>>, AllocError) {
+    let mut live = Vec::new();
+    loop {
+        match pool.try_allocate(layout) {
+            Ok(p) => live.push(p.cast()),
+            Err(e) => return (live, e),
+        }
+        assert!(
+            live.len() < 1 << 20,
+            "the limit never stopped the allocations"
+        );
+    }
+}
+
+#[test]
+fn limit_error_then_reuse_loses_nothing() {
+    let pool = PooledAllocator::builder().max_memory(MAX).arenas(2).build();
+    for layout in [
+        Layout::from_size_align(1 << 20, 8).unwrap(), // pooled, cached
+        Layout::from_size_align(3 << 20, 8).unwrap(), // huge
+        Layout::from_size_align(200, 8).unwrap(),     // small
+    ] {
+        let (live, err) = fill(&pool, layout);
+        let AllocError::Limit(e) = err else {
+            panic!("expected the limit, got {err:?}")
+        };
+        assert_eq!(e.max, MAX);
+        assert!(e.used <= MAX && e.used + e.requested > MAX, "{e:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("failed to allocate ") && text.contains(&format!("max: {MAX})")),
+            "{text}"
+        );
+        let m = pool.metrics();
+        assert!(
+            m.used_memory <= MAX,
+            "used {} over the limit",
+            m.used_memory
+        );
+        let n = live.len();
+        assert!(n > 0);
+        for p in live {
+            // SAFETY: allocated above with `layout`, freed once.
+            unsafe { pool.try_deallocate(p, layout) }.unwrap();
+        }
+        pool.trim();
+        assert_eq!(pool.metrics().active_bytes, 0);
+        // Nothing lost: the same number fits again.
+        let (again, _) = fill(&pool, layout);
+        assert!(
+            again.len() >= n,
+            "{} blocks fit again, {n} before",
+            again.len()
+        );
+        for p in again {
+            // SAFETY: as above.
+            unsafe { pool.try_deallocate(p, layout) }.unwrap();
+        }
+        pool.trim();
+    }
+    assert_eq!(pool.metrics().used_memory, 0, "trim returns every chunk");
+}
+
+#[test]
+fn concurrent_requests_never_overshoot() {
+    let pool = PooledAllocator::builder().max_memory(MAX).arenas(4).build();
+    let layout = Layout::from_size_align(256 << 10, 8).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    let (live, err) = fill(&pool, layout);
+                    assert!(matches!(err, AllocError::Limit(_)), "{err:?}");
+                    assert!(pool.metrics().used_memory <= MAX);
+                    for p in live {
+                        // SAFETY: allocated above, freed once.
+                        unsafe { pool.try_deallocate(p, layout) }.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    pool.trim();
+    let m = pool.metrics();
+    assert!(m.peak_memory <= MAX);
+    assert_eq!(m.active_bytes, 0);
+}
