@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# A short libFuzzer run of the allocation-sequence target (fuzz/).
+#
+#   FUZZ_SECONDS   run time (default 60)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+target=alloc_sequences
+seconds="${FUZZ_SECONDS:-60}"
+
+if [ ! -f fuzz/Cargo.toml ] || ! grep -q "name = \"$target\"" fuzz/Cargo.toml; then
+    ci_skip "fuzz" "fuzz/ has no '$target' target yet"
+    exit 0
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    ci_skip "fuzz" "cargo-fuzz (nightly) is not installed; run ci/setup.sh"
+    exit 0
+fi
+
+ci_say "fuzz: $target for ${seconds}s"
+# cargo-fuzz builds into fuzz/target unless told otherwise; under a shared
+# CARGO_TARGET_DIR, use a fuzz/ folder of it (cargo-fuzz must be told, to find
+# the binary it built).
+args=()
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+    args=(--target-dir "$(realpath -m "$CARGO_TARGET_DIR")/fuzz")
+    unset CARGO_TARGET_DIR
+fi
+cd fuzz
+ci_run cargo +nightly fuzz run "${args[@]}" "$target" -- -max_total_time="$seconds"
