@@ -2,7 +2,10 @@
 //! `GlobalAlloc` over a pre-touched 64 MiB region. Group `pair`, ids
 //! `<allocator>/<bytes>`; time per pair.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use poolalloc_benches::{
     layout, pair, Buddy, BuddyLocked, Heap, Knobs, LinkedListLocked, Pool, RegionAlloc, Rlsf,
     TalcCell, TalcLock, REGION,
@@ -10,8 +13,23 @@ use poolalloc_benches::{
 
 const SIZES: [usize; 4] = [64, 1 << 10, 8 << 10, 64 << 10];
 
-fn one<A: RegionAlloc>(c: &mut Criterion) {
-    let heap = Heap::<A>::new(REGION);
+fn one<A: RegionAlloc>(g: &mut BenchmarkGroup<'_, WallTime>, heap: &Heap<A>, size: usize) {
+    let l = layout(size);
+    g.bench_with_input(BenchmarkId::new(A::NAME, size), &l, |b, &l| {
+        b.iter(|| pair(&**heap, l))
+    });
+}
+
+/// Size-major: every allocator of one size is measured back to back, so
+/// the drift of a shared machine hits the peers of a row alike.
+fn benches(c: &mut Criterion) {
+    let pool = Heap::<Pool>::new(REGION);
+    let talc_lock = Heap::<TalcLock>::new(REGION);
+    let talc_cell = Heap::<TalcCell>::new(REGION);
+    let rlsf = Heap::<Rlsf>::new(REGION);
+    let buddy = Heap::<Buddy>::new(REGION);
+    let buddy_locked = Heap::<BuddyLocked>::new(REGION);
+    let linked_list = Heap::<LinkedListLocked>::new(REGION);
     let knobs = Knobs::from_env();
     let mut g = c.benchmark_group("pair");
     g.warm_up_time(knobs.warm_up)
@@ -19,22 +37,15 @@ fn one<A: RegionAlloc>(c: &mut Criterion) {
         .sample_size(knobs.samples)
         .throughput(Throughput::Elements(1));
     for size in SIZES {
-        let l = layout(size);
-        g.bench_with_input(BenchmarkId::new(A::NAME, size), &l, |b, &l| {
-            b.iter(|| pair(&*heap, l))
-        });
+        one(&mut g, &pool, size);
+        one(&mut g, &talc_lock, size);
+        one(&mut g, &talc_cell, size);
+        one(&mut g, &rlsf, size);
+        one(&mut g, &buddy, size);
+        one(&mut g, &buddy_locked, size);
+        one(&mut g, &linked_list, size);
     }
     g.finish();
-}
-
-fn benches(c: &mut Criterion) {
-    one::<Pool>(c);
-    one::<TalcLock>(c);
-    one::<TalcCell>(c);
-    one::<Rlsf>(c);
-    one::<Buddy>(c);
-    one::<BuddyLocked>(c);
-    one::<LinkedListLocked>(c);
 }
 
 criterion_group!(pairs, benches);

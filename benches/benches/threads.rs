@@ -11,8 +11,11 @@
 //! nothing is shared; its two-thread / one-thread ratio is the most this
 //! (small, shared) machine allowed in this run.
 
-use core::alloc::Layout;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use core::alloc::{GlobalAlloc, Layout};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use poolalloc_benches::{
     layout, parallel_pairs, random_layouts, BuddyLocked, Heap, Knobs, LinkedListLocked, Pool,
     RegionAlloc, Rng, TalcLock, REGION, SEED,
@@ -29,50 +32,50 @@ fn workloads() -> Vec<(&'static str, Vec<Layout>)> {
     ]
 }
 
-fn one<A: RegionAlloc + Sync>(c: &mut Criterion) {
-    let heap = Heap::<A>::new(REGION);
-    let knobs = Knobs::from_env();
-    for (name, layouts) in workloads() {
-        let mut g = c.benchmark_group(name);
-        g.warm_up_time(knobs.warm_up)
-            .measurement_time(knobs.measurement)
-            .sample_size(knobs.samples);
-        for threads in [1, 2] {
-            g.throughput(Throughput::Elements(threads as u64));
-            g.bench_function(BenchmarkId::new(A::NAME, threads), |b| {
-                let a: &A = &heap;
-                b.iter_custom(|iters| parallel_pairs(&[a], threads, iters, &layouts))
-            });
-        }
-        g.finish();
+fn one<A: GlobalAlloc + Sync + ?Sized>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    allocs: &[&A],
+    layouts: &[Layout],
+) {
+    for threads in [1, 2] {
+        g.throughput(Throughput::Elements(threads as u64));
+        g.bench_function(BenchmarkId::new(name, threads), |b| {
+            b.iter_custom(|iters| parallel_pairs(allocs, threads, iters, layouts))
+        });
     }
 }
 
-fn private(c: &mut Criterion) {
-    let heaps = [Heap::<Pool>::new(REGION), Heap::<Pool>::new(REGION)];
-    let pools: [&Pool; 2] = [&heaps[0], &heaps[1]];
-    let knobs = Knobs::from_env();
-    for (name, layouts) in workloads() {
-        let mut g = c.benchmark_group(name);
-        g.warm_up_time(knobs.warm_up)
-            .measurement_time(knobs.measurement)
-            .sample_size(knobs.samples);
-        for threads in [1, 2] {
-            g.throughput(Throughput::Elements(threads as u64));
-            g.bench_function(BenchmarkId::new("poolalloc_private", threads), |b| {
-                b.iter_custom(|iters| parallel_pairs(&pools, threads, iters, &layouts))
-            });
-        }
-        g.finish();
-    }
+fn shared<A: RegionAlloc + Sync>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    heap: &Heap<A>,
+    layouts: &[Layout],
+) {
+    let a: &A = heap;
+    one(g, A::NAME, &[a], layouts);
 }
 
+/// Workload-major: all allocators of one workload back to back.
 fn benches(c: &mut Criterion) {
-    private(c);
-    one::<Pool>(c);
-    one::<TalcLock>(c);
-    one::<BuddyLocked>(c);
-    one::<LinkedListLocked>(c);
+    let pool = Heap::<Pool>::new(REGION);
+    let private = [Heap::<Pool>::new(REGION), Heap::<Pool>::new(REGION)];
+    let private: [&Pool; 2] = [&private[0], &private[1]];
+    let talc_lock = Heap::<TalcLock>::new(REGION);
+    let buddy_locked = Heap::<BuddyLocked>::new(REGION);
+    let linked_list = Heap::<LinkedListLocked>::new(REGION);
+    let knobs = Knobs::from_env();
+    for (name, layouts) in workloads() {
+        let mut g = c.benchmark_group(name);
+        g.warm_up_time(knobs.warm_up)
+            .measurement_time(knobs.measurement)
+            .sample_size(knobs.samples);
+        shared(&mut g, &pool, &layouts);
+        one(&mut g, "poolalloc_private", &private, &layouts);
+        shared(&mut g, &talc_lock, &layouts);
+        shared(&mut g, &buddy_locked, &layouts);
+        shared(&mut g, &linked_list, &layouts);
+        g.finish();
+    }
 }
 
 criterion_group!(threads, benches);

@@ -207,8 +207,8 @@ fn threads(r: &Results, s: &mut String) {
     }
     writeln!(s, "\nTargets: ours on two threads ≥ 1.6× ours on one; ours on two threads ≥ 3× every spin-locked peer on two.\n").unwrap();
     writeln!(s, "`{PRIVATE}` is the control: one pool per thread, nothing shared; its 2 / 1 is the most the machine gave in this run.\n").unwrap();
-    writeln!(s, "| workload | ours 2t / ours 1t (≥ 1.6×) | | control 2t / 1t | ours 2t / best locked 2t (≥ 3×) | |").unwrap();
-    writeln!(s, "|---|---|---|---|---|---|").unwrap();
+    writeln!(s, "| workload | ours 2t / ours 1t (≥ 1.6×) | | control 2t / 1t | ours' scaling / control's | ours 2t / best locked 2t (≥ 3×) | |").unwrap();
+    writeln!(s, "|---|---|---|---|---|---|---|").unwrap();
     for (g, label) in groups {
         let (one, two) = (mops(g, OURS, 1), mops(g, OURS, 2));
         let scale = match (one, two) {
@@ -225,11 +225,14 @@ fn threads(r: &Results, s: &mut String) {
             }
             _ => "– | no data".into(),
         };
-        let control = match (mops(g, PRIVATE, 1), mops(g, PRIVATE, 2)) {
-            (Some(x), Some(y)) => format!("{:.2}×", y / x),
-            _ => "–".into(),
+        let (control, relative) = match (mops(g, PRIVATE, 1), mops(g, PRIVATE, 2), one, two) {
+            (Some(x), Some(y), Some(o), Some(t)) => (
+                format!("{:.2}×", y / x),
+                format!("{:.2}", (t / o) / (y / x)),
+            ),
+            _ => ("–".into(), "–".into()),
         };
-        writeln!(s, "| {label} | {scale} | {control} | {vs} |").unwrap();
+        writeln!(s, "| {label} | {scale} | {control} | {relative} | {vs} |").unwrap();
     }
 }
 
