@@ -1,0 +1,15 @@
+//! Random sequences of allocations, frees, resizes, misuse and region
+//! additions over two pools, checked against a reference model: see
+//! `poolalloc_tests::fuzz`. `POOLALLOC_FUZZ_STRICT=1` also uses regions of
+//! any length and stops steering around known core bugs.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use poolalloc_tests::{run_with, Options};
+use std::sync::OnceLock;
+
+static OPTIONS: OnceLock<Options> = OnceLock::new();
+
+fuzz_target!(|data: &[u8]| {
+    run_with(data, *OPTIONS.get_or_init(Options::from_env));
+});
