@@ -129,8 +129,15 @@ pub struct OwnedPool {
     /// The pool. Boxed so its address is stable for `&Pool` allocators.
     pub pool: Box<Pool>,
     backing: Vec<Backing>,
+    regions: Vec<(NonNull<u8>, usize, usize)>,
     added: usize,
 }
+
+// SAFETY: the raw pointers name the pool's regions, which `OwnedPool` owns;
+// `Pool` is `Send + Sync`.
+unsafe impl Send for OwnedPool {}
+// SAFETY: as above; shared access only reads them.
+unsafe impl Sync for OwnedPool {}
 
 impl OwnedPool {
     /// An empty pool of `config`.
@@ -138,8 +145,17 @@ impl OwnedPool {
         OwnedPool {
             pool: Box::new(Pool::new(config)),
             backing: Vec::new(),
+            regions: Vec::new(),
             added: 0,
         }
+    }
+
+    /// A pool of `config` with one region of `chunks` whole chunks starting
+    /// `offset` bytes into a fresh backing block.
+    pub fn with_chunks(config: Config, offset: usize, chunks: usize) -> OwnedPool {
+        let mut p = OwnedPool::new(config);
+        p.add_chunks(offset, chunks);
+        p
     }
 
     /// A pool of `config` with one region of `len` bytes starting `offset`
@@ -161,8 +177,30 @@ impl OwnedPool {
         let r = unsafe { self.pool.add_region(start, len) };
         if let Ok(u) = r {
             self.added += u;
+            self.regions.push((start, len, u));
         }
         r
+    }
+
+    /// Adds a region of `chunks` whole chunks (no short chunk) at `offset`.
+    pub fn add_chunks(&mut self, offset: usize, chunks: usize) -> usize {
+        let len = crate::region_len::full_chunk_len(*self.pool.config(), offset, chunks);
+        let u = self.add(offset, len).expect("whole-chunk region refused");
+        assert_eq!(u, chunks * self.pool.config().chunk_size());
+        u
+    }
+
+    /// The regions added: `(start, len, usable)`.
+    pub fn regions(&self) -> &[(NonNull<u8>, usize, usize)] {
+        &self.regions
+    }
+
+    /// Whether `[addr, addr + len)` lies inside one region.
+    pub fn contains(&self, addr: usize, len: usize) -> bool {
+        self.regions.iter().any(|&(s, l, _)| {
+            let s = s.as_ptr() as usize;
+            addr >= s && addr + len <= s + l
+        })
     }
 
     /// Sum of what successful `add` calls returned.
