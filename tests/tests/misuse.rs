@@ -1,0 +1,485 @@
+//! Deliberate misuse: every bad input gets its documented error and changes
+//! nothing (the pool's statistics are compared before and after, and the
+//! victim block is still freed normally afterwards).
+//!
+//! Tests marked `#[ignore = "core bug: ..."]` state the documented behaviour
+//! that the core does not meet yet.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
+use poolalloc_core::{
+    AllocError, CheckError, Config, ConfigError, FreeError, Misuse, Pool, RegionError, Stats,
+};
+use poolalloc_tests::backing::{Backing, OwnedPool};
+use poolalloc_tests::fuzz::refill;
+use poolalloc_tests::rng::Rng;
+use std::cell::RefCell;
+
+const PAGE: usize = 8 << 10;
+const CHUNK: usize = 4 << 20;
+
+fn l(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).unwrap()
+}
+
+fn pool() -> OwnedPool {
+    OwnedPool::with_chunks(Config::DEFAULT, 0, 2)
+}
+
+/// Frees `ptr` as `layout`, expecting `want`, and checks nothing changed.
+fn refused(pool: &Pool, ptr: NonNull<u8>, layout: Layout, want: FreeError) {
+    let before = pool.stats();
+    // SAFETY: the pool checks the pointer and refuses it.
+    let got = unsafe { pool.deallocate(ptr, layout) };
+    assert_eq!(got, Err(want), "{ptr:p} {layout:?}");
+    assert_eq!(pool.stats(), before, "a refused free changed the pool");
+    pool.check().unwrap();
+}
+
+fn free(pool: &Pool, ptr: NonNull<u8>, layout: Layout) {
+    // SAFETY: a live block of this pool with its layout.
+    unsafe { pool.deallocate(ptr, layout) }.unwrap();
+}
+
+fn alloc(pool: &Pool, layout: Layout) -> NonNull<u8> {
+    pool.allocate(layout).unwrap().cast()
+}
+
+#[test]
+fn double_free() {
+    let p = pool();
+    for layout in [l(100, 8), l(3000, 8), l(20 << 10, 8), l(32 << 10, 8), l(1 << 20, 8), l(CHUNK, 8)] {
+        // A neighbour keeps a small block's subpage alive; then without it.
+        let keep = alloc(&p, layout);
+        let b = alloc(&p, layout);
+        free(&p, b, layout);
+        refused(&p, b, layout, FreeError::NotAllocated);
+        free(&p, keep, layout);
+        refused(&p, keep, layout, FreeError::NotAllocated);
+        p.trim();
+        refused(&p, keep, layout, FreeError::NotAllocated);
+    }
+    assert_eq!(p.stats().allocated_bytes, 0);
+}
+
+#[test]
+fn foreign_pointers() {
+    let p = pool();
+    let other = pool();
+    let layout = l(64, 8);
+    let live = alloc(&p, layout);
+    let mut on_stack = [0u64; 8];
+    let on_heap = Box::new([0u64; 8]);
+    let theirs = alloc(&other, layout);
+    let (start, len, _) = p.regions()[0];
+    let stranger = Backing::new(PAGE);
+    let candidates = [
+        NonNull::from(&mut on_stack).cast::<u8>(),
+        NonNull::from(&*on_heap).cast::<u8>(),
+        theirs,
+        start,                                          // region metadata
+        // SAFETY: inside the region's first bytes (its header).
+        unsafe { start.add(40) },
+        NonNull::new(start.as_ptr().wrapping_add(len)).unwrap(), // just past it
+        stranger.base(),
+        NonNull::new(core::ptr::without_provenance_mut(16)).unwrap(),
+        NonNull::new(core::ptr::without_provenance_mut(usize::MAX - 15)).unwrap(),
+    ];
+    for ptr in candidates {
+        for layout in [layout, l(1 << 20, 8), l(CHUNK * 4, 8)] {
+            refused(&p, ptr, layout, FreeError::Foreign);
+        }
+    }
+    free(&p, live, layout);
+    free(&other, theirs, layout);
+}
+
+#[test]
+fn interior_pointers_small() {
+    let p = pool();
+    for layout in [l(16, 1), l(100, 8), l(3000, 8), l(12 << 10, 8), l(28 << 10, 64)] {
+        let b = alloc(&p, layout);
+        let len = p.usable_size(layout);
+        for off in [1, 8, 15, 16, len / 2, len - 16, len - 1] {
+            if off == 0 || off >= len {
+                continue;
+            }
+            // SAFETY: inside the block.
+            refused(&p, unsafe { b.add(off) }, layout, FreeError::Interior);
+        }
+        if len > PAGE {
+            // SAFETY: inside the block, on its second page.
+            refused(&p, unsafe { b.add(PAGE) }, layout, FreeError::Interior);
+        }
+        free(&p, b, layout);
+    }
+}
+
+#[test]
+fn interior_pointers_normal() {
+    let p = pool();
+    for layout in [l(32 << 10, 8), l(100 << 10, 8), l(256 << 10, 8), l(1 << 20, 4096), l(CHUNK, 8)] {
+        let b = alloc(&p, layout);
+        let len = p.usable_size(layout);
+        for off in [1, 16, PAGE - 1, PAGE, PAGE + 16, 31 * PAGE, 32 * PAGE, len / 2, len - PAGE, len - 1] {
+            if off >= len {
+                continue;
+            }
+            // SAFETY: inside the block.
+            refused(&p, unsafe { b.add(off) }, layout, FreeError::Interior);
+        }
+        free(&p, b, layout);
+    }
+}
+
+#[test]
+fn mismatched_layouts() {
+    let p = pool();
+    let lm = |expected, found| FreeError::LayoutMismatch { expected, found };
+    let small = l(100, 8); // class 112
+    let normal = l(64 << 10, 8);
+    let s = alloc(&p, small);
+    let n = alloc(&p, normal);
+    // Small block: bigger and smaller class, wrong alignment, normal layouts.
+    refused(&p, s, l(200, 8), lm(224, 112));
+    refused(&p, s, l(50, 8), lm(64, 112));
+    refused(&p, s, l(100, 64), lm(128, 112));
+    refused(&p, s, l(64 << 10, 8), lm(64 << 10, 112));
+    refused(&p, s, l(100, 2 * PAGE), lm(2 * PAGE, 112));
+    refused(&p, s, l(2 * CHUNK, 8), lm(2 * CHUNK, 0));
+    // Normal block: small layouts, shorter runs, unservable layouts.
+    // SAFETY: the pool checks the pointer and refuses it.
+    let r = unsafe { p.deallocate(n, small) };
+    assert!(matches!(r, Err(FreeError::LayoutMismatch { expected: 112, found: 0 | 65536 })), "{r:?}");
+    refused(&p, n, l(40 << 10, 8), lm(40 << 10, 64 << 10));
+    refused(&p, n, l(32 << 10, 8), lm(32 << 10, 64 << 10));
+    refused(&p, n, l(2 * CHUNK, 8), lm(2 * CHUNK, 0));
+    refused(&p, n, l(1, 2 * CHUNK), lm(1, 0));
+    // Zero-sized layouts name nothing.
+    refused(&p, s, l(0, 8), FreeError::ZeroSize);
+    refused(&p, n, l(0, 8), FreeError::ZeroSize);
+    // Layouts of the same block are not mismatches.
+    free(&p, s, l(97, 16));
+    free(&p, n, l((64 << 10) - 100, 4096));
+    assert_eq!(p.stats().allocated_bytes, 0);
+}
+
+/// A page run freed as a longer run whose pages would pass the chunk's end
+/// must be refused like any other length mismatch.
+#[test]
+#[ignore = "core bug: tree::check_run indexes past the chunk's tree words and panics \
+            (index out of bounds) instead of answering LayoutMismatch"]
+fn longer_layout_past_chunk_end_is_refused() {
+    let p = pool();
+    let half = l(CHUNK / 2, 8);
+    let a = alloc(&p, half);
+    let b = alloc(&p, half);
+    let c = alloc(&p, half);
+    let d = alloc(&p, half);
+    for x in [a, b, c, d] {
+        refused(&p, x, l(CHUNK, 8), FreeError::LayoutMismatch { expected: CHUNK, found: CHUNK / 2 });
+    }
+    for x in [a, b, c, d] {
+        free(&p, x, half);
+    }
+}
+
+/// A live page run freed with a layout whose alignment its address does not
+/// meet is at its start: `LayoutMismatch`, not `Interior`.
+#[test]
+#[ignore = "core bug: answers Interior (the pointer is the start of a live block)"]
+fn normal_block_with_unmet_alignment_is_layout_mismatch() {
+    let p = pool();
+    let layout = l(32 << 10, 8);
+    let blocks: Vec<_> = (0..4).map(|_| alloc(&p, layout)).collect();
+    let b = *blocks.iter().find(|b| b.as_ptr() as usize % (64 << 10) != 0).unwrap();
+    refused(&p, b, l(32 << 10, 64 << 10), FreeError::LayoutMismatch { expected: 64 << 10, found: 32 << 10 });
+    refused(&p, b, l(64 << 10, 64 << 10), FreeError::LayoutMismatch { expected: 64 << 10, found: 32 << 10 });
+    for b in blocks {
+        free(&p, b, layout);
+    }
+}
+
+/// A live small block that starts on a page boundary inside its subpage, freed
+/// with a normal layout, is at its start: `LayoutMismatch`, not `Interior`.
+#[test]
+#[ignore = "core bug: answers Interior (the pointer is the start of a live block)"]
+fn small_block_on_inner_page_boundary_freed_as_normal_is_layout_mismatch() {
+    let p = pool();
+    let layout = l(16 << 10, 8); // 16 KiB class: eight per 16-page subpage
+    let a = alloc(&p, layout);
+    let b = alloc(&p, layout);
+    assert_eq!(b.as_ptr() as usize % PAGE, 0);
+    refused(&p, b, l(32 << 10, 8), FreeError::LayoutMismatch { expected: 32 << 10, found: 16 << 10 });
+    free(&p, a, layout);
+    free(&p, b, layout);
+}
+
+#[test]
+fn zero_size() {
+    let p = pool();
+    for align in [1, 8, 4096, CHUNK] {
+        assert_eq!(p.allocate(l(0, align)), Err(AllocError::ZeroSize));
+        assert_eq!(p.usable_size(l(0, align)), 0);
+    }
+    let b = alloc(&p, l(64, 8));
+    refused(&p, b, l(0, 1), FreeError::ZeroSize);
+    free(&p, b, l(64, 8));
+    // The Allocator path hands out dangling, aligned, empty blocks.
+    use allocator_api2::alloc::Allocator;
+    let a: &Pool = &p;
+    let z = Allocator::allocate(&a, l(0, 64)).unwrap();
+    assert_eq!((z.len(), z.cast::<u8>().as_ptr() as usize % 64), (0, 0));
+    // SAFETY: a zero-sized block of this allocator.
+    unsafe { Allocator::deallocate(&a, z.cast(), l(0, 64)) };
+    assert_eq!(p.stats().misuse_count, 0);
+}
+
+#[test]
+fn too_large_and_absurd_alignment() {
+    let p = pool();
+    let before = p.stats();
+    let too_large = |size| Err(AllocError::TooLarge { size, max: CHUNK });
+    assert_eq!(p.allocate(l(CHUNK + 1, 1)), too_large(CHUNK + 1));
+    assert_eq!(p.allocate(l(1 << 40, 8)), too_large(1 << 40));
+    let huge = isize::MAX as usize - 4095;
+    assert_eq!(p.allocate(l(huge, 4096)), too_large(huge));
+    for align in [2 * CHUNK, 1 << 30, 1 << 40, 1 << 62] {
+        assert_eq!(p.allocate(l(1, align)), Err(AllocError::Alignment { align, max: CHUNK }));
+        assert_eq!(p.usable_size(l(1, align)), 0);
+    }
+    assert_eq!(p.stats(), before);
+    // SAFETY: a valid layout; the pool refuses it with a null.
+    assert!(unsafe { p.alloc(l(CHUNK + 1, 8)) }.is_null());
+    assert_eq!(p.stats(), before);
+}
+
+#[test]
+fn bad_regions() {
+    let p = pool();
+    let (start, len, _) = p.regions()[0];
+    let before = p.stats();
+    let overlap = Err(RegionError::Overlap { start: start.as_ptr() as usize, len });
+    // SAFETY (all calls below): every range overlaps the pool's region, is
+    // too small or wraps, so it is refused before any access.
+    unsafe {
+        assert_eq!(p.pool.add_region(start, len), overlap, "same region twice");
+        assert_eq!(p.pool.add_region(start.add(len / 2), len / 2), overlap, "its second half");
+        assert_eq!(p.pool.add_region(start.add(len - 1), 1 << 20), overlap, "its last byte");
+        let min = match p.pool.add_region(start, 1) {
+            Err(RegionError::TooSmall { len: 1, min }) => min,
+            r => panic!("{r:?}"),
+        };
+        for n in [0, 1, 63, PAGE] {
+            let b = Backing::new(n + 1);
+            assert_eq!(p.pool.add_region(b.base(), n), Err(RegionError::TooSmall { len: n, min }));
+        }
+        let top = NonNull::new(core::ptr::without_provenance_mut::<u8>(usize::MAX - 4095)).unwrap();
+        assert_eq!(p.pool.add_region(top, 4096), Err(RegionError::AddressOverflow));
+        assert_eq!(p.pool.add_region(top, usize::MAX), Err(RegionError::AddressOverflow));
+        assert_eq!(p.stats(), before);
+        // `min` always suffices, at any alignment.
+        for phase in [0, 1, 7, 8, 63, 4095, 8191] {
+            let b = Backing::new(phase + min);
+            assert!(p.pool.add_region(b.at(phase), min).is_ok(), "{min} bytes at +{phase}");
+            std::mem::forget(b); // now the pool's
+        }
+    }
+    // A region right after another one is fine.
+    let b = Backing::new(2 << 20);
+    // SAFETY: fresh memory, kept alive (leaked) for the pool's life.
+    unsafe {
+        p.pool.add_region(b.base(), 1 << 20).unwrap();
+        p.pool.add_region(b.at(1 << 20), 1 << 20).unwrap();
+    }
+    std::mem::forget(b);
+    p.check().unwrap();
+    let b = alloc(&p, l(4 * PAGE, 8));
+    free(&p, b, l(4 * PAGE, 8));
+}
+
+#[test]
+fn error_messages_are_meaningful() {
+    let cases: Vec<(String, &[&str])> = vec![
+        (FreeError::Foreign.to_string(), &["not allocated by this pool", "foreign"]),
+        (FreeError::NotAllocated.to_string(), &["double free"]),
+        (FreeError::Interior.to_string(), &["inside an allocation"]),
+        (FreeError::LayoutMismatch { expected: 128, found: 112 }.to_string(), &["layout", "112", "128"]),
+        (FreeError::ZeroSize.to_string(), &["zero-sized"]),
+        (AllocError::ZeroSize.to_string(), &["zero-sized"]),
+        (AllocError::TooLarge { size: 9, max: 8 }.to_string(), &["9 bytes", "exceeds", "8 bytes"]),
+        (AllocError::Alignment { align: 16, max: 8 }.to_string(), &["alignment", "16"]),
+        (AllocError::OutOfMemory { size: 77 }.to_string(), &["out of memory", "77"]),
+        (RegionError::TooSmall { len: 5, min: 99 }.to_string(), &["too small", "5", "99"]),
+        (RegionError::AddressOverflow.to_string(), &["wraps"]),
+        (RegionError::Overlap { start: 0x1000, len: 64 }.to_string(), &["overlaps", "0x1000", "64"]),
+        (ConfigError::PageSize(100).to_string(), &["page size 100"]),
+        (ConfigError::ChunkSize(3).to_string(), &["chunk size 3"]),
+        (
+            CheckError { chunk_data: 0x4000, page: 3, what: "bitmap pad bits cleared" }.to_string(),
+            &["0x4000", "page 3", "bitmap pad bits cleared"],
+        ),
+        (
+            Misuse { error: FreeError::NotAllocated, ptr: core::ptr::without_provenance_mut(0x20), layout: l(24, 8) }
+                .to_string(),
+            &["invalid free", "0x20", "size 24", "align 8", "double free"],
+        ),
+    ];
+    for (text, words) in cases {
+        for w in words {
+            assert!(text.contains(w), "{text:?} lacks {w:?}");
+        }
+    }
+    // Stats print every figure.
+    let s = pool().stats().to_string();
+    assert!(s.contains("regions 1") && s.contains("misuse reported 0"), "{s}");
+}
+
+thread_local! {
+    static REPORTS: RefCell<Vec<Misuse>> = const { RefCell::new(Vec::new()) };
+}
+
+fn hook(m: &Misuse) {
+    REPORTS.with(|r| r.borrow_mut().push(*m));
+}
+
+fn reports() -> Vec<Misuse> {
+    REPORTS.with(|r| std::mem::take(&mut *r.borrow_mut()))
+}
+
+/// Misuse through `GlobalAlloc` and `Allocator` calls the hook once, bumps
+/// `misuse_count` and changes nothing else.
+#[test]
+fn global_alloc_misuse_calls_the_hook() {
+    use allocator_api2::alloc::Allocator;
+    let p = OwnedPool::with_chunks(Config::DEFAULT.with_misuse_hook(hook), 0, 1);
+    let layout = l(200, 8);
+    // SAFETY: a non-zero-sized layout.
+    let a = unsafe { p.alloc(layout) };
+    let b = unsafe { p.alloc(layout) };
+    // SAFETY: a live block with its layout.
+    unsafe { p.dealloc(a, layout) };
+    assert!(reports().is_empty());
+    let check = |before: Stats, error, ptr: *mut u8, layout: Layout| {
+        let mut after = p.stats();
+        assert_eq!(after.misuse_count, before.misuse_count + 1);
+        after.misuse_count = before.misuse_count;
+        assert_eq!(after, before);
+        let r = reports();
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].error, r[0].ptr, r[0].layout), (error, ptr, layout));
+        assert!(r[0].to_string().contains("invalid free"));
+    };
+    let before = p.stats();
+    // SAFETY (misuse on purpose): the pool refuses these and reports them.
+    unsafe { p.dealloc(a, layout) };
+    check(before, FreeError::NotAllocated, a, layout);
+    let before = p.stats();
+    unsafe { p.dealloc(b.add(8), layout) };
+    check(before, FreeError::Interior, b.wrapping_add(8), layout);
+    let before = p.stats();
+    unsafe { p.dealloc(b, l(300, 8)) };
+    check(before, FreeError::LayoutMismatch { expected: 320, found: 224 }, b, l(300, 8));
+    let mut x = 0u64;
+    let foreign = core::ptr::addr_of_mut!(x).cast::<u8>();
+    let before = p.stats();
+    let alloc: &Pool = &p;
+    unsafe { Allocator::deallocate(&alloc, NonNull::new(foreign).unwrap(), l(8, 8)) };
+    check(before, FreeError::Foreign, foreign, l(8, 8));
+    // Null is ignored, as GlobalAlloc callers never pass it.
+    let before = p.stats();
+    unsafe { p.dealloc(core::ptr::null_mut(), layout) };
+    assert_eq!(p.stats(), before);
+    assert!(reports().is_empty());
+    unsafe { p.dealloc(b, layout) };
+    assert_eq!(p.stats().allocated_bytes, 0);
+    assert_eq!(p.stats().misuse_count, 4);
+}
+
+/// Without a hook, misuse is only counted.
+#[test]
+fn global_alloc_misuse_without_hook_is_counted() {
+    let p = pool();
+    let layout = l(5000, 8);
+    // SAFETY: a non-zero-sized layout.
+    let a = unsafe { p.alloc(layout) };
+    // SAFETY: a live block with its layout, then (on purpose) a double free.
+    unsafe {
+        p.dealloc(a, layout);
+        let before = p.stats();
+        p.dealloc(a, layout);
+        p.dealloc(a, layout);
+        let mut after = p.stats();
+        assert_eq!(after.misuse_count, before.misuse_count + 2);
+        after.misuse_count = before.misuse_count;
+        assert_eq!(after, before);
+    }
+}
+
+/// Exhausting the pool answers `OutOfMemory` with the request's size; after
+/// freeing everything the pool serves as much again and every page is free.
+#[test]
+fn exhaust_free_all_allocate_again() {
+    for config in [Config::DEFAULT, Config::new(256, 64 << 10)] {
+        let p = OwnedPool::with_chunks(config, 123, 3);
+        let max = 64 * config.page_size();
+        let fill = |seed| {
+            let mut rng = Rng::new(seed);
+            let mut got = Vec::new();
+            let mut misses = 0;
+            while misses < 64 {
+                let size = if rng.percent(80) { 1 + rng.below(config.max_small_size()) } else { 1 + rng.below(max) };
+                let layout = l(size, 8);
+                match p.allocate(layout) {
+                    Ok(b) => got.push((b.cast::<u8>(), layout)),
+                    Err(e) => {
+                        assert_eq!(e, AllocError::OutOfMemory { size });
+                        assert!(!e.to_string().is_empty());
+                        misses += 1;
+                    }
+                }
+            }
+            got
+        };
+        let first = fill(7);
+        let bytes = |v: &[(NonNull<u8>, Layout)]| v.iter().map(|&(_, l)| p.usable_size(l)).sum::<usize>();
+        let first_bytes = bytes(&first);
+        assert!(first_bytes * 10 >= p.stats().region_bytes * 8, "only {first_bytes} bytes fit");
+        let mut rng = Rng::new(99);
+        let mut first = first;
+        while !first.is_empty() {
+            let (b, layout) = first.swap_remove(rng.below(first.len()));
+            free(&p, b, layout);
+        }
+        assert_eq!(p.stats().allocated_bytes, 0);
+        p.trim();
+        let s = p.stats();
+        assert_eq!(s.free_bytes, s.region_bytes, "{s:?}");
+        let again = fill(7);
+        assert!(bytes(&again) * 100 >= first_bytes * 95, "{} then {}", first_bytes, bytes(&again));
+        for (b, layout) in again {
+            free(&p, b, layout);
+        }
+        p.trim();
+        p.check().unwrap();
+        refill(&p, true);
+    }
+}
+
+#[test]
+fn bad_configs() {
+    assert_eq!(Config::try_new(100, 1 << 20).unwrap_err(), ConfigError::PageSize(100));
+    assert_eq!(Config::try_new(32, 1 << 20).unwrap_err(), ConfigError::PageSize(32));
+    assert_eq!(Config::try_new(128 << 10, 1 << 20).unwrap_err(), ConfigError::PageSize(128 << 10));
+    assert_eq!(Config::try_new(8192, 8192).unwrap_err(), ConfigError::ChunkSize(8192));
+    assert_eq!(Config::try_new(64, 64 << 20).unwrap_err(), ConfigError::ChunkSize(64 << 20));
+    assert_eq!(Config::try_new(64 << 10, 2 << 30).unwrap_err(), ConfigError::ChunkSize(2 << 30));
+    assert!(Config::try_new(64, 256).is_ok());
+    assert!(Config::try_new(64 << 10, 1 << 30).is_ok());
+}
+
+#[test]
+#[should_panic(expected = "invalid poolalloc_core::Config")]
+fn config_new_panics_on_bad_values() {
+    let _ = Config::new(8192, 3 << 20);
+}
