@@ -714,13 +714,18 @@ impl Harness {
                 "{layout:?}: {g:?}, expected {e:?}"
             ),
             (Err(e), Ok(b)) => panic!("{layout:?} must be refused ({e:?}), got {b:?}"),
-            (Ok(_), Err(g)) => assert!(
-                g.is_none()
-                    || g == Some(AllocError::OutOfMemory {
-                        size: layout.size()
-                    }),
-                "{layout:?}: {g:?}"
-            ),
+            (Ok(_), Err(g)) => {
+                assert!(
+                    g.is_none() || g == Some(AllocError::OutOfMemory { size: layout.size() }),
+                    "{layout:?}: {g:?}"
+                );
+                // An empty pool of whole chunks serves anything up to a chunk
+                // aligned to at most a page (the allocation trimmed first).
+                let s = self.pools[pool].stats();
+                if !self.opts.odd_regions && s.allocated_bytes == 0 && layout.align() <= cfg.page_size() {
+                    panic!("{layout:?} refused by an empty pool: {s:?}");
+                }
+            }
             (Ok(_), Ok(b)) => {
                 if matches!(via, Via::GlobalZeroed | Via::AllocatorZeroed) {
                     // SAFETY: a live block of `b.len()` bytes.
