@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
 # Formatting and clippy, warnings denied (the workspace's lints, including
 # `undocumented_unsafe_blocks` and `unsafe_op_in_unsafe_fn`, are deny).
+# Every check runs even if an earlier one failed, so one log shows them all.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-ci_say "rustfmt"
-ci_run cargo fmt --all --check
-if [ -f fuzz/Cargo.toml ]; then
-    # fuzz/ is outside the workspace: checked on its own.
-    ci_run cargo fmt --manifest-path fuzz/Cargo.toml --all --check
+failed=()
+check() {
+    local name="$1"
+    shift
+    ci_say "$name"
+    ci_run "$@" || failed+=("$name")
+}
+
+check "rustfmt" cargo fmt --all --check
+if compgen -G 'fuzz/fuzz_targets/*.rs' >/dev/null; then
+    # fuzz/ is outside the workspace: its targets are checked on their own.
+    check "rustfmt (fuzz targets)" rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
 fi
+check "clippy (host, all targets)" \
+    cargo clippy --workspace --all-targets -- -D warnings
+check "clippy (core, host, counters)" \
+    cargo clippy -p poolalloc-core --all-targets --features counters -- -D warnings
+check "clippy (core, thumbv7em-none-eabihf)" \
+    cargo clippy -p poolalloc-core --target thumbv7em-none-eabihf -- -D warnings
+check "clippy (core, thumbv7em-none-eabihf, counters)" \
+    cargo clippy -p poolalloc-core --target thumbv7em-none-eabihf --features counters -- -D warnings
 
-ci_say "clippy (host, all targets)"
-ci_run cargo clippy --workspace --all-targets -- -D warnings
-
-ci_say "clippy (bare metal: the core on thumbv7em-none-eabihf)"
-ci_run cargo clippy -p poolalloc-core --target thumbv7em-none-eabihf -- -D warnings
-ci_run cargo clippy -p poolalloc-core --target thumbv7em-none-eabihf --features counters -- -D warnings
+if [ "${#failed[@]}" != 0 ]; then
+    printf '\nlint failed: %s\n' "$(IFS=,; echo "${failed[*]}")" >&2
+    exit 1
+fi

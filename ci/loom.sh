@@ -30,6 +30,10 @@ if [ -n "$fixed" ]; then
     printf '\n!!! NOW PASSING: remove their #[ignore]:\n%s\n' "$(sed 's/^/  /' <<<"$fixed")" >&2
 fi
 if [ -z "$still$fixed" ]; then
-    grep -E 'test result|error' "$log" || true
+    if grep -q 'test result: ok. 0 passed; 0 failed' "$log"; then
+        echo "no #[ignore]d models: no known protocol bugs"
+    else
+        grep -E 'test result|error' "$log" || true
+    fi
 fi
 rm -f "$log"

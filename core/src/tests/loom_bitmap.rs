@@ -68,8 +68,10 @@ impl Subpage {
             .collect()
     }
 
-    /// The words of a bitmap whose allocated elements are exactly `taken`.
+    /// The words of a bitmap whose allocated elements are exactly `taken`
+    /// (and, as a side check, `bitmap::used` counts them).
     fn expect(&self, taken: &[usize]) -> Vec<usize> {
+        assert_eq!(bitmap::used(&self.words, self.elems), taken.len());
         let mut v: Vec<usize> = (0..self.words.len())
             .map(|k| bitmap::pad(self.elems, k))
             .collect();

@@ -58,8 +58,9 @@ impl Chunk {
     /// that only pages `0..free` (a power of two) are in play.
     ///
     /// The unused pages are reserved rather than cut off with a short chunk
-    /// (`tree::init(words, free)`): a run ending at a short chunk's last page
-    /// cannot be freed (see [`short_chunk_last_run_frees`]).
+    /// (`tree::init(words, free)`), so that the runs in play end next to a
+    /// live run, not next to unusable pages (those have their own model,
+    /// [`short_chunk_last_run_frees`]).
     fn small(free: usize) -> Arc<Chunk> {
         let mut chunk = Chunk::build(1, PPW);
         let head = chunk.alloc(free, NORMAL, 0);
@@ -95,18 +96,23 @@ impl Chunk {
         }
         for cell in &self.data[first..first + n] {
             // SAFETY: as above.
-            assert_eq!(
-                cell.with(|p| unsafe { *p }),
-                tag,
-                "a page changed under its owner"
-            );
+            let seen = cell.with(|p| unsafe { *p });
+            assert_eq!(seen, tag, "a page changed under its owner");
         }
     }
 
-    /// Allocates, takes ownership, returns the run.
+    /// Allocates, takes ownership, returns the run. The owner's view of its
+    /// run is stable whatever the other threads do in the same words: the
+    /// pool's checks (`check_live`, `run_containing`) see it as allocated.
     fn take(&self, n: usize, kind: usize, start: usize, tag: usize) -> Option<Run> {
         let first = self.alloc(n, kind, start)?;
         self.own(first, n, tag);
+        assert_eq!(tree::check_live(&self.words, first, n, kind), Ok(()));
+        if n <= PPW {
+            for p in [first, first + n - 1] {
+                assert_eq!(tree::run_containing(&self.words, p), Ok((first, kind)));
+            }
+        }
         Some((first, n, kind))
     }
 
@@ -278,6 +284,41 @@ fn multi_word_races_multi_word() {
         let got: Vec<Option<Run>> = t.into_iter().map(|h| h.join().unwrap()).collect();
         assert_eq!(got.iter().flatten().count(), 1, "{got:?}");
         let live: Vec<Run> = got.into_iter().flatten().collect();
+        chunk.assert_holds(&live);
+        chunk.free_all(&live);
+    });
+}
+
+/// A two-word run handed from owner to owner: its free clears the first word
+/// by CAS and the second by `fetch_and`, both Release; the next owner's CASes
+/// (AcqRel) must see every page's previous contents happen before its own
+/// writes. A one-page allocation in the second word races them both.
+#[test]
+fn multi_word_free_then_reuse_is_ordered() {
+    model("tree::multi_word_free_then_reuse_is_ordered", || {
+        let chunk = Chunk::new(2, 2 * PPW);
+        let big = chunk.take(PPW + 1, NORMAL, 0, 1).unwrap();
+        let owner = {
+            let c = Arc::clone(&chunk);
+            thread::spawn(move || {
+                c.own(big.0, big.1, 2);
+                assert_eq!(c.free(big.0, big.1, big.2), Ok(()));
+            })
+        };
+        let next = {
+            let c = Arc::clone(&chunk);
+            thread::spawn(move || c.take(PPW + 1, NORMAL, 0, 3))
+        };
+        let small = {
+            let c = Arc::clone(&chunk);
+            thread::spawn(move || c.take(1, SMALL, 1, 4))
+        };
+        owner.join().unwrap();
+        let live: Vec<Run> = [next.join().unwrap(), small.join().unwrap()]
+            .into_iter()
+            .flatten()
+            .collect();
+        assert!(!live.is_empty(), "the one-page run always fits");
         chunk.assert_holds(&live);
         chunk.free_all(&live);
     });
