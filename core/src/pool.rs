@@ -561,6 +561,40 @@ impl Pool {
         }
     }
 
+    /// The layout of the live block that starts at `ptr`, found from the
+    /// pointer alone: one that [`Pool::deallocate`] accepts (its size is the
+    /// block's class size). For frees that carry no size (C's `free`).
+    pub fn block_layout(&self, ptr: NonNull<u8>) -> Result<Layout, FreeError> {
+        let addr = ptr.as_ptr() as usize;
+        let (chunk, page) = self.locate(addr).ok_or(FreeError::Foreign)?;
+        let page_size = self.config.page_size();
+        let (start, kind) = tree::run_containing(chunk.tree(), page).map_err(|e| match e {
+            RunError::NotAllocated => FreeError::NotAllocated,
+            _ => FreeError::Interior,
+        })?;
+        let class = if kind == SMALL {
+            // ORDERING: Acquire, paired with `subpage::init`'s publication.
+            let class = ident_class(chunk.header(start)[IDENT].load(Ordering::Acquire))
+                .ok_or(FreeError::NotAllocated)?;
+            let (_, header, _, idx) = self.find_small(chunk, page, addr, class)?;
+            // ORDERING: Acquire; a snapshot of the element's state.
+            if header[BITMAP + idx / BITS].load(Ordering::Acquire) & (1 << (idx % BITS)) == 0 {
+                return Err(FreeError::NotAllocated);
+            }
+            return Ok(
+                Layout::from_size_align(SIZES[class], 16).expect("class sizes are valid layouts")
+            );
+        } else {
+            if start != page || addr & (page_size - 1) != 0 {
+                return Err(FreeError::Interior);
+            }
+            let (_, pages) =
+                tree::run_at(chunk.tree(), page).map_err(|_| FreeError::NotAllocated)?;
+            pages << self.config.page_shift
+        };
+        Ok(Layout::from_size_align(class, page_size).expect("runs are valid layouts"))
+    }
+
     /// The chunk, page, address and route of a block to free.
     #[inline]
     fn resolve(

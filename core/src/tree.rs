@@ -393,6 +393,17 @@ fn check_run(
     Ok(())
 }
 
+/// The kind and length of the live run starting at `page` (a snapshot).
+pub(crate) fn run_at(words: &[AtomicUsize], page: usize) -> Result<(usize, usize), RunError> {
+    let (j, i) = (page / PPW, page % PPW);
+    // ORDERING: Acquire, as in `run_containing`.
+    match state(words[j].load(Ordering::Acquire), i) {
+        FREE => Err(RunError::NotAllocated),
+        CONT => Err(RunError::Interior),
+        kind => Ok((kind, run_len(words, j, i))),
+    }
+}
+
 /// Checks, without changing anything, that a live run of `n` pages of `kind`
 /// starts at `page` (a snapshot: the run may be freed right after).
 pub(crate) fn check_live(

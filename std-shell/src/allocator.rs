@@ -338,6 +338,45 @@ impl PooledAllocator {
         unsafe { inner.free(ptr, layout) }
     }
 
+    /// The layout of the live block starting at `ptr`, from the pointer
+    /// alone: [`PooledAllocator::deallocate`] accepts it, and its size is the
+    /// block's usable size. For callers that do not keep sizes (C's `free`,
+    /// `malloc_usable_size`).
+    pub fn block_layout(&self, ptr: NonNull<u8>) -> Result<Layout, FreeError> {
+        // ORDERING: Acquire, as in `inner`.
+        let Some(inner) = NonNull::new(self.inner.load(Ordering::Acquire)) else {
+            return Err(FreeError::Foreign);
+        };
+        // SAFETY: initialised, valid while the allocator lives.
+        let inner = unsafe { inner.as_ref() };
+        let addr = ptr.as_ptr() as usize;
+        if inner.shared.map.contains(addr) {
+            // SAFETY: the map says the chunk is registered.
+            let chunk =
+                unsafe { Chunk::of(addr, inner.shared.core.chunk_size(), inner.shared.owner) }
+                    .ok_or(FreeError::Foreign)?;
+            let layout = chunk.pool.block_layout(ptr)?;
+            // A block in a thread cache is live for the core but free for
+            // the user: its canary says so.
+            // SAFETY: a live core block of at least 16 bytes.
+            if layout.size() <= inner.max_cached
+                && unsafe { ptr.cast::<usize>().read() } == canary(inner.secret, addr)
+            {
+                return Err(FreeError::DoubleFree);
+            }
+            return Ok(layout);
+        }
+        match inner.huge.size_of(ptr) {
+            // An alignment above the page keeps the layout on the huge path
+            // whatever its size.
+            Some(size) => Ok(
+                Layout::from_size_align(size, 2 * inner.shared.core.page_size())
+                    .map_err(|_| FreeError::Foreign)?,
+            ),
+            None => Err(FreeError::Foreign),
+        }
+    }
+
     /// Returns cached memory and empty chunks to the OS: this thread's cache
     /// now, every other thread's cache at its next allocator call.
     pub fn trim(&self) {
