@@ -11,6 +11,12 @@ use poolalloc_core::{Config, Pool};
 /// Alignment of every backing block: `MAX_PAGE`.
 pub const BACKING_ALIGN: usize = poolalloc_core::MAX_PAGE;
 
+/// A pointer to `addr` that points at nothing: for foreign and wrapping
+/// addresses the pool must refuse without touching them.
+pub fn dangling_at(addr: usize) -> NonNull<u8> {
+    NonNull::new(addr as *mut u8).expect("non-null address")
+}
+
 /// An owned, uninitialised, `BACKING_ALIGN`-aligned heap block.
 ///
 /// Blocks are recycled through a per-thread cache: the fuzz harness makes
@@ -52,7 +58,9 @@ impl Backing {
         let cached = CACHE
             .try_with(|c| {
                 let mut c = c.borrow_mut();
-                let i = c.0.iter().position(|(_, l)| l.size() >= want && l.size() <= 2 * want)?;
+                let i =
+                    c.0.iter()
+                        .position(|(_, l)| l.size() >= want && l.size() <= 2 * want)?;
                 let (p, l) = c.0.swap_remove(i);
                 c.1 -= l.size();
                 Some((p, l))

@@ -47,16 +47,14 @@ use std::cell::RefCell;
 /// What a run may do and accept.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
-    /// Regions of any length (most have a short last chunk). Off by default:
-    /// the core cannot free a run that ends on the last page of a short
-    /// chunk (see the test report), so regions are whole chunks unless this
-    /// is set.
+    /// Regions of any length (most then have a short last chunk); else only
+    /// whole chunks. On by default.
     pub odd_regions: bool,
-    /// Steer around the core's other known bugs (see the test report): accept
+    /// Steer around the core's known bugs (see the test report): accept
     /// `Interior` where `LayoutMismatch` is documented (see
-    /// [`oracle::free_with`]), and do not free a live page run with a normal
-    /// layout of more pages (that free can index past the chunk's tree and
-    /// panic). On by default.
+    /// [`oracle::free_with`]), and, in builds with debug assertions, do not
+    /// free a page-aligned pointer with a normal layout longer than a tree
+    /// word unless it starts such a run (`tree::free` asserts). On by default.
     pub avoid_known_bugs: bool,
     /// Print every action to stderr.
     pub trace: bool,
@@ -67,7 +65,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            odd_regions: false,
+            odd_regions: true,
             avoid_known_bugs: true,
             trace: false,
             max_actions: 2000,
@@ -76,14 +74,13 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The defaults, overridden by `POOLALLOC_FUZZ_STRICT=1` (odd regions,
-    /// known bugs not avoided) and `POOLALLOC_FUZZ_TRACE=1`.
+    /// The defaults, overridden by `POOLALLOC_FUZZ_STRICT=1` (known bugs not
+    /// avoided), `POOLALLOC_FUZZ_WHOLE_CHUNKS=1` and `POOLALLOC_FUZZ_TRACE=1`.
     pub fn from_env() -> Options {
         let on = |k: &str| std::env::var(k).is_ok_and(|v| v == "1");
-        let strict = on("POOLALLOC_FUZZ_STRICT");
         Options {
-            odd_regions: strict,
-            avoid_known_bugs: !strict,
+            odd_regions: !on("POOLALLOC_FUZZ_WHOLE_CHUNKS"),
+            avoid_known_bugs: !on("POOLALLOC_FUZZ_STRICT"),
             trace: on("POOLALLOC_FUZZ_TRACE"),
             ..Options::default()
         }
@@ -519,17 +516,18 @@ impl Harness {
     fn region_size(&self, pool: usize, sel: usize) -> RegionSize {
         let cfg = self.cfg(pool);
         let (page, chunk) = (cfg.page_size(), cfg.chunk_size());
-        if self.opts.odd_regions {
-            RegionSize::Bytes(match sel % 8 {
-                0 => sel >> 8 & 0xff,
-                1 => page * (sel >> 3 & 15) + (sel >> 7 & 0xffff),
-                2..=4 => chunk * (1 + (sel >> 3 & 1)) + (sel >> 4) % chunk,
-                5 => chunk / 2 + (sel >> 4 & 0xffff),
-                _ => (sel >> 3) % (2 * chunk),
-            })
-        } else {
-            RegionSize::Chunks(1 + sel % 3, (sel >> 2) % page)
+        let whole = RegionSize::Chunks(1 + sel % 3, (sel >> 2) % page);
+        if !self.opts.odd_regions {
+            return whole;
         }
+        RegionSize::Bytes(match sel % 8 {
+            0 => sel >> 8 & 0xff,
+            1 => page * (sel >> 3 & 15) + (sel >> 7 & 0xffff),
+            2..=4 => chunk * (1 + (sel >> 3 & 1)) + (sel >> 4) % chunk,
+            5 => chunk / 2 + (sel >> 4 & 0xffff),
+            6 => (sel >> 3) % (2 * chunk),
+            _ => return whole,
+        })
     }
 
     /// Adds a region of `size` at `misalign` bytes past a backing boundary.
@@ -716,13 +714,16 @@ impl Harness {
             (Err(e), Ok(b)) => panic!("{layout:?} must be refused ({e:?}), got {b:?}"),
             (Ok(_), Err(g)) => {
                 assert!(
-                    g.is_none() || g == Some(AllocError::OutOfMemory { size: layout.size() }),
+                    g.is_none()
+                        || g == Some(AllocError::OutOfMemory {
+                            size: layout.size()
+                        }),
                     "{layout:?}: {g:?}"
                 );
-                // An empty pool of whole chunks serves anything up to a chunk
-                // aligned to at most a page (the allocation trimmed first).
+                // An empty pool serves whatever fits in its largest chunk
+                // (the allocation trimmed first).
                 let s = self.pools[pool].stats();
-                if !self.opts.odd_regions && s.allocated_bytes == 0 && layout.align() <= cfg.page_size() {
+                if s.allocated_bytes == 0 && self.fits_empty(pool, layout) {
                     panic!("{layout:?} refused by an empty pool: {s:?}");
                 }
             }
@@ -757,9 +758,10 @@ impl Harness {
         self.touched[b.pool] = true;
         let p: &Pool = &self.pools[b.pool];
         match via {
-            // SAFETY: a live block of this pool with its layout.
             Via::Checked | Via::Hint(_) => {
-                unsafe { p.deallocate(b.ptr, b.layout) }.expect("free of a live block")
+                // SAFETY: a live block of this pool with its layout.
+                let r = unsafe { p.deallocate(b.ptr, b.layout) };
+                r.expect("free of a live block");
             }
             // SAFETY: as above.
             Via::Global | Via::GlobalZeroed => unsafe { p.dealloc(b.ptr.as_ptr(), b.layout) },
@@ -946,7 +948,7 @@ impl Harness {
         let fresh = self.allocs[f.pool] == f.epoch;
         if let Some(live) = self.model.get(addr).copied() {
             let e = oracle::free_with(&cfg, addr, live.layout, f.layout);
-            if e.documented.is_ok() || self.overruns(&cfg, live.layout, f.layout) {
+            if e.documented.is_ok() || self.word_hazard(&cfg, addr, f.layout) {
                 return; // The address is someone else's block now.
             }
             let tol = self.opts.avoid_known_bugs;
@@ -965,16 +967,45 @@ impl Harness {
         });
     }
 
-    /// Whether freeing a live block of layout `live` as `with` may hit the
-    /// known panic: a page run freed as a longer page run (the core's length
-    /// check reads tree words past the chunk when the claimed run would end
-    /// beyond it). Only while avoiding known bugs.
-    fn overruns(&self, cfg: &Config, live: Layout, with: Layout) -> bool {
+    /// Whether freeing `addr` as `with` may trip the core's debug assertion
+    /// `n <= PPW || i == 0` in `tree::free`: a normal layout longer than a
+    /// tree word at a page-aligned address meeting its alignment, unless a
+    /// live run that long starts there (such runs start on a word). Only
+    /// while avoiding known bugs, in builds with debug assertions.
+    fn word_hazard(&self, cfg: &Config, addr: usize, with: Layout) -> bool {
+        let ppw = usize::BITS as usize / 2;
+        let page = cfg.page_size();
+        let long = |l: Layout| matches!(oracle::route(cfg, l), Ok(Route::Normal { size, .. }) if size / page > ppw);
         self.opts.avoid_known_bugs
-            && matches!(
-                (oracle::route(cfg, live), oracle::route(cfg, with)),
-                (Ok(Route::Normal { size: a, .. }), Ok(Route::Normal { size: b, .. })) if b > a
-            )
+            && cfg!(debug_assertions)
+            && long(with)
+            && addr % page == 0
+            && addr % with.align() == 0
+            && !self.model.get(addr).is_some_and(|b| long(b.layout))
+    }
+
+    /// Whether an empty pool must serve `layout`: its run (a page run, or a
+    /// subpage's) fits in the pool's largest chunk, aligned to at most a page.
+    fn fits_empty(&self, pool: usize, layout: Layout) -> bool {
+        let cfg = self.cfg(pool);
+        let page = cfg.page_size();
+        let need = match oracle::route(cfg, layout) {
+            _ if layout.align() > page => return false,
+            Ok(Route::Normal { size, .. }) => size / page,
+            Ok(Route::Small { size }) => {
+                let sizes = poolalloc_core::size_class::SIZES;
+                cfg.subpage_run(sizes.iter().position(|&s| s == size).unwrap())
+                    .0
+            }
+            Err(_) => return false,
+        };
+        let biggest = self
+            .model
+            .regions_of(pool)
+            .map(|r| (r.usable / page).min(cfg.pages_per_chunk()))
+            .max()
+            .unwrap_or(0);
+        need <= biggest
     }
 
     fn interior_free(&mut self, pick: usize, offset: usize, via: Via) {
@@ -993,8 +1024,21 @@ impl Harness {
         }
         // SAFETY: inside the block.
         let ptr = unsafe { b.ptr.add(off) };
+        if self.word_hazard(self.cfg(b.pool), addr + off, b.layout) {
+            return;
+        }
+        // Known bug: in a run longer than a tree word, the last page of each
+        // word but the final one holds the run's marker, which reads as a
+        // subpage start: NotAllocated.
+        let ppw = usize::BITS as usize / 2;
+        let (p, n) = (off / page, b.len / page);
+        let marker = oracle::route(self.cfg(b.pool), b.layout).is_ok_and(|r| r.is_normal())
+            && n > ppw
+            && p % ppw == ppw - 1
+            && p + 1 < n;
+        let tol = self.opts.avoid_known_bugs && marker;
         self.refused(b.pool, ptr, b.layout, via, "interior free", |g| {
-            g == FreeError::Interior
+            g == FreeError::Interior || (tol && g == FreeError::NotAllocated)
         });
     }
 
@@ -1005,7 +1049,7 @@ impl Harness {
         let b = *self.model.get(addr).unwrap();
         let cfg = *self.cfg(b.pool);
         let e = oracle::free_with(&cfg, addr, b.layout, with);
-        if self.overruns(&cfg, b.layout, with) {
+        if self.word_hazard(&cfg, addr, with) {
             return;
         }
         if e.documented.is_ok() {
@@ -1047,7 +1091,7 @@ impl Harness {
                 if self.model.in_region(pool, a) {
                     return;
                 }
-                NonNull::new(core::ptr::without_provenance_mut(a)).unwrap()
+                crate::backing::dangling_at(a)
             }
         };
         let l = layout(size, 16);
@@ -1102,8 +1146,7 @@ impl Harness {
         let before = self.pools[pool].stats();
         let got = if wrap {
             let k = 1 + len % 4096;
-            let start =
-                NonNull::new(core::ptr::without_provenance_mut::<u8>(usize::MAX - k + 1)).unwrap();
+            let start = crate::backing::dangling_at(usize::MAX - k + 1);
             // SAFETY: the range wraps, so it is refused before any access.
             let got = unsafe { self.pools[pool].add_region(start, k + (len >> 12)) };
             assert_eq!(got, Err(RegionError::AddressOverflow));
@@ -1206,7 +1249,8 @@ impl Harness {
             assert_eq!(s.free_bytes, s.region_bytes, "pool {i} after trim: {s:?}");
             assert_eq!(s.subpages, 0);
             p.check().unwrap_or_else(|e| panic!("check: {e}"));
-            refill(p, !self.opts.odd_regions);
+            let chunk = p.config().chunk_size();
+            refill(p, self.model.regions_of(i).all(|r| r.usable % chunk == 0));
         }
     }
 }
@@ -1234,7 +1278,10 @@ pub fn refill(pool: &Pool, whole_chunks: bool) {
     if whole_chunks {
         assert_eq!(bytes, s.region_bytes, "pages lost: {s:?}");
     } else {
-        assert!(bytes + 3 * page * s.chunks >= s.region_bytes, "pages lost: {bytes} of {s:?}");
+        assert!(
+            bytes + 3 * page * s.chunks >= s.region_bytes,
+            "pages lost: {bytes} of {s:?}"
+        );
     }
     for (b, l) in got {
         // SAFETY: allocated above with `l`.

@@ -20,10 +20,12 @@ const SAMPLE: usize = 64;
 
 /// The byte ranges of a `len`-byte block that carry the pattern.
 pub fn spans(len: usize) -> Vec<Range<usize>> {
+    let mut v = Vec::new();
     if len <= FULL {
-        return vec![0..len];
+        v.push(0..len);
+        return v;
     }
-    let mut v = vec![0..EDGE];
+    v.push(0..EDGE);
     let mut at = STRIDE.max(EDGE);
     while at + SAMPLE <= len - EDGE {
         v.push(at..at + SAMPLE);

@@ -69,7 +69,10 @@ pub fn full_chunk_len(config: Config, phase: usize, chunks: usize) -> usize {
         hi
     };
     assert_eq!(usable(hi), want, "full-chunk region length");
-    assert!(usable(hi - 1) < want, "full-chunk region length is the shortest");
+    assert!(
+        usable(hi - 1) < want,
+        "full-chunk region length is the shortest"
+    );
     CACHE.with(|c| c.borrow_mut().insert(key, hi));
     hi
 }

@@ -29,12 +29,27 @@ fn pool_at(config: Config, offset: usize) -> (OwnedPool, usize) {
 fn offsets(config: Config) -> Vec<usize> {
     let page = config.page_size();
     // Start phases that put the data at every page phase mod 8 pages.
-    (0..8 * page).step_by(page).flat_map(|o| [o, o + 24]).collect()
+    (0..8 * page)
+        .step_by(page)
+        .flat_map(|o| [o, o + 24])
+        .collect()
 }
 
 fn sizes(config: Config) -> Vec<usize> {
     let page = config.page_size();
-    vec![1, 16, 100, page / 2, page, 2 * page + 1, 4 * page, 5 * page, 32 * page, 100 * page, config.chunk_size()]
+    vec![
+        1,
+        16,
+        100,
+        page / 2,
+        page,
+        2 * page + 1,
+        4 * page,
+        5 * page,
+        32 * page,
+        100 * page,
+        config.chunk_size(),
+    ]
 }
 
 /// Whether a run of `route` fits in an empty chunk of `pages` pages whose
@@ -58,7 +73,9 @@ fn check(config: Config, aligns: &[usize]) -> Vec<String> {
         for &size in &sizes(config) {
             for &align in aligns {
                 let layout = Layout::from_size_align(size, align).unwrap();
-                let Ok(route) = oracle::route(&config, layout) else { continue };
+                let Ok(route) = oracle::route(&config, layout) else {
+                    continue;
+                };
                 if !fits(&config, data, align, route) {
                     continue;
                 }
@@ -86,10 +103,21 @@ fn check(config: Config, aligns: &[usize]) -> Vec<String> {
 /// Alignments up to a page are met in every page phase.
 #[test]
 fn alignments_up_to_a_page() {
-    for config in [Config::DEFAULT, Config::new(256, 64 << 10), Config::new(4096, 1 << 20)] {
-        let aligns: Vec<usize> = (0..=config.page_size().trailing_zeros()).map(|k| 1 << k).collect();
+    for config in [
+        Config::DEFAULT,
+        Config::new(256, 64 << 10),
+        Config::new(4096, 1 << 20),
+    ] {
+        let aligns: Vec<usize> = (0..=config.page_size().trailing_zeros())
+            .map(|k| 1 << k)
+            .collect();
         let failures = check(config, &aligns);
-        assert!(failures.is_empty(), "{} refusals, e.g. {:#?}", failures.len(), &failures[..failures.len().min(8)]);
+        assert!(
+            failures.is_empty(),
+            "{} refusals, e.g. {:#?}",
+            failures.len(),
+            &failures[..failures.len().min(8)]
+        );
     }
 }
 
@@ -104,7 +132,12 @@ fn alignments_above_a_page() {
         let page = config.page_size();
         let aligns: Vec<usize> = (1..=6).map(|k| page << k).collect();
         let failures = check(config, &aligns);
-        assert!(failures.is_empty(), "{} refusals, e.g. {:#?}", failures.len(), &failures[..failures.len().min(8)]);
+        assert!(
+            failures.is_empty(),
+            "{} refusals, e.g. {:#?}",
+            failures.len(),
+            &failures[..failures.len().min(8)]
+        );
     }
 }
 
@@ -122,7 +155,9 @@ fn alignments_above_a_page_in_a_matching_phase() {
             for k in 1..=6 {
                 for size in [1, page, 4 * page, 64 * page] {
                     let layout = Layout::from_size_align(size, page << k).unwrap();
-                    let b = p.allocate(layout).unwrap_or_else(|e| panic!("{layout:?}: {e}"));
+                    let b = p
+                        .allocate(layout)
+                        .unwrap_or_else(|e| panic!("{layout:?}: {e}"));
                     assert_eq!(b.cast::<u8>().as_ptr() as usize % (page << k), 0);
                     // SAFETY: just allocated with `layout`.
                     unsafe { p.deallocate(b.cast(), layout) }.unwrap();

@@ -43,29 +43,45 @@ fn run_seeds(opts: Options, default_cases: usize) {
     }
 }
 
-/// Random inputs, whole-chunk regions, known core bugs avoided.
+/// Random inputs, regions of any length, known core bugs avoided.
 #[test]
 fn random_inputs() {
+    run_seeds(Options::default(), cases());
+}
+
+/// Random inputs with whole-chunk regions only.
+#[test]
+fn random_inputs_whole_chunks() {
     run_seeds(
-        Options::default(),
-        if cfg!(debug_assertions) { 600 } else { 3000 },
+        Options {
+            odd_regions: false,
+            ..Options::default()
+        },
+        cases() / 2,
     );
 }
 
-/// Random inputs with regions of any length, exact errors, no bug avoided.
+/// Random inputs with exact errors and no known bug avoided.
 #[test]
-#[ignore = "core bugs: a run ending on a short chunk's last page cannot be freed (LayoutMismatch); \
-            freeing a page run as a longer one can panic (index out of bounds in tree::check_run); \
-            some mismatched layouts answer Interior"]
+#[ignore = "core bugs: some mismatched layouts answer Interior instead of LayoutMismatch; \
+            with debug assertions, tree::free asserts on page-aligned frees with normal layouts \
+            longer than a tree word"]
 fn random_inputs_strict() {
     run_seeds(
         Options {
-            odd_regions: true,
             avoid_known_bugs: false,
             ..Options::default()
         },
-        if cfg!(debug_assertions) { 600 } else { 3000 },
+        cases(),
     );
+}
+
+fn cases() -> usize {
+    if cfg!(debug_assertions) {
+        400
+    } else {
+        3000
+    }
 }
 
 /// Every checked-in corpus input.

@@ -40,7 +40,10 @@ fn arena() -> (usize, usize) {
 #[cold]
 fn add_arena() {
     // ORDERING: Acquire pairs with the Release store below when we lose.
-    if STATE.compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire).is_ok() {
+    if STATE
+        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Acquire)
+        .is_ok()
+    {
         let start = NonNull::new(MEMORY.0.get().cast::<u8>()).unwrap();
         // SAFETY: a static arena used by nothing but the pool, forever.
         if unsafe { POOL.add_region(start, ARENA) }.is_err() {
@@ -132,7 +135,9 @@ fn collections() -> usize {
         .iter()
         .map(|&n| vec![7u8; n].into_boxed_slice())
         .collect();
-    assert!(boxes.iter().all(|b| in_arena(b.as_ptr()) && b.iter().all(|&x| x == 7)));
+    assert!(boxes
+        .iter()
+        .all(|b| in_arena(b.as_ptr()) && b.iter().all(|&x| x == 7)));
     let mid = POOL.stats().allocated_bytes;
     drop((v, s, h, b, boxes));
     mid
@@ -151,7 +156,8 @@ fn threads() {
             std::thread::spawn(move || {
                 let mut mine = Vec::new();
                 for i in 0..3_000usize {
-                    let size = 1 + (i * 7919 + t * 104_729) % if i % 50 == 0 { 200_000 } else { 2_000 };
+                    let size =
+                        1 + (i * 7919 + t * 104_729) % if i % 50 == 0 { 200_000 } else { 2_000 };
                     let b = vec![t as u8; size].into_boxed_slice();
                     if i % 3 == 0 {
                         tx.send(b).unwrap();
@@ -182,7 +188,10 @@ fn threads() {
 
 fn main() {
     // `cargo test <filter>`: run only when the filter names this binary.
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     if std::env::args().any(|a| a == "--list") {
         println!("global_alloc: test");
         return;
@@ -208,10 +217,16 @@ fn main() {
     }
 
     let after = POOL.stats();
-    assert_eq!(after.allocated_bytes, before.allocated_bytes, "leak: {before:?} -> {after:?}");
+    assert_eq!(
+        after.allocated_bytes, before.allocated_bytes,
+        "leak: {before:?} -> {after:?}"
+    );
     assert_eq!(after.misuse_count, 0);
     assert_eq!(REFUSED.load(Ordering::Relaxed), 0);
-    assert_eq!(after.free_bytes + after.normal_bytes + after.subpage_bytes, after.region_bytes);
+    assert_eq!(
+        after.free_bytes + after.normal_bytes + after.subpage_bytes,
+        after.region_bytes
+    );
     POOL.check().unwrap_or_else(|e| panic!("check: {e}"));
     let trimmed = POOL.trim();
     let t = POOL.stats();

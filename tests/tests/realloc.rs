@@ -146,7 +146,12 @@ fn global_realloc_failure_keeps_the_block() {
 fn allocator_resize_in_place() {
     let p = pool();
     let a: &Pool = &p;
-    for (old, new) in [(l(100, 8), l(110, 8)), (l(110, 8), l(98, 16)), (l(33 << 10, 8), l(40 << 10, 4096)), (l(40 << 10, 8), l(33 << 10, 8))] {
+    for (old, new) in [
+        (l(100, 8), l(110, 8)),
+        (l(110, 8), l(98, 16)),
+        (l(33 << 10, 8), l(40 << 10, 4096)),
+        (l(40 << 10, 8), l(33 << 10, 8)),
+    ] {
         let b = Allocator::allocate(&a, old).unwrap();
         fill(b.cast::<u8>().as_ptr(), old.size(), 4);
         // SAFETY: a live block of `old`; grow for larger sizes, else shrink.
@@ -218,7 +223,11 @@ fn allocator_resize_moving() {
 fn allocator_grow_zeroed() {
     let p = pool();
     let a: &Pool = &p;
-    for (old, new) in [(l(100, 8), l(112, 8)), (l(100, 8), l(5000, 8)), (l(40 << 10, 8), l(300 << 10, 8))] {
+    for (old, new) in [
+        (l(100, 8), l(112, 8)),
+        (l(100, 8), l(5000, 8)),
+        (l(40 << 10, 8), l(300 << 10, 8)),
+    ] {
         let b = Allocator::allocate(&a, old).unwrap().cast::<u8>();
         // Dirty the whole class, beyond the requested size.
         // SAFETY: the block holds `usable_size(old)` bytes.
@@ -229,8 +238,12 @@ fn allocator_grow_zeroed() {
         let q = r.cast::<u8>().as_ptr();
         verify(q, old.size(), 6);
         // SAFETY: a live block of at least `new.size()` bytes.
-        let tail = unsafe { core::slice::from_raw_parts(q.add(old.size()), new.size() - old.size()) };
-        assert!(tail.iter().all(|&x| x == 0), "{old:?} -> {new:?}: tail not zeroed");
+        let tail =
+            unsafe { core::slice::from_raw_parts(q.add(old.size()), new.size() - old.size()) };
+        assert!(
+            tail.iter().all(|&x| x == 0),
+            "{old:?} -> {new:?}: tail not zeroed"
+        );
         // SAFETY: a live block of `new`.
         unsafe { Allocator::deallocate(&a, r.cast(), new) };
     }

@@ -43,7 +43,11 @@ struct Shape {
 }
 
 fn iters(default_release: usize) -> usize {
-    let d = if cfg!(debug_assertions) { default_release / 10 } else { default_release };
+    let d = if cfg!(debug_assertions) {
+        default_release / 10
+    } else {
+        default_release
+    };
     env_count("POOLALLOC_STRESS_ITERS", d)
 }
 
@@ -52,7 +56,11 @@ fn layout(rng: &mut Rng, s: &Shape) -> Layout {
     let size = if rng.percent(88) {
         // Small: mostly tiny, up to the largest small class.
         let max = s.config.max_small_size();
-        if rng.percent(60) { 1 + rng.below(256) } else { 1 + rng.below(max) }
+        if rng.percent(60) {
+            1 + rng.below(256)
+        } else {
+            1 + rng.below(max)
+        }
     } else {
         4 * page + rng.below(s.max_normal - 4 * page)
     };
@@ -72,10 +80,19 @@ fn free(pool: &Pool, b: Block) {
         panic!("block {:p} {:?}: pattern broken at {off}", b.ptr, b.layout);
     }
     // SAFETY: a live block of the pool, owned by this thread, with its layout.
-    unsafe { pool.deallocate(b.ptr, b.layout) }.unwrap_or_else(|e| panic!("free {:p} {:?}: {e}", b.ptr, b.layout));
+    unsafe { pool.deallocate(b.ptr, b.layout) }
+        .unwrap_or_else(|e| panic!("free {:p} {:?}: {e}", b.ptr, b.layout));
 }
 
-fn worker(pool: &Pool, s: &Shape, t: usize, seed: u64, tx: Vec<mpsc::Sender<Block>>, rx: mpsc::Receiver<Block>, ooms: &AtomicUsize) {
+fn worker(
+    pool: &Pool,
+    s: &Shape,
+    t: usize,
+    seed: u64,
+    tx: Vec<mpsc::Sender<Block>>,
+    rx: mpsc::Receiver<Block>,
+    ooms: &AtomicUsize,
+) {
     let mut rng = Rng::new(seed ^ (t as u64).wrapping_mul(0x9E37_79B9));
     let mut mine: Vec<Block> = Vec::new();
     let mut tags = (t as u64) << 48;
@@ -89,13 +106,22 @@ fn worker(pool: &Pool, s: &Shape, t: usize, seed: u64, tx: Vec<mpsc::Sender<Bloc
         match rng.below(100) {
             0..=44 if mine.len() < s.keep => {
                 let l = layout(&mut rng, s);
-                let r = if rng.percent(50) { pool.allocate(l) } else { pool.allocate_with_hint(l, t) };
+                let r = if rng.percent(50) {
+                    pool.allocate(l)
+                } else {
+                    pool.allocate_with_hint(l, t)
+                };
                 match r {
                     Ok(b) => {
                         let (ptr, len) = (b.cast::<u8>(), b.len());
                         assert_eq!(ptr.as_ptr() as usize % l.align(), 0);
                         let tag = fill(ptr, len);
-                        mine.push(Block { ptr, layout: l, len, tag });
+                        mine.push(Block {
+                            ptr,
+                            layout: l,
+                            len,
+                            tag,
+                        });
                     }
                     Err(AllocError::OutOfMemory { .. }) => {
                         ooms.fetch_add(1, Ordering::Relaxed);
@@ -120,11 +146,20 @@ fn worker(pool: &Pool, s: &Shape, t: usize, seed: u64, tx: Vec<mpsc::Sender<Bloc
                 let Some(q) = NonNull::new(q) else { continue };
                 let keep = b.layout.size().min(new_size);
                 // SAFETY: a live block of at least `keep` bytes.
-                assert_eq!(unsafe { pattern::verify(q, b.len, b.tag, keep) }, Ok(()), "realloc lost contents");
+                assert_eq!(
+                    unsafe { pattern::verify(q, b.len, b.tag, keep) },
+                    Ok(()),
+                    "realloc lost contents"
+                );
                 let layout = Layout::from_size_align(new_size, b.layout.align()).unwrap();
                 let len = pool.usable_size(layout);
                 let tag = fill(q, len);
-                mine[i] = Block { ptr: q, layout, len, tag };
+                mine[i] = Block {
+                    ptr: q,
+                    layout,
+                    len,
+                    tag,
+                };
             }
             70..=89 if !mine.is_empty() && !tx.is_empty() => {
                 let b = mine.swap_remove(rng.below(mine.len()));
@@ -159,7 +194,12 @@ fn stress(s: Shape, seed: u64, trimmer: bool) {
         let pool: &Pool = &pool;
         let mut workers = Vec::new();
         for (t, rx) in rxs.into_iter().enumerate() {
-            let tx: Vec<_> = txs.iter().enumerate().filter(|&(u, _)| u != t).map(|(_, x)| x.clone()).collect();
+            let tx: Vec<_> = txs
+                .iter()
+                .enumerate()
+                .filter(|&(u, _)| u != t)
+                .map(|(_, x)| x.clone())
+                .collect();
             let (s, ooms) = (&s, &ooms);
             workers.push(sc.spawn(move || worker(pool, s, t, seed, tx, rx, ooms)));
         }
@@ -181,14 +221,27 @@ fn stress(s: Shape, seed: u64, trimmer: bool) {
         done.store(true, Ordering::Relaxed);
     });
     let st = pool.stats();
-    assert_eq!((st.allocated_bytes, st.small_allocations, st.normal_allocations), (0, 0, 0), "{st:?}");
+    assert_eq!(
+        (
+            st.allocated_bytes,
+            st.small_allocations,
+            st.normal_allocations
+        ),
+        (0, 0, 0),
+        "{st:?}"
+    );
     assert_eq!(st.misuse_count, 0);
     pool.check().unwrap_or_else(|e| panic!("check: {e}"));
     pool.trim();
     let st = pool.stats();
     assert_eq!((st.free_bytes, st.subpages), (st.region_bytes, 0), "{st:?}");
     refill(&pool, true);
-    eprintln!("{} threads x {} ops: {} out-of-memory answers", s.threads, s.iters, ooms.load(Ordering::Relaxed));
+    eprintln!(
+        "{} threads x {} ops: {} out-of-memory answers",
+        s.threads,
+        s.iters,
+        ooms.load(Ordering::Relaxed)
+    );
 }
 
 /// Four threads on the default geometry, small and normal blocks.
