@@ -509,3 +509,52 @@ impl Knobs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs_and_fill<A: RegionAlloc>() {
+        let heap = Heap::<A>::new(16 << 20);
+        for size in [64, 1 << 10, 8 << 10, 64 << 10] {
+            pairs(&*heap, layout(size), 100);
+        }
+        let f = fill(&*heap, SEED, || {});
+        assert!(f.blocks > 100, "{}: {f:?}", A::NAME);
+        assert!(f.requested <= heap.region_len());
+        // Everything was freed: the region fills again about as far (the
+        // layout of free space may differ, so not exactly).
+        let again = fill(&*heap, SEED, || {});
+        assert!(again.blocks * 10 >= f.blocks * 9, "{}: {again:?} after {f:?}", A::NAME);
+    }
+
+    #[test]
+    fn every_allocator_runs_the_workloads() {
+        pairs_and_fill::<Pool>();
+        pairs_and_fill::<TalcLock>();
+        pairs_and_fill::<TalcCell>();
+        pairs_and_fill::<Rlsf>();
+        pairs_and_fill::<Buddy>();
+        pairs_and_fill::<BuddyLocked>();
+        pairs_and_fill::<LinkedListLocked>();
+    }
+
+    #[test]
+    fn batch_fits_and_repeats() {
+        let heap = Heap::<Pool>::new(BATCH_REGION);
+        let mut batch = Batch::new();
+        assert!(batch.requested() > 100 << 20);
+        assert!(batch.run(&*heap));
+        assert!(batch.run(&*heap));
+        assert_eq!(heap.stats().allocated_bytes, 0);
+    }
+
+    #[test]
+    fn two_threads_share_one_pool() {
+        let heap = Heap::<Pool>::new(16 << 20);
+        let a: &Pool = &heap;
+        let layouts = random_layouts(&mut Rng::new(SEED), 64);
+        parallel_pairs(&[a], 2, 1000, &layouts);
+        assert_eq!(heap.stats().allocated_bytes, 0);
+    }
+}
