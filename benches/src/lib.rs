@@ -525,7 +525,11 @@ mod tests {
         // Everything was freed: the region fills again about as far (the
         // layout of free space may differ, so not exactly).
         let again = fill(&*heap, SEED, || {});
-        assert!(again.blocks * 10 >= f.blocks * 9, "{}: {again:?} after {f:?}", A::NAME);
+        assert!(
+            again.blocks * 10 >= f.blocks * 9,
+            "{}: {again:?} after {f:?}",
+            A::NAME
+        );
     }
 
     #[test]
