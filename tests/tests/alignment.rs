@@ -123,10 +123,6 @@ fn alignments_up_to_a_page() {
 
 /// Alignments above a page are met wherever they fit in an empty chunk.
 #[test]
-#[ignore = "core bug: buddy placement ignores the chunk's page phase, so with the data at a page \
-            phase not matching the alignment every run of two or more pages aligned above a \
-            page is refused with OutOfMemory in an empty pool (e.g. Layout(8192, 16384) on 8 KiB \
-            pages whenever the data starts at an odd page)"]
 fn alignments_above_a_page() {
     for config in [Config::DEFAULT, Config::new(256, 64 << 10)] {
         let page = config.page_size();

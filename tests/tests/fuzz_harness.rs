@@ -63,9 +63,6 @@ fn random_inputs_whole_chunks() {
 
 /// Random inputs with exact errors and no known bug avoided.
 #[test]
-#[ignore = "core bugs: some mismatched layouts answer Interior instead of LayoutMismatch; \
-            with debug assertions, tree::free asserts on page-aligned frees with normal layouts \
-            longer than a tree word"]
 fn random_inputs_strict() {
     run_seeds(
         Options {

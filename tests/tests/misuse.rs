@@ -173,9 +173,6 @@ fn interior_pointers_normal() {
 
 /// Interior pointers on every page of runs longer than a tree word.
 #[test]
-#[ignore = "core bugs: on the last page of each word but the last, a run's marker reads as a \
-            subpage start, so the answer is NotAllocated instead of Interior; with debug \
-            assertions, page-aligned ones trip `n <= PPW || i == 0` in tree::free"]
 fn interior_pointers_of_long_runs() {
     let p = pool();
     for layout in [l(264 << 10, 8), l(1 << 20, 4096), l(CHUNK, 8)] {
@@ -264,7 +261,6 @@ fn longer_layout_past_chunk_end_is_refused() {
 /// A live page run freed with a layout whose alignment its address does not
 /// meet is at its start: `LayoutMismatch`, not `Interior`.
 #[test]
-#[ignore = "core bug: answers Interior (the pointer is the start of a live block)"]
 fn normal_block_with_unmet_alignment_is_layout_mismatch() {
     let p = pool();
     let layout = l(32 << 10, 8);
@@ -299,7 +295,6 @@ fn normal_block_with_unmet_alignment_is_layout_mismatch() {
 /// A live small block that starts on a page boundary inside its subpage, freed
 /// with a normal layout, is at its start: `LayoutMismatch`, not `Interior`.
 #[test]
-#[ignore = "core bug: answers Interior (the pointer is the start of a live block)"]
 fn small_block_on_inner_page_boundary_freed_as_normal_is_layout_mismatch() {
     let p = pool();
     let layout = l(16 << 10, 8); // 16 KiB class: eight per 16-page subpage
