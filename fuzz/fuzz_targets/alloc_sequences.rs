@@ -1,7 +1,8 @@
 //! Random sequences of allocations, frees, resizes, misuse and region
 //! additions over two pools, checked against a reference model: see
-//! `poolalloc_tests::fuzz`. `POOLALLOC_FUZZ_STRICT=1` also uses regions of
-//! any length and stops steering around known core bugs.
+//! `poolalloc_tests::fuzz`. `POOLALLOC_FUZZ_STRICT=1` stops steering around
+//! known core bugs; `POOLALLOC_FUZZ_WHOLE_CHUNKS=1` keeps regions to whole
+//! chunks.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
