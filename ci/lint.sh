@@ -19,7 +19,7 @@ if compgen -G 'fuzz/fuzz_targets/*.rs' >/dev/null; then
     check "rustfmt (fuzz targets)" rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
 fi
 check "clippy (host, all targets)" \
-    cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets --keep-going -- -D warnings
 check "clippy (core, host, counters)" \
     cargo clippy -p poolalloc-core --all-targets --features counters -- -D warnings
 check "clippy (core, thumbv7em-none-eabihf)" \
