@@ -11,9 +11,11 @@
  *            zeroing, alignment, errno, edge cases
  *   threads  producer/consumer rings: blocks allocated on one thread, checked
  *            and freed on another; plus thread churn (short-lived threads)
- *   fork     forks repeatedly while other threads allocate; each child
- *            allocates, checks and exits; a child that hangs is killed by
- *            alarm() and fails the case
+ *   fork     forks repeatedly (FORKS, default 30) while other threads
+ *            allocate, some sizes taking an arena lock every time; each
+ *            child allocates, checks, runs a thread and exits; a child that
+ *            hangs (a lock held at fork time) is killed by alarm() and fails
+ *            the case. POOLALLOC_ARENAS=1 makes every thread share one lock.
  *   limit    under POOLALLOC_MAX_MEMORY: allocates until NULL (errno ENOMEM),
  *            frees, allocates again
  *   stats    allocates a little and exits normally (run with POOLALLOC_STATS=1)
@@ -410,8 +412,13 @@ static void *churn(void *arg) {
     while (!__atomic_load_n(&stop_churn, __ATOMIC_RELAXED)) {
         int i = rnd(&s) % 512;
         free(held[i]);
-        /* A mix that refills caches and moves chunks across bands. */
-        size_t n = rnd(&s) % 8 == 0 ? rnd(&s) % 200000 : rnd(&s) % 2000;
+        /* A mix that refills caches, moves chunks across bands, and (1-2 MiB:
+         * pooled but too big for thread caches) takes an arena lock on every
+         * allocation. */
+        int kind = rnd(&s) % 16;
+        size_t n = kind == 0   ? rnd(&s) % 200000
+                   : kind == 1 ? (1 << 20) + rnd(&s) % (1 << 20)
+                               : rnd(&s) % 2000;
         held[i] = malloc(n + 1);
         ((unsigned char *)held[i])[n] = 1;
     }
@@ -431,7 +438,7 @@ static int child_work(int round) {
     uint64_t s = round + 1;
     void *p[1000];
     for (int i = 0; i < 1000; i++) {
-        size_t n = rnd(&s) % 5000 + 1;
+        size_t n = i % 50 == 0 ? (1 << 20) + 4096 : rnd(&s) % 5000 + 1;
         p[i] = malloc(n);
         if (!p[i]) return 2;
         fill(p[i], n, n);
@@ -445,7 +452,9 @@ static int child_work(int round) {
 }
 
 static void case_fork(void) {
-    enum { CHURNERS = 3, FORKS = 60 };
+    enum { CHURNERS = 3 };
+    const char *env = getenv("FORKS");
+    int FORKS = env ? atoi(env) : 30;
     pthread_t t[CHURNERS];
     for (int i = 0; i < CHURNERS; i++)
         CHECK(pthread_create(&t[i], NULL, churn, (void *)(uintptr_t)(i + 1)) == 0);
