@@ -24,7 +24,7 @@ use crate::config::{Config, DIV_SHIFT, MAX_SMALL};
 use crate::error::{AllocError, FreeError, Misuse, RegionError};
 use crate::region::{self, Region};
 use crate::size_class::{class_for, SIZES};
-use crate::subpage::{self, ident_class, BITMAP, IDENT, RUN};
+use crate::subpage::{self, ident_class, Listing, BITMAP, IDENT, RUN};
 use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, BITS};
 use crate::tree::{self, RunError, NORMAL, SMALL};
 use core::alloc::Layout;
@@ -52,6 +52,8 @@ pub struct Pool {
     chunk_count: AtomicUsize,
     lanes: [[AtomicPtr<AtomicUsize>; LANES]; MAX_SMALL],
     normal_hint: [AtomicPtr<ChunkInfo>; LANES],
+    /// Per small class: set bits in its partial sets (see `Listing`).
+    partial_count: [AtomicUsize; MAX_SMALL],
     misuse: AtomicUsize,
     #[cfg(feature = "counters")]
     counters: crate::stats::Counters,
@@ -99,6 +101,7 @@ impl Pool {
             chunk_count: AtomicUsize::new(0),
             lanes: [const { [const { AtomicPtr::new(ptr::null_mut()) }; LANES] }; MAX_SMALL],
             normal_hint: [const { AtomicPtr::new(ptr::null_mut()) }; LANES],
+            partial_count: [const { AtomicUsize::new(0) }; MAX_SMALL],
             misuse: AtomicUsize::new(0),
             #[cfg(feature = "counters")]
             counters: crate::stats::Counters::new(),
@@ -224,14 +227,17 @@ impl Pool {
                 max: c.chunk_size(),
             });
         }
-        let class = class_for(size, align);
+        // Above a page, the run is sized by the size (whole pages) and its
+        // placement meets the alignment: a 1-byte block aligned to 256 KiB
+        // takes one page, not a 256 KiB class.
+        let class = class_for(size, align.min(c.page_size()));
         if class >= c.num_classes {
             return Err(AllocError::TooLarge {
                 size,
                 max: c.chunk_size(),
             });
         }
-        if class < c.num_small && align <= c.page_size() {
+        if align <= c.page_size() && class < c.num_small {
             Ok(Route::Small { class })
         } else {
             Ok(Route::Normal {
@@ -333,14 +339,14 @@ impl Pool {
         unsafe { NonNull::new_unchecked(ptr::with_exposed_provenance_mut(addr)) }
     }
 
+    /// The place in its class's partial set of the subpage at `page`.
     #[inline]
-    fn partial_bit<'a>(
-        &self,
-        chunk: &'a ChunkInfo,
-        class: usize,
-        page: usize,
-    ) -> (&'a AtomicUsize, usize) {
-        (&chunk.partial(class)[page / BITS], 1 << (page % BITS))
+    fn listing<'a>(&'a self, chunk: &'a ChunkInfo, class: usize, page: usize) -> Listing<'a> {
+        Listing {
+            word: &chunk.partial(class)[page / BITS],
+            bit: 1 << (page % BITS),
+            count: &self.partial_count[class],
+        }
     }
 
     fn alloc_small(&self, class: usize, lane: usize) -> Result<NonNull<u8>, AllocError> {
@@ -360,8 +366,7 @@ impl Pool {
                         Ok(Some(i)) => return Ok(self.element(header, class, i)),
                         Ok(None) => {
                             let (chunk, page) = self.header_home(header);
-                            let (pw, bit) = self.partial_bit(chunk, class, page);
-                            subpage::unlist(header, pw, bit, class, elems);
+                            subpage::unlist(header, self.listing(chunk, class, page), class, elems);
                         }
                         Err(()) => {}
                     }
@@ -380,8 +385,7 @@ impl Pool {
     fn relist_current(&self, header: &[AtomicUsize], ident: usize) {
         if let Some(class) = ident_class(ident) {
             let (chunk, page) = self.header_home(header);
-            let (pw, bit) = self.partial_bit(chunk, class, page);
-            subpage::relist(pw, bit);
+            subpage::relist(self.listing(chunk, class, page));
         }
     }
 
@@ -413,21 +417,25 @@ impl Pool {
     ) -> Result<Refill, AllocError> {
         let elems = self.config.run_elems[class] as usize;
         let mut shared = ptr::null_mut();
-        for chunk in self.chunks() {
+        // ORDERING: Relaxed; a hint: with no listed subpage of this class
+        // anywhere, skip the scan (a racing relist only costs a new run).
+        let listed = self.partial_count[class].load(Ordering::Relaxed) > 0;
+        for chunk in self.chunks().filter(|_| listed) {
             for (k, word) in chunk.partial(class).iter().enumerate() {
-                // ORDERING: Acquire pairs with `relist`'s AcqRel.
+                // ORDERING: Acquire pairs with `Listing::set`'s AcqRel.
                 let mut w = word.load(Ordering::Acquire);
                 while w != 0 {
                     let b = w.trailing_zeros() as usize;
                     w &= w - 1;
-                    let header = chunk.header(k * BITS + b);
+                    let page = k * BITS + b;
+                    let header = chunk.header(page);
                     let h = header.as_ptr().cast_mut();
                     // ORDERING: Acquire, paired with `subpage::init`.
                     let ident = header[IDENT].load(Ordering::Acquire);
                     if ident_class(ident) != Some(class)
                         || bitmap::is_full(&header[BITMAP..], elems)
                     {
-                        subpage::unlist(header, word, 1 << b, class, elems);
+                        subpage::unlist(header, self.listing(chunk, class, page), class, elems);
                     } else if self.in_other_lane(class, lane, h) {
                         shared = h;
                     } else {
@@ -438,18 +446,33 @@ impl Pool {
                 }
             }
         }
-        if !shared.is_null() {
-            // ORDERING: as above.
-            slot.store(shared, Ordering::Release);
-            return Ok(Refill::Slot);
+        // Every listed subpage serves another lane: this lane gets a run of
+        // its own (so threads do not share bitmap words), and shares only
+        // when no run can be had.
+        match self.new_subpage(class, lane, slot) {
+            Err(_) if !shared.is_null() => {
+                // ORDERING: as above.
+                slot.store(shared, Ordering::Release);
+                Ok(Refill::Slot)
+            }
+            r => r,
         }
+    }
+
+    /// Creates a subpage of `class` for the lane and returns its element 0.
+    fn new_subpage(
+        &self,
+        class: usize,
+        lane: usize,
+        slot: &AtomicPtr<AtomicUsize>,
+    ) -> Result<Refill, AllocError> {
+        let elems = self.config.run_elems[class] as usize;
         let (pages, _) = self.config.subpage_run(class);
         let (chunk, page) = self.alloc_run(pages, SMALL, 1, lane)?;
         let header = chunk.header(page);
         subpage::init(header, class, elems);
         if elems > 1 {
-            let (pw, bit) = self.partial_bit(chunk, class, page);
-            subpage::relist(pw, bit);
+            subpage::relist(self.listing(chunk, class, page));
         }
         // ORDERING: Release publishes `init` to the lane's next Acquire load.
         slot.store(header.as_ptr().cast_mut(), Ordering::Release);
@@ -531,7 +554,7 @@ impl Pool {
             Route::Normal { class, pages, .. } => {
                 self.check_normal_addr(chunk, page, addr, layout, class)?;
                 tree::free(chunk.tree(), page, pages, NORMAL)
-                    .map_err(|e| self.run_error(chunk, page, class, e))
+                    .map_err(|e| self.run_error(chunk, page, addr, class, e))
             }
         }
     }
@@ -556,7 +579,7 @@ impl Pool {
             Route::Normal { class, pages, .. } => {
                 self.check_normal_addr(chunk, page, addr, layout, class)?;
                 tree::check_live(chunk.tree(), page, pages, NORMAL)
-                    .map_err(|e| self.run_error(chunk, page, class, e))
+                    .map_err(|e| self.run_error(chunk, page, addr, class, e))
             }
         }
     }
@@ -627,35 +650,60 @@ impl Pool {
         if addr & (layout.align() - 1) == 0 && addr & (self.config.page_size() - 1) == 0 {
             return Ok(());
         }
-        Err(match tree::run_containing(chunk.tree(), page) {
-            Err(RunError::NotAllocated) => FreeError::NotAllocated,
-            Ok((_, SMALL)) => self.small_mismatch(chunk, page, SIZES[class]),
-            _ => FreeError::Interior,
-        })
+        Err(self.misplaced(chunk, page, addr, class))
     }
 
-    fn run_error(&self, chunk: &ChunkInfo, page: usize, class: usize, e: RunError) -> FreeError {
+    /// The error for a normal-layout free at `addr` that is not the start of
+    /// a normal run of that layout: if a live block starts there (a normal
+    /// run whose alignment the layout does not match, or a small element),
+    /// the layout is wrong; otherwise the pointer is interior or free.
+    #[cold]
+    fn misplaced(&self, chunk: &ChunkInfo, page: usize, addr: usize, class: usize) -> FreeError {
+        let expected = SIZES[class];
+        match tree::run_containing(chunk.tree(), page) {
+            Err(RunError::NotAllocated) => FreeError::NotAllocated,
+            Err(_) => FreeError::Interior,
+            Ok((start, NORMAL)) => {
+                if start == page && addr & (self.config.page_size() - 1) == 0 {
+                    let found = tree::run_at(chunk.tree(), page)
+                        .map_or(0, |r| r.1 << self.config.page_shift);
+                    FreeError::LayoutMismatch { expected, found }
+                } else {
+                    FreeError::Interior
+                }
+            }
+            Ok((start, _)) => {
+                // ORDERING: Relaxed; only for the message.
+                let Some(c) = ident_class(chunk.header(start)[IDENT].load(Ordering::Relaxed))
+                else {
+                    return FreeError::NotAllocated;
+                };
+                match self.find_small(chunk, page, addr, c) {
+                    Ok(_) => FreeError::LayoutMismatch {
+                        expected,
+                        found: SIZES[c],
+                    },
+                    Err(e) => e,
+                }
+            }
+        }
+    }
+
+    fn run_error(
+        &self,
+        chunk: &ChunkInfo,
+        page: usize,
+        addr: usize,
+        class: usize,
+        e: RunError,
+    ) -> FreeError {
         match e {
             RunError::NotAllocated => FreeError::NotAllocated,
-            RunError::Interior => FreeError::Interior,
-            RunError::Kind => self.small_mismatch(chunk, page, SIZES[class]),
+            RunError::Interior | RunError::Kind => self.misplaced(chunk, page, addr, class),
             RunError::Length(n) => FreeError::LayoutMismatch {
                 expected: SIZES[class],
                 found: n << self.config.page_shift,
             },
-        }
-    }
-
-    /// The error for freeing (part of) a subpage with a normal layout.
-    fn small_mismatch(&self, chunk: &ChunkInfo, page: usize, expected: usize) -> FreeError {
-        let start = tree::run_containing(chunk.tree(), page).map_or(page, |r| r.0);
-        // ORDERING: Relaxed; only for the message.
-        match ident_class(chunk.header(start)[IDENT].load(Ordering::Relaxed)) {
-            Some(c) => FreeError::LayoutMismatch {
-                expected,
-                found: SIZES[c],
-            },
-            None => FreeError::NotAllocated,
         }
     }
 
@@ -722,8 +770,7 @@ impl Pool {
         let bits = &header[BITMAP..];
         let released = bitmap::release(bits, idx).map_err(|()| FreeError::NotAllocated)?;
         if released.was_full {
-            let (pw, bit) = self.partial_bit(chunk, class, start);
-            subpage::relist(pw, bit);
+            subpage::relist(self.listing(chunk, class, start));
         }
         // ORDERING: Relaxed; a hint. The freeing thread's own lane usually
         // holds the subpage, which then stays (no emptiness check needed).
@@ -767,8 +814,7 @@ impl Pool {
         class: usize,
     ) -> bool {
         let (pages, elems) = self.config.subpage_run(class);
-        let (pw, bit) = self.partial_bit(chunk, class, start);
-        if subpage::retire(header, pw, bit, ident, elems) {
+        if subpage::retire(header, self.listing(chunk, class, start), ident, elems) {
             let freed = tree::free(chunk.tree(), start, pages, SMALL);
             debug_assert_eq!(freed, Ok(()));
             return freed.is_ok();

@@ -5,8 +5,9 @@
 //! start ─► [Region][ChunkInfo × n][chunk metadata × n] pad ─► data: [chunk 0][chunk 1]…[chunk n-1 (may be short)] ◄─ end
 //! ```
 //!
-//! The data starts at the first page boundary after the metadata, so every run
-//! is page-aligned. Regions are immutable once published, form a push-only
+//! The data starts at the first even page boundary after the metadata, so
+//! every run is page-aligned and every alignment above a page can be met by a
+//! run whose first word holds at least two of its pages (see `tree`). Regions are immutable once published, form a push-only
 //! list, and are never removed: a pointer into one stays resolvable for the
 //! pool's life.
 
@@ -65,7 +66,7 @@ pub(crate) fn plan(config: &Config, start: usize, end: usize) -> Option<Plan> {
         let meta_end = n
             .checked_mul(per_chunk_meta)
             .and_then(|m| m.checked_add(header + size_of::<Region>()));
-        if let Some(data) = meta_end.and_then(|m| align_up(m, page)) {
+        if let Some(data) = meta_end.and_then(|m| align_up(m, 2 * page)) {
             if data < end {
                 let pages = ((end - data) / page).min(n * ppc);
                 if pages > (n - 1) * ppc {
@@ -90,7 +91,7 @@ pub(crate) fn min_len(config: &Config) -> usize {
         + size_of::<Region>()
         + size_of::<ChunkInfo>()
         + meta_words(config) * size_of::<usize>()
-        + 2 * config.page_size()
+        + 3 * config.page_size()
 }
 
 /// Writes the region's metadata and returns its header, ready to publish.

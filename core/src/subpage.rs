@@ -133,32 +133,57 @@ pub(crate) fn claim(
     }
 }
 
+/// A subpage's place in its class's partial set: the word and bit, and the
+/// class's count of set bits (over all chunks). Every bit flip goes through
+/// [`Listing::set`] / [`Listing::clear`], whose RMWs return the old word, so
+/// the count changes exactly once per flip and equals the number of set bits
+/// whenever no flip is in flight. Finders skip the scan when it is zero.
+#[derive(Clone, Copy)]
+pub(crate) struct Listing<'a> {
+    pub word: &'a AtomicUsize,
+    pub bit: usize,
+    pub count: &'a AtomicUsize,
+}
+
+impl Listing<'_> {
+    /// Sets the bit.
+    #[inline]
+    pub(crate) fn set(&self) {
+        // ORDERING: AcqRel; see the module documentation (no lost subpage).
+        if self.word.fetch_or(self.bit, Ordering::AcqRel) & self.bit == 0 {
+            // ORDERING: Relaxed; a hint for finders.
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Clears the bit.
+    #[inline]
+    pub(crate) fn clear(&self) {
+        // ORDERING: AcqRel; see the module documentation (no lost subpage).
+        if self.word.fetch_and(!self.bit, Ordering::AcqRel) & self.bit != 0 {
+            // ORDERING: Relaxed; a hint for finders.
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Removes the subpage at `bit` of `partial` from the set because it looked
 /// full or stale; puts it back if it is a live `class` subpage with a free
 /// element after all.
-pub(crate) fn unlist(
-    header: &[AtomicUsize],
-    partial: &AtomicUsize,
-    bit: usize,
-    class: usize,
-    elems: usize,
-) {
-    // ORDERING: AcqRel; see the module documentation (no lost subpage).
-    partial.fetch_and(!bit, Ordering::AcqRel);
+pub(crate) fn unlist(header: &[AtomicUsize], listing: Listing<'_>, class: usize, elems: usize) {
+    listing.clear();
     // ORDERING: Acquire, paired with `init`'s publication.
     let ident = header[IDENT].load(Ordering::Acquire);
     if ident_class(ident) == Some(class) && !bitmap::is_full(&header[BITMAP..], elems) {
-        // ORDERING: AcqRel; see the module documentation.
-        partial.fetch_or(bit, Ordering::AcqRel);
+        listing.set();
     }
 }
 
 /// Puts the subpage back in its partial set after a free made a full word
 /// non-full, or after it was created.
 #[inline]
-pub(crate) fn relist(partial: &AtomicUsize, bit: usize) {
-    // ORDERING: AcqRel; see the module documentation (no lost subpage).
-    partial.fetch_or(bit, Ordering::AcqRel);
+pub(crate) fn relist(listing: Listing<'_>) {
+    listing.set();
 }
 
 /// Retires an empty subpage whose identity is `ident`: takes the life (the
@@ -174,8 +199,7 @@ pub(crate) fn relist(partial: &AtomicUsize, bit: usize) {
 /// that was already in flight; then the life is restored.
 pub(crate) fn retire(
     header: &[AtomicUsize],
-    partial: &AtomicUsize,
-    bit: usize,
+    listing: Listing<'_>,
     ident: usize,
     elems: usize,
 ) -> bool {
@@ -194,14 +218,13 @@ pub(crate) fn retire(
         // Claims that gave back an element while we held the life may have
         // unlisted it: it is live and not full (lock_empty found an element
         // missing only because one was allocated), so list it again.
-        relist(partial, bit);
+        relist(listing);
         return false;
     }
     // ORDERING: Release: the locked bitmap is ordered before the identity
     // change. A later `init` (another life) reads this with its Relaxed load,
     // ordered by the tree CAS that gave the run to its creator.
     header[IDENT].store(retired(ident), Ordering::Release);
-    // ORDERING: AcqRel, like `unlist`.
-    partial.fetch_and(!bit, Ordering::AcqRel);
+    listing.clear();
     true
 }

@@ -11,8 +11,8 @@
 //! | `00` | free                                    |
 //! | `01` | continuation of the run to its left     |
 //! | `10` | first page of a normal (page) run       |
-//! | `11` | first page of a subpage (small) run; or, on the last page of a |
-//! |      | word, the *marker* of a multi-word run continuing into the next |
+//! | `11` | first page of a subpage (small) run; on the last page of a word |
+//! |      | always the *marker* of a run continuing into the next word      |
 //!
 //! A word is a complete buddy subtree of `PAGES_PER_WORD` leaves: an inner node
 //! is free exactly when all its leaves are, so the inner levels are implicit
@@ -23,14 +23,20 @@
 //! # Placement
 //!
 //! A run of `n <= PAGES_PER_WORD` pages is placed at the lowest free position
-//! aligned to `min(next_pow2(n), PAGES_PER_WORD)` pages: its buddy block. Only
-//! its `n` pages are taken; the tail of the block (`next_pow2(n) - n` pages)
-//! stays free for smaller runs, so a 5-page run pins 5 pages, not 8. Longer
+//! aligned to `min(next_pow2(n), PAGES_PER_WORD)` pages, its buddy block, in
+//! the first word that has one; in a word with room but no such position it
+//! takes the first position that fits (first fit), so free pages are never
+//! refused to a run they can hold. Only its `n` pages are taken; the tail of
+//! the block (`next_pow2(n) - n` pages) stays free for smaller runs, so a
+//! 5-page run pins 5 pages, not 8. Longer
 //! runs take whole words aligned to the next power of two of their word count
 //! (the last word only partly); the last page of every word but the final one
 //! holds the marker `11`, so that each word tells by itself whether its run
 //! goes on: no check ever reads a word outside the run it checks (which a
 //! concurrent multi-word free may not have cleared yet).
+//!
+//! Subpage runs never start on a word's last page, so `11` there is always a
+//! marker: no check needs to look at another word to tell.
 //!
 //! Pages past a short chunk's end are 1-page normal runs that are never
 //! freed, so they are neither free nor the continuation of a real run.
@@ -200,16 +206,27 @@ pub(crate) fn init(words: &[AtomicUsize], pages: usize) {
     }
 }
 
-/// Bits of word `k` of a multi-word run of `n` pages of `kind`.
+/// The part of a word-crossing run of `n` pages, starting at page `i` of its
+/// first word, that lies in word `k` of its span: `(first page, pages)`.
 #[inline]
-fn word_bits(k: usize, n: usize, kind: usize) -> usize {
-    let pages = (n - k * PPW).min(PPW);
+fn span_part(i: usize, n: usize, k: usize) -> (usize, usize) {
+    let first = if k == 0 { i } else { 0 };
+    let end = (i + n - k * PPW).min(PPW);
+    (first, end - first)
+}
+
+/// Bits of word `k` of a run of `n` pages of `kind` starting at page `i` of
+/// its first word: the first page's state and continuations, with the marker
+/// on the last page of every word but the final one.
+#[inline]
+fn word_bits(k: usize, i: usize, n: usize, kind: usize) -> usize {
+    let (first, len) = span_part(i, n, k);
     let bits = if k == 0 {
-        run_bits(0, pages, kind)
+        run_bits(first, len, kind)
     } else {
-        first_pages(pages)
+        first_pages(len)
     };
-    if (k + 1) * PPW < n {
+    if (k + 1) * PPW < i + n {
         (bits & !(3 << (2 * (PPW - 1)))) | (SMALL << (2 * (PPW - 1)))
     } else {
         bits
@@ -231,16 +248,21 @@ pub(crate) fn alloc(
     debug_assert!(n >= 1 && (kind == NORMAL || kind == SMALL));
     debug_assert!(align.is_power_of_two());
     if n > PPW {
-        return alloc_words(words, n, kind, align, phase);
+        return alloc_span(words, n, kind, align, phase);
     }
-    let buddy = n.next_power_of_two().min(PPW);
-    let mut pos = ALIGN[buddy.trailing_zeros() as usize];
+    // Where the alignment the caller asks for allows a run to start...
+    let mut any = LO;
     if align > 1 && align <= PPW {
         let shift = (align - phase % align) % align;
-        pos &= ALIGN[align.trailing_zeros() as usize] << (2 * shift);
-    } else if align > PPW {
-        pos &= 1;
+        any &= ALIGN[align.trailing_zeros() as usize] << (2 * shift);
     }
+    if kind == SMALL {
+        // `11` on a word's last page is a marker, never a subpage start.
+        any &= !(1 << (2 * (PPW - 1)));
+    }
+    // ...and, preferred, where its buddy block starts.
+    let buddy = n.next_power_of_two().min(PPW);
+    let mut pos = any & ALIGN[buddy.trailing_zeros() as usize];
     let nw = words.len();
     let start = if start < nw { start } else { 0 };
     for k in 0..nw {
@@ -249,13 +271,23 @@ pub(crate) fn alloc(
         } else {
             start + k - nw
         };
-        if align > PPW && (j * PPW + phase) % align != 0 {
-            continue;
+        if align > PPW {
+            // At most one aligned page in this word.
+            let r = (align - (j * PPW + phase) % align) % align;
+            if r + n > PPW {
+                continue;
+            }
+            any = 1 << (2 * r);
+            pos = any;
         }
         // ORDERING: Relaxed; the CAS below validates what we read.
         let mut w = words[j].load(Ordering::Relaxed);
         loop {
-            let cand = fits(free_pages(w), n) & pos;
+            let fit = fits(free_pages(w), n);
+            // The buddy position first (it keeps the rest of the word in
+            // aligned blocks); failing that, the first position that fits,
+            // so that free pages are never refused to a run that fits them.
+            let cand = if fit & pos != 0 { fit & pos } else { fit & any };
             if cand == 0 {
                 break;
             }
@@ -275,69 +307,97 @@ pub(crate) fn alloc(
             }
         }
     }
+    // No word holds it where the alignment allows: cross words.
+    if kind == NORMAL {
+        return alloc_span(words, n, kind, align, phase);
+    }
     None
 }
 
 /// Multi-word run: whole words from a start word aligned to the next power of
-/// two of the word count.
-fn alloc_words(
+/// A run that crosses words: first at word-aligned starts on its buddy step
+/// (runs longer than a word), then at every start the alignment allows, in
+/// address order. Only normal runs cross words (a subpage is found from any of
+/// its pages within one word). Its first word holds at least two of its pages,
+/// so the marker fits.
+fn alloc_span(
     words: &[AtomicUsize],
     n: usize,
     kind: usize,
     align: usize,
     phase: usize,
 ) -> Option<usize> {
-    let wc = n.div_ceil(PPW);
-    let step = wc.next_power_of_two();
-    let mut j = 0;
-    'start: while j + wc <= words.len() {
-        let here = j;
-        j += step;
-        if (here * PPW + phase) % align != 0 {
-            continue;
-        }
-        for k in 0..wc {
-            let pages = (n - k * PPW).min(PPW);
-            // ORDERING: Relaxed pre-check; the CASes below decide.
-            if words[here + k].load(Ordering::Relaxed) & run_mask(0, pages) != 0 {
-                continue 'start;
+    debug_assert_eq!(kind, NORMAL);
+    let total = words.len() * PPW;
+    if n > PPW {
+        let wc = n.div_ceil(PPW);
+        let step = wc.next_power_of_two() * PPW;
+        let mut p = 0;
+        while p + n <= total {
+            if (p + phase) % align == 0 && span_free(words, p, n) && claim_span(words, p, n, kind) {
+                return Some(p);
             }
+            p += step;
         }
-        for k in 0..wc {
-            let pages = (n - k * PPW).min(PPW);
-            let bits = word_bits(k, n, kind);
-            let mask = run_mask(0, pages);
-            // ORDERING: Relaxed; validated by the CAS.
-            let mut w = words[here + k].load(Ordering::Relaxed);
-            let claimed = loop {
-                if w & mask != 0 {
-                    break false;
-                }
-                // ORDERING: AcqRel, as in `alloc`. The run is live once every
-                // word is claimed; until then its first page reads as a run
-                // start that nobody but us can free (we have not returned it).
-                match words[here + k].compare_exchange_weak(
-                    w,
-                    w | bits,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break true,
-                    Err(now) => w = now,
-                }
-            };
-            if !claimed {
-                for r in 0..k {
-                    let pages = (n - r * PPW).min(PPW);
-                    // ORDERING: Release, like a free: these words were ours.
-                    words[here + r].fetch_and(!run_mask(0, pages), Ordering::Release);
-                }
-                continue 'start;
-            }
+    }
+    let mut p = (align - phase % align) % align;
+    while p + n <= total {
+        let i = p % PPW;
+        if i + n > PPW && i + 2 <= PPW && span_free(words, p, n) && claim_span(words, p, n, kind) {
+            return Some(p);
         }
-        return Some(here * PPW);
+        p += align;
     }
     None
+}
+
+/// Whether every page of the span looks free (a pre-check; the CASes decide).
+fn span_free(words: &[AtomicUsize], p: usize, n: usize) -> bool {
+    let (j, i) = (p / PPW, p % PPW);
+    (0..(i + n).div_ceil(PPW)).all(|k| {
+        let (first, len) = span_part(i, n, k);
+        // ORDERING: Relaxed pre-check.
+        words[j + k].load(Ordering::Relaxed) & run_mask(first, len) == 0
+    })
+}
+
+/// Claims a crossing run word by word, in address order; on a conflict gives
+/// back the words already claimed.
+fn claim_span(words: &[AtomicUsize], p: usize, n: usize, kind: usize) -> bool {
+    let (j, i) = (p / PPW, p % PPW);
+    for k in 0..(i + n).div_ceil(PPW) {
+        let (first, len) = span_part(i, n, k);
+        let mask = run_mask(first, len);
+        let bits = word_bits(k, i, n, kind);
+        // ORDERING: Relaxed; validated by the CAS.
+        let mut w = words[j + k].load(Ordering::Relaxed);
+        let claimed = loop {
+            if w & mask != 0 {
+                break false;
+            }
+            // ORDERING: AcqRel, as in `alloc`. The run is live once every word
+            // is claimed; until then its first page reads as a run start that
+            // nobody but us can free (we have not returned it).
+            match words[j + k].compare_exchange_weak(
+                w,
+                w | bits,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break true,
+                Err(now) => w = now,
+            }
+        };
+        if !claimed {
+            for r in 0..k {
+                let (first, len) = span_part(i, n, r);
+                // ORDERING: Release, like a free: these pages were ours.
+                words[j + r].fetch_and(!run_mask(first, len), Ordering::Release);
+            }
+            return false;
+        }
+    }
+    true
 }
 
 /// Checks that a run of `n` pages of `kind` starts at `page`, given the word
@@ -357,36 +417,39 @@ fn check_run(
         _ => {}
     }
     let length = || Err(RunError::Length(run_len(words, j, i)));
-    if n <= PPW {
+    if i + n <= PPW {
         // A single-word run: `n - 1` continuations, then (within the word) a
         // page that is not one. A run filling the word to its end is whole:
         // a multi-word run would have a marker, not a continuation, there.
-        if i + n > PPW {
-            return length();
-        }
         let conts = if n > 1 {
             first_pages(n - 1) << (2 * (i + 1))
         } else {
             0
         };
-        if w & (conts * 3) != conts || (i + n < PPW && state(w, i + n) == CONT) {
+        let end = i + n;
+        let continues =
+            end < PPW && (state(w, end) == CONT || (end == PPW - 1 && state(w, end) == SMALL));
+        if w & (conts * 3) != conts || continues {
             return length();
         }
         return Ok(());
     }
-    if i != 0 || j + n.div_ceil(PPW) > words.len() {
+    let wc = (i + n).div_ceil(PPW);
+    if i + 2 > PPW || j + wc > words.len() {
         return length();
     }
-    for k in 0..n.div_ceil(PPW) {
-        let pages = (n - k * PPW).min(PPW);
+    for k in 0..wc {
+        let (first, len) = span_part(i, n, k);
         // ORDERING: Relaxed; the owner's pages are stable (invariant 2).
         let v = if k == 0 {
             w
         } else {
             words[j + k].load(Ordering::Relaxed)
         };
-        let expect = word_bits(k, n, kind);
-        if v & run_mask(0, pages) != expect || (pages < PPW && state(v, pages) == CONT) {
+        let end = first + len;
+        if v & run_mask(first, len) != word_bits(k, i, n, kind)
+            || (end < PPW && state(v, end) == CONT)
+        {
             return length();
         }
     }
@@ -427,7 +490,6 @@ pub(crate) fn free(
 ) -> Result<(), RunError> {
     let (j, i) = (page / PPW, page % PPW);
     let first_mask = run_mask(i, n.min(PPW - i));
-    debug_assert!(n <= PPW || i == 0);
     // ORDERING: Relaxed; the CAS validates.
     let mut w = words[j].load(Ordering::Relaxed);
     loop {
@@ -473,7 +535,13 @@ pub(crate) fn run_containing(
         (1usize << (2 * i + 2)) - 1
     };
     let starts = (w >> 1) & LO;
-    let m = (starts | free_pages(w)) & upto;
+    let mut m = (starts | free_pages(w)) & upto;
+    // `11` on the word's last page is a marker (a run continuing into the
+    // next word), never a subpage start: look further left.
+    let last = 1 << (2 * (PPW - 1));
+    if m & last != 0 && state(w, PPW - 1) == SMALL {
+        m &= !last;
+    }
     if m == 0 {
         return Err(RunError::Interior);
     }
@@ -494,19 +562,16 @@ pub(crate) fn walk(
 ) -> usize {
     let mut free = 0;
     let mut run: Option<(usize, usize, usize)> = None;
-    // ORDERING: Acquire, as in `run_containing`; a walk is a racy snapshot.
-    let mut next = words.first().map_or(0, |w| w.load(Ordering::Acquire));
-    for j in 0..words.len() {
-        let w = next;
-        // ORDERING: Acquire, as above.
-        next = words.get(j + 1).map_or(0, |x| x.load(Ordering::Acquire));
+    for (j, word) in words.iter().enumerate() {
+        // ORDERING: Acquire, as in `run_containing`; a walk is a racy snapshot.
+        let w = word.load(Ordering::Acquire);
         for i in 0..PPW {
             let p = j * PPW + i;
             if p >= pages {
                 break;
             }
             let s = state(w, i);
-            let marker = s == SMALL && i == PPW - 1 && run.is_some() && state(next, 0) == CONT;
+            let marker = s == SMALL && i == PPW - 1 && run.is_some();
             if s == CONT || marker {
                 if let Some(r) = run.as_mut() {
                     r.1 += 1;
@@ -620,6 +685,37 @@ mod tests {
         assert_eq!(walk(t, 8 * PPW, |_, _, _| panic!("no runs left")), 8 * PPW);
         assert!(alloc(t, 8 * PPW, NORMAL, 1, 0, 0).is_some());
         assert!(alloc(t, 1, NORMAL, 1, 0, 0).is_none());
+    }
+
+    #[test]
+    fn runs_cross_words_when_alignment_demands() {
+        let (w, nw) = tree(4 * PPW);
+        let t = &w[..nw];
+        // A word-long run aligned to 8 pages with the data at page phase 6:
+        // it must start at page 2 of some word and cross into the next.
+        let p = alloc(t, PPW, NORMAL, 8, 6, 0).unwrap();
+        assert_eq!((p + 6) % 8, 0);
+        assert_ne!(p % PPW, 0);
+        assert_eq!(
+            run_containing(t, p + PPW - 1),
+            Err(RunError::Interior).or(run_containing(t, p + PPW - 1))
+        );
+        assert_eq!(free_run(t, p, PPW - 1), Err(RunError::Length(PPW)));
+        assert_eq!(free_run(t, p, PPW + 1), Err(RunError::Length(PPW)));
+        check(t, 4 * PPW).unwrap();
+        let mut runs = 0;
+        walk(t, 4 * PPW, |a, n, k| {
+            assert_eq!((a, n, k), (p, PPW, NORMAL));
+            runs += 1;
+        });
+        assert_eq!(runs, 1);
+        free_run(t, p, PPW).unwrap();
+        assert_eq!(walk(t, 4 * PPW, |_, _, _| panic!("no runs left")), 4 * PPW);
+        // A multi-word run may also start inside a word.
+        let q = alloc(t, 2 * PPW + 3, NORMAL, 4, 1, 0).unwrap();
+        assert_eq!((q + 1) % 4, 0);
+        free_run(t, q, 2 * PPW + 3).unwrap();
+        check(t, 4 * PPW).unwrap();
     }
 
     #[test]

@@ -952,7 +952,11 @@ impl Harness {
                 return; // The address is someone else's block now.
             }
             let tol = self.opts.avoid_known_bugs;
-            return self.refused(f.pool, f.ptr, f.layout, via, "stale free", |g| {
+            let what = format!(
+                "stale free as {:?} (live there: {:?})",
+                f.layout, live.layout
+            );
+            return self.refused(f.pool, f.ptr, f.layout, via, &what, |g| {
                 e.accepts(Err(g), tol)
             });
         }
@@ -1037,7 +1041,8 @@ impl Harness {
             && p % ppw == ppw - 1
             && p + 1 < n;
         let tol = self.opts.avoid_known_bugs && marker;
-        self.refused(b.pool, ptr, b.layout, via, "interior free", |g| {
+        let what = format!("interior free (+{off})");
+        self.refused(b.pool, ptr, b.layout, via, &what, |g| {
             g == FreeError::Interior || (tol && g == FreeError::NotAllocated)
         });
     }
@@ -1058,9 +1063,11 @@ impl Harness {
             return self.free_at(addr, via);
         }
         let tol = self.opts.avoid_known_bugs;
-        self.refused(b.pool, b.ptr, with, via, "mismatched free", |g| {
-            e.accepts(Err(g), tol)
-        });
+        let what = format!(
+            "mismatched free (of pool {} block {:?}, expected {e:?})",
+            b.pool, b.layout
+        );
+        self.refused(b.pool, b.ptr, with, via, &what, |g| e.accepts(Err(g), tol));
     }
 
     fn foreign_free(&mut self, pool: usize, what: Foreign, size: usize, via: Via) {

@@ -28,12 +28,14 @@ unsafe fn probe(config: Config, start: NonNull<u8>, len: usize) -> usize {
     unsafe { pool.add_region(start, len) }.unwrap_or(0)
 }
 
-/// Shortest length of a region starting `phase` bytes past a page boundary
-/// whose pages are exactly `chunks` full chunks (`chunks >= 1`).
+/// Shortest length of a region starting `phase` bytes past a
+/// [`BACKING_ALIGN`](crate::backing::BACKING_ALIGN) boundary whose pages are
+/// exactly `chunks` full chunks (`chunks >= 1`).
 pub fn full_chunk_len(config: Config, phase: usize, chunks: usize) -> usize {
     assert!(chunks >= 1);
     let (page, chunk) = (config.page_size(), config.chunk_size());
-    let phase = phase % page;
+    // The whole offset is the key: how the data is aligned inside the
+    // region is the pool's business.
     let key = (page, chunk, phase, chunks);
     if let Some(len) = CACHE.with(|c| c.borrow().get(&key).copied()) {
         return len;

@@ -266,7 +266,11 @@ fn micro_geometry_static_pool() {
     static POOL: Pool = Pool::new(MICRO);
     let start = NonNull::new(BUFFER.0.get().cast::<u8>()).unwrap();
     // Whole chunks: the shortest length holding two full chunks.
-    let len = full_chunk_len(MICRO, start.as_ptr() as usize % 256, 2);
+    let len = full_chunk_len(
+        MICRO,
+        start.as_ptr() as usize % poolalloc_tests::backing::BACKING_ALIGN,
+        2,
+    );
     assert!(len <= 192 << 10);
     // SAFETY: a static buffer used by nothing else, alive forever.
     let usable = unsafe { POOL.add_region(start, len) }.unwrap();

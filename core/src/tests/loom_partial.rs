@@ -43,6 +43,8 @@ const OTHER: usize = 5;
 struct Header {
     header: Vec<AtomicUsize>,
     partial: AtomicUsize,
+    /// The class's count of set partial bits (`subpage::Listing`).
+    count: AtomicUsize,
     elems: usize,
 }
 
@@ -54,8 +56,17 @@ impl Header {
                 .map(|_| AtomicUsize::new(0))
                 .collect(),
             partial: AtomicUsize::new(0),
+            count: AtomicUsize::new(0),
             elems,
         })
+    }
+
+    fn listing(&self) -> subpage::Listing<'_> {
+        subpage::Listing {
+            word: &self.partial,
+            bit: BIT,
+            count: &self.count,
+        }
     }
 
     fn bits(&self) -> &[AtomicUsize] {
@@ -65,17 +76,17 @@ impl Header {
     /// The creator: a new life of `class`, element 0 taken, listed.
     fn create(&self, class: usize) -> usize {
         let ident = subpage::init(&self.header, class, self.elems);
-        subpage::relist(&self.partial, BIT);
+        subpage::relist(self.listing());
         ident
     }
 
     /// The allocator: claim, and unlist the subpage if it is full.
     fn alloc(&self, ident: usize, class: usize) -> Result<Option<usize>, ()> {
         let r = subpage::claim(&self.header, ident, self.elems, |_| {
-            subpage::relist(&self.partial, BIT)
+            subpage::relist(self.listing())
         });
         if r == Ok(None) {
-            subpage::unlist(&self.header, &self.partial, BIT, class, self.elems);
+            subpage::unlist(&self.header, self.listing(), class, self.elems);
         }
         r
     }
@@ -84,13 +95,13 @@ impl Header {
     fn free(&self, i: usize) -> Result<Released, ()> {
         let r = bitmap::release(self.bits(), i)?;
         if r.was_full {
-            subpage::relist(&self.partial, BIT);
+            subpage::relist(self.listing());
         }
         Ok(r)
     }
 
     fn retire(&self, ident: usize) -> bool {
-        subpage::retire(&self.header, &self.partial, BIT, ident, self.elems)
+        subpage::retire(&self.header, self.listing(), ident, self.elems)
     }
 
     fn ident(&self) -> usize {
@@ -120,8 +131,14 @@ impl Header {
         v
     }
 
-    /// No lost subpage: a live subpage with a free element is listed.
+    /// No lost subpage: a live subpage with a free element is listed; and the
+    /// class's count matches the bit.
     fn assert_not_lost(&self) {
+        assert_eq!(
+            self.count.load(Ordering::Relaxed),
+            usize::from(self.listed()),
+            "partial count out of step with the bit"
+        );
         if ident_class(self.ident()).is_some() && !bitmap::is_full(self.bits(), self.elems) {
             assert!(
                 self.listed(),
@@ -246,9 +263,7 @@ fn new_life_races_stale_claim() {
         let (h, old) = empty_subpage();
         let c = spawn(&h, move |h| h.retire(old).then(|| h.create(CLASS)));
         let s = spawn(&h, move |h| {
-            subpage::claim(&h.header, old, h.elems, |_| {
-                subpage::relist(&h.partial, BIT)
-            })
+            subpage::claim(&h.header, old, h.elems, |_| subpage::relist(h.listing()))
         });
         let new = c.join().unwrap();
         let got = s.join().unwrap();
@@ -298,9 +313,7 @@ fn stale_claim_give_back_keeps_subpage_listed() {
             assert!(h.retire(old));
             let new = h.create(CLASS);
             let s = spawn(&h, move |h| {
-                subpage::claim(&h.header, old, h.elems, |_| {
-                    subpage::relist(&h.partial, BIT)
-                })
+                subpage::claim(&h.header, old, h.elems, |_| subpage::relist(h.listing()))
             });
             let a = spawn(&h, move |h| h.alloc(new, CLASS));
             let got = s.join().unwrap();

@@ -108,7 +108,9 @@ impl Chunk {
         let first = self.alloc(n, kind, start)?;
         self.own(first, n, tag);
         assert_eq!(tree::check_live(&self.words, first, n, kind), Ok(()));
-        if n <= PPW {
+        // A run within one word is found from any of its pages; a run that
+        // crosses words only from its first word (it is a normal run).
+        if first % PPW + n <= PPW {
             for p in [first, first + n - 1] {
                 assert_eq!(tree::run_containing(&self.words, p), Ok((first, kind)));
             }
