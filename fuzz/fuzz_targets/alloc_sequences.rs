@@ -1,8 +1,7 @@
 //! Random sequences of allocations, frees, resizes, misuse and region
 //! additions over two pools, checked against a reference model: see
-//! `poolalloc_tests::fuzz`. `POOLALLOC_FUZZ_STRICT=1` stops steering around
-//! known core bugs; `POOLALLOC_FUZZ_WHOLE_CHUNKS=1` keeps regions to whole
-//! chunks.
+//! `poolalloc_tests::fuzz`. `POOLALLOC_FUZZ_WHOLE_CHUNKS=1` keeps regions to
+//! whole chunks; `POOLALLOC_FUZZ_TRACE=1` prints every action.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

