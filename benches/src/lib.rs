@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 pub use poolalloc_core::{Config, Pool};
 
+pub mod shell;
+
 /// Region size for the pair, thread and efficiency workloads.
 pub const REGION: usize = 64 << 20;
 /// Region size for the batch: 10,000 blocks of 16 B–32 KiB need ~160 MiB.

@@ -5,7 +5,12 @@
 //! `bench-summary [CRITERION_DIR] [--efficiency FILE] [--callgrind FILE]`
 //!
 //! The efficiency and callgrind files are included verbatim (they are
-//! markdown tables written by `ci/bench.sh`).
+//! markdown tables written by `ci/bench.sh`; `--callgrind` may be given more
+//! than once).
+//!
+//! The core's tables (groups `pair`, `batch`, `threads_*`) and the std
+//! shell's (groups `shell_*`) are each printed when their results exist, so
+//! `BENCH_SET=core` or `shell` runs summarise too.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,6 +31,11 @@ const PAIR_PEERS: [&str; 6] = [
     "buddy_locked",
     "linked_list_locked",
 ];
+
+/// The std shell's peers, in table order (`shell::PEERS`).
+const SHELL_PEERS: [&str; 5] = poolalloc_benches::shell::PEERS;
+/// The shell's thread-bench control: allocates nothing, shares nothing.
+const CONTROL: &str = "control";
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -262,10 +272,16 @@ fn main() {
         );
         std::process::exit(1);
     }
+    let has = |prefix: &str| r.keys().any(|(g, _, _)| g.starts_with(prefix));
     let mut s = String::new();
-    pairs(&r, &mut s);
-    batch(&r, &mut s);
-    threads(&r, &mut s);
+    if has("pair") || has("batch") || has("threads") {
+        pairs(&r, &mut s);
+        batch(&r, &mut s);
+        threads(&r, &mut s);
+    }
+    if has("shell_") {
+        shell::all(&r, &mut s);
+    }
     for f in extra {
         match std::fs::read_to_string(&f) {
             Ok(t) => writeln!(s, "\n{}", t.trim_end()).unwrap(),
@@ -273,4 +289,211 @@ fn main() {
         }
     }
     print!("{s}");
+}
+
+/// The std shell's tables: ours against the OS-backed peers.
+mod shell {
+    use super::{fmt_ns, get, verdict, Results, CONTROL, OURS, SHELL_PEERS};
+    use poolalloc_benches::shell::{PAIR_SIZES, RING};
+    use std::fmt::Write as _;
+
+    fn size_label(bytes: usize) -> String {
+        match bytes {
+            b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+            b if b >= 1 << 10 => format!("{} KiB", b >> 10),
+            b => format!("{b} B"),
+        }
+    }
+
+    fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+        match (a, b) {
+            (Some(a), Some(b)) => format!("{:.2}×", a / b),
+            _ => "–".into(),
+        }
+    }
+
+    /// The fastest peer (lowest time) of `g` at parameter `p`.
+    fn fastest(r: &Results, g: &str, p: &str) -> Option<(f64, &'static str)> {
+        SHELL_PEERS
+            .iter()
+            .filter_map(|&a| get(r, g, a, p).map(|v| (v, a)))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+    }
+
+    fn header(s: &mut String, first: &str, last: &str) {
+        write!(s, "| {first} | {OURS} |").unwrap();
+        for p in SHELL_PEERS {
+            write!(s, " {p} |").unwrap();
+        }
+        writeln!(s, " {last}").unwrap();
+        let cols = 2 + SHELL_PEERS.len() + last.matches('|').count();
+        writeln!(s, "|{}", "---|".repeat(cols)).unwrap();
+    }
+
+    fn pairs(r: &Results, s: &mut String) {
+        writeln!(
+            s,
+            "\n### std shell: one thread, alloc+free pair (ns per pair, median; lower is better)\n"
+        )
+        .unwrap();
+        header(s, "size", "fastest peer | ours / it | target | |");
+        for size in PAIR_SIZES {
+            let p = size.to_string();
+            let ours = get(r, "shell_pair", OURS, &p);
+            write!(s, "| {} | {} |", size_label(size), fmt_ns(ours)).unwrap();
+            for peer in SHELL_PEERS {
+                write!(s, " {} |", fmt_ns(get(r, "shell_pair", peer, &p))).unwrap();
+            }
+            match (ours, fastest(r, "shell_pair", &p)) {
+                (Some(o), Some((b, name))) => writeln!(
+                    s,
+                    " {name} | {:.2}× | ≤ 1.0× | {} |",
+                    o / b,
+                    verdict(o <= b)
+                ),
+                _ => writeln!(s, " – | – | ≤ 1.0× | no data |"),
+            }
+            .unwrap();
+        }
+        writeln!(
+            s,
+            "\nRatios of ours to every peer (below 1: ours is faster):\n"
+        )
+        .unwrap();
+        write!(s, "| size |").unwrap();
+        for p in SHELL_PEERS {
+            write!(s, " {p} |").unwrap();
+        }
+        writeln!(s, "\n|---|{}", "---|".repeat(SHELL_PEERS.len())).unwrap();
+        for size in PAIR_SIZES {
+            let p = size.to_string();
+            write!(s, "| {} |", size_label(size)).unwrap();
+            for peer in SHELL_PEERS {
+                let o = get(r, "shell_pair", OURS, &p);
+                write!(s, " {} |", ratio(o, get(r, "shell_pair", peer, &p))).unwrap();
+            }
+            writeln!(s).unwrap();
+        }
+    }
+
+    fn batch(r: &Results, s: &mut String) {
+        let blocks = poolalloc_benches::BATCH_BLOCKS as f64;
+        let p = poolalloc_benches::BATCH_BLOCKS.to_string();
+        let per_block = |a: &str| get(r, "shell_batch", a, &p).map(|v| v / blocks);
+        writeln!(
+            s,
+            "\n### std shell: batch of 10,000 random 16 B–32 KiB, freed in random order (ns per block)\n"
+        )
+        .unwrap();
+        writeln!(s, "| allocator | ns per block | ours / it |").unwrap();
+        writeln!(s, "|---|---|---|").unwrap();
+        let ours = per_block(OURS);
+        for a in std::iter::once(OURS).chain(SHELL_PEERS) {
+            let v = per_block(a);
+            writeln!(s, "| {a} | {} | {} |", fmt_ns(v), ratio(ours, v)).unwrap();
+        }
+        match (ours, fastest(r, "shell_batch", &p)) {
+            (Some(o), Some((b, name))) => writeln!(
+                s,
+                "\nTarget: no slower than the fastest peer ({name}, ≤ 1.0×): {:.2}×, {}.",
+                o / (b / blocks),
+                verdict(o <= b / blocks)
+            ),
+            _ => writeln!(s, "\nTarget: no data."),
+        }
+        .unwrap();
+    }
+
+    fn threads(r: &Results, s: &mut String) {
+        let groups = [
+            ("shell_threads_64", "64 B"),
+            ("shell_threads_1024", "1 KiB"),
+            ("shell_threads_mixed", "mixed 16 B–32 KiB"),
+        ];
+        let mops = |g: &str, a: &str, t: u32| {
+            get(r, g, a, &t.to_string()).map(|ns| f64::from(t) * 1e3 / ns)
+        };
+        let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.1}"));
+        writeln!(s, "\n### std shell: one shared allocator, 1 and 2 threads of alloc+free pairs (M pairs/s in total; higher is better)\n").unwrap();
+        writeln!(s, "| workload | allocator | 1 thread | 2 threads | 2 / 1 |").unwrap();
+        writeln!(s, "|---|---|---|---|---|").unwrap();
+        for (g, label) in groups {
+            for a in std::iter::once(OURS).chain(SHELL_PEERS).chain([CONTROL]) {
+                let (one, two) = (mops(g, a, 1), mops(g, a, 2));
+                writeln!(
+                    s,
+                    "| {label} | {a} | {} | {} | {} |",
+                    f(one),
+                    f(two),
+                    ratio(two, one)
+                )
+                .unwrap();
+            }
+        }
+        writeln!(s, "\nTarget: ours on two threads ≥ 1.8× ours on one. `{CONTROL}` allocates nothing and shares nothing; its 2 / 1 is the most the machine gave in this run.\n").unwrap();
+        writeln!(s, "| workload | ours 2t / ours 1t (≥ 1.8×) | | control 2t / 1t | ours' scaling / control's | ours 2t / fastest peer 2t |").unwrap();
+        writeln!(s, "|---|---|---|---|---|---|").unwrap();
+        for (g, label) in groups {
+            let (one, two) = (mops(g, OURS, 1), mops(g, OURS, 2));
+            let scale = match (one, two) {
+                (Some(x), Some(y)) => format!("{:.2}× | {}", y / x, verdict(y / x >= 1.8)),
+                _ => "– | no data".into(),
+            };
+            let (c1, c2) = (mops(g, CONTROL, 1), mops(g, CONTROL, 2));
+            let relative = match (one, two, c1, c2) {
+                (Some(o), Some(t), Some(x), Some(y)) => format!("{:.2}", (t / o) / (y / x)),
+                _ => "–".into(),
+            };
+            let best = SHELL_PEERS
+                .iter()
+                .filter_map(|&a| mops(g, a, 2).map(|v| (v, a)))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            let vs = match (two, best) {
+                (Some(y), Some((b, name))) => format!("{:.2}× (vs {name})", y / b),
+                _ => "–".into(),
+            };
+            writeln!(
+                s,
+                "| {label} | {scale} | {} | {relative} | {vs} |",
+                ratio(c2, c1)
+            )
+            .unwrap();
+        }
+    }
+
+    fn handoff(r: &Results, s: &mut String) {
+        let p = RING.to_string();
+        let ns = |a: &str| get(r, "shell_handoff", a, &p);
+        writeln!(s, "\n### std shell: producer/consumer, one thread allocates 64 B–4 KiB, another frees (ring of {RING}; M blocks/s; higher is better)\n").unwrap();
+        writeln!(
+            s,
+            "| allocator | M blocks/s | ns per block | ours' time / its |"
+        )
+        .unwrap();
+        writeln!(s, "|---|---|---|---|").unwrap();
+        let ours = ns(OURS);
+        for a in std::iter::once(OURS).chain(SHELL_PEERS) {
+            let v = ns(a);
+            let m = v.map_or("–".into(), |v| format!("{:.1}", 1e3 / v));
+            writeln!(s, "| {a} | {m} | {} | {} |", fmt_ns(v), ratio(ours, v)).unwrap();
+        }
+        match (ours, ns("mimalloc")) {
+            (Some(o), Some(m)) => writeln!(
+                s,
+                "\nTarget: no slower than mimalloc (≤ 1.0×): {:.2}×, {}.",
+                o / m,
+                verdict(o <= m)
+            ),
+            _ => writeln!(s, "\nTarget: no data."),
+        }
+        .unwrap();
+    }
+
+    /// Every std-shell table.
+    pub fn all(r: &Results, s: &mut String) {
+        pairs(r, s);
+        batch(r, s);
+        threads(r, s);
+        handoff(r, s);
+    }
 }

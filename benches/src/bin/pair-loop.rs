@@ -7,7 +7,14 @@
 //!
 //! `pair-loop poolalloc batch 3` runs three batches instead (see `Batch`),
 //! over a 256 MiB region; count with `--toggle-collect='*Batch*run*'`.
+//!
+//! `pair-loop shell:<allocator> ...` runs the same loops on the std shell's
+//! `PooledAllocator` (`shell:poolalloc`) or a peer of the shell benches
+//! (`shell:system`, `shell:mimalloc`, `shell:jemalloc`, `shell:snmalloc`,
+//! `shell:rpmalloc`), after an uncounted warm-up on the same layout.
 
+use core::alloc::GlobalAlloc;
+use poolalloc_benches::shell::{self, warm, Visitor};
 use poolalloc_benches::{
     layout, pairs, Batch, Buddy, BuddyLocked, Heap, LinkedListLocked, Pool, RegionAlloc, Rlsf,
     TalcCell, TalcLock, BATCH_REGION, REGION,
@@ -28,6 +35,26 @@ fn run<A: RegionAlloc>(size: Option<usize>, n: u64) {
     pairs(&*heap, layout(size), n);
 }
 
+/// A std-shell allocator: a batch (`size` None) or `n` pairs of `size`.
+struct Shell {
+    size: Option<usize>,
+    n: u64,
+}
+
+impl Visitor for Shell {
+    fn visit<A: GlobalAlloc + Sync>(&mut self, _name: &'static str, a: &'static A) {
+        let Some(size) = self.size else {
+            let mut batch = Batch::new();
+            for _ in 0..self.n {
+                assert!(batch.run(a), "batch does not fit");
+            }
+            return;
+        };
+        warm(a, layout(size));
+        pairs(a, layout(size), self.n);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let name = args.get(1).map_or("poolalloc", String::as_str);
@@ -36,6 +63,11 @@ fn main() {
         s => Some(s.map_or(64, |s| s.parse().expect("size"))),
     };
     let n: u64 = args.get(3).map_or(1_000_000, |s| s.parse().expect("count"));
+    if let Some(shell_name) = name.strip_prefix("shell:") {
+        let found = shell::with(shell_name, &mut Shell { size, n });
+        assert!(found, "unknown shell allocator {shell_name}");
+        return;
+    }
     match name {
         "poolalloc" => run::<Pool>(size, n),
         "talc_lock" => run::<TalcLock>(size, n),
