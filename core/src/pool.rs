@@ -24,7 +24,7 @@ use crate::config::{Config, DIV_SHIFT, MAX_SMALL};
 use crate::error::{AllocError, FreeError, Misuse, RegionError};
 use crate::region::{self, Region};
 use crate::size_class::{class_for, SIZES};
-use crate::subpage::{self, ident_class, Listing, BITMAP, IDENT, RUN};
+use crate::subpage::{self, ident_class, life_class, Listing, BITMAP, IDENT, RUN};
 use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, BITS};
 use crate::tree::{self, RunError, NORMAL, SMALL};
 use core::alloc::Layout;
@@ -597,7 +597,7 @@ impl Pool {
         })?;
         let class = if kind == SMALL {
             // ORDERING: Acquire, paired with `subpage::init`'s publication.
-            let class = ident_class(chunk.header(start)[IDENT].load(Ordering::Acquire))
+            let class = life_class(chunk.header(start)[IDENT].load(Ordering::Acquire))
                 .ok_or(FreeError::NotAllocated)?;
             let (_, header, _, idx) = self.find_small(chunk, page, addr, class)?;
             // ORDERING: Acquire; a snapshot of the element's state.
@@ -674,8 +674,7 @@ impl Pool {
             }
             Ok((start, _)) => {
                 // ORDERING: Relaxed; only for the message.
-                let Some(c) = ident_class(chunk.header(start)[IDENT].load(Ordering::Relaxed))
-                else {
+                let Some(c) = life_class(chunk.header(start)[IDENT].load(Ordering::Relaxed)) else {
                     return FreeError::NotAllocated;
                 };
                 match self.find_small(chunk, page, addr, c) {
@@ -736,7 +735,8 @@ impl Pool {
         let header = chunk.header(start);
         // ORDERING: Acquire, paired with `subpage::init`'s publication.
         let ident = header[IDENT].load(Ordering::Acquire);
-        let found = ident_class(ident).ok_or(FreeError::NotAllocated)?;
+        // A life held by a retirer is still live (see `subpage::life_class`).
+        let found = life_class(ident).ok_or(FreeError::NotAllocated)?;
         if found != class {
             return Err(FreeError::LayoutMismatch {
                 expected: SIZES[class],

@@ -65,6 +65,17 @@ pub(crate) fn ident_class(ident: usize) -> Option<usize> {
     }
 }
 
+/// The class of a life that has elements to free: live, or held by a retirer
+/// (a RETIRING life is still live: its retirer fails on any element still
+/// allocated, so frees of its elements must go through).
+#[inline]
+pub(crate) fn life_class(ident: usize) -> Option<usize> {
+    match ident & CLASS_MASK {
+        0 => None,
+        c => Some(c - 1),
+    }
+}
+
 /// The identity of a new life of a slot whose current identity is `old`
 /// (retired, so its generation was already bumped).
 #[inline]
@@ -203,6 +214,10 @@ pub(crate) fn retire(
     ident: usize,
     elems: usize,
 ) -> bool {
+    if ident & RETIRING != 0 {
+        // Another retirer holds this life.
+        return false;
+    }
     // ORDERING: AcqRel. Acquire pairs with `init`'s publication; success is
     // the linearisation point that gives this retirer the life.
     if header[IDENT]

@@ -329,21 +329,32 @@ fn alloc_span(
 ) -> Option<usize> {
     debug_assert_eq!(kind, NORMAL);
     let total = words.len() * PPW;
+    // Starts only grow, so each word is loaded once per pass (few atomic
+    // reads: cheap here, and a small state space for loom).
+    let mut cache = WordCache::new();
     if n > PPW {
         let wc = n.div_ceil(PPW);
         let step = wc.next_power_of_two() * PPW;
         let mut p = 0;
         while p + n <= total {
-            if (p + phase) % align == 0 && span_free(words, p, n) && claim_span(words, p, n, kind) {
+            if (p + phase) % align == 0
+                && span_free(words, &mut cache, p, n)
+                && claim_span(words, p, n, kind)
+            {
                 return Some(p);
             }
             p += step;
         }
     }
+    let mut cache = WordCache::new();
     let mut p = (align - phase % align) % align;
     while p + n <= total {
         let i = p % PPW;
-        if i + n > PPW && i + 2 <= PPW && span_free(words, p, n) && claim_span(words, p, n, kind) {
+        if i + n > PPW
+            && i + 2 <= PPW
+            && span_free(words, &mut cache, p, n)
+            && claim_span(words, p, n, kind)
+        {
             return Some(p);
         }
         p += align;
@@ -351,13 +362,65 @@ fn alloc_span(
     None
 }
 
+/// The last few words loaded by a scan whose positions only increase.
+struct WordCache {
+    base: usize,
+    len: usize,
+    vals: [usize; 4],
+}
+
+impl WordCache {
+    fn new() -> WordCache {
+        WordCache {
+            base: 0,
+            len: 0,
+            vals: [0; 4],
+        }
+    }
+
+    fn get(&mut self, words: &[AtomicUsize], j: usize) -> usize {
+        if j >= self.base && j < self.base + self.len {
+            return self.vals[j - self.base];
+        }
+        // ORDERING: Relaxed pre-check; the claiming CASes decide.
+        let v = words[j].load(Ordering::Relaxed);
+        if j == self.base + self.len && self.len < self.vals.len() {
+            self.vals[self.len] = v;
+            self.len += 1;
+        } else if j > self.base && j < self.base + self.len + self.vals.len() && self.len > 0 {
+            // Slide: keep the words from `j - (len - 1)` on.
+            let keep = self.vals.len() - 1;
+            let shift = (j + 1).saturating_sub(self.base + keep).min(self.len);
+            self.vals.copy_within(shift..self.len, 0);
+            self.base += shift;
+            self.len -= shift;
+            if j == self.base + self.len {
+                self.vals[self.len] = v;
+                self.len += 1;
+            } else {
+                *self = WordCache {
+                    base: j,
+                    len: 1,
+                    vals: [v, 0, 0, 0],
+                };
+            }
+        } else {
+            *self = WordCache {
+                base: j,
+                len: 1,
+                vals: [v, 0, 0, 0],
+            };
+        }
+        v
+    }
+}
+
 /// Whether every page of the span looks free (a pre-check; the CASes decide).
-fn span_free(words: &[AtomicUsize], p: usize, n: usize) -> bool {
+fn span_free(words: &[AtomicUsize], cache: &mut WordCache, p: usize, n: usize) -> bool {
     let (j, i) = (p / PPW, p % PPW);
     (0..(i + n).div_ceil(PPW)).all(|k| {
         let (first, len) = span_part(i, n, k);
-        // ORDERING: Relaxed pre-check.
-        words[j + k].load(Ordering::Relaxed) & run_mask(first, len) == 0
+        cache.get(words, j + k) & run_mask(first, len) == 0
     })
 }
 

@@ -222,10 +222,9 @@ impl Drop for ExitFlush {
         let _ = TLS.try_with(|t| {
             // SAFETY: the owner outlives its caches (allocators are not freed
             // while a thread cache is bound to them; see `Drop for
-            // PooledAllocator`).
-            if let (Some(inner), Some(block)) =
-                unsafe { (t.owner.get().as_ref(), t.block.get().as_ref()) }
-            {
+            // PooledAllocator`), and the block lives as long as its owner.
+            let bound = unsafe { (t.owner.get().as_ref(), t.block.get().as_ref()) };
+            if let (Some(inner), Some(block)) = bound {
                 // Disable the cache first: frees during the flush go to arenas.
                 t.block.set(ptr::null());
                 t.owner.set(ptr::dangling());
@@ -358,10 +357,10 @@ impl PooledAllocator {
             let layout = chunk.pool.block_layout(ptr)?;
             // A block in a thread cache is live for the core but free for
             // the user: its canary says so.
-            // SAFETY: a live core block of at least 16 bytes.
-            if layout.size() <= inner.max_cached
-                && unsafe { ptr.cast::<usize>().read() } == canary(inner.secret, addr)
-            {
+            // SAFETY: a live core block of at least 16 bytes (the smallest
+            // class), owned by the caller.
+            let first = unsafe { ptr.cast::<usize>().read() };
+            if layout.size() <= inner.max_cached && first == canary(inner.secret, addr) {
                 return Err(FreeError::DoubleFree);
             }
             return Ok(layout);
@@ -474,6 +473,10 @@ impl Builder {
         &self.config
     }
     /// The allocator, or why the settings are invalid.
+    // The error carries the offending value in a stack buffer so that it
+    // never allocates (the shell may be the global allocator); it is returned
+    // once, at construction, so its size costs nothing.
+    #[allow(clippy::result_large_err)]
     pub fn try_build(self) -> Result<PooledAllocator, crate::config::ConfigError> {
         self.config.validate()?;
         let a = PooledAllocator {

@@ -13,7 +13,7 @@ fn bad_frees_are_refused() {
         let layout = Layout::from_size_align(size, 8).unwrap();
         let p = pool.try_allocate(layout).unwrap().cast::<u8>();
         let before = pool.metrics().active_bytes;
-        // SAFETY (all calls): each refused free changes nothing; `p` is freed
+        // SAFETY: (all calls) each refused free changes nothing; `p` is freed
         // exactly once, last.
         unsafe {
             let interior = NonNull::new(p.as_ptr().add(16)).unwrap();

@@ -370,3 +370,39 @@ fn stale_retire_spares_new_life() {
         );
     });
 }
+
+/// A retirer holds the life (RETIRING) while an allocator claims and keeps an
+/// element; the element's owner frees it at once. The free must see a live
+/// life (`life_class`), and the retirer must fail or find the subpage empty
+/// again: never both retire and leave the element allocated.
+///
+/// Found a bug, since fixed: frees read a RETIRING identity as "not live" and
+/// refused a live element as a double free (`NotAllocated`).
+#[test]
+fn free_during_retire_attempt_is_accepted() {
+    model("partial::free_during_retire_attempt_is_accepted", || {
+        let (h, ident) = empty_subpage();
+        let r = spawn(&h, move |h| h.retire(ident));
+        let a = spawn(&h, move |h| {
+            if let Ok(Some(i)) = h.alloc(ident, CLASS) {
+                assert!(
+                    subpage::life_class(h.ident()).is_some(),
+                    "the owner of a live element sees no live life"
+                );
+                h.free(i).unwrap();
+            }
+        });
+        let retired = r.join().unwrap();
+        a.join().unwrap();
+        if retired {
+            assert!(
+                h.bitmap().iter().all(|&w| w == !0),
+                "retired bitmap not locked"
+            );
+        } else {
+            assert_eq!(h.ident(), ident);
+            assert_eq!(h.bitmap(), h.expect(&[]));
+            h.assert_not_lost();
+        }
+    });
+}
