@@ -266,10 +266,10 @@ mod tests {
             (65536, 16 << 20),
         ] {
             let c = Config::new(page, chunk);
-            for class in 0..c.num_small_classes() {
+            for (class, &size) in SIZES.iter().enumerate().take(c.num_small_classes()) {
                 let (p, e) = c.subpage_run(class);
                 assert!(p >= 1 && e >= 1 && p <= MAX_RUN_PAGES);
-                let waste = p * page - e * SIZES[class];
+                let waste = p * page - e * size;
                 assert!(waste < page, "page {page} class {class}: waste {waste}");
             }
         }

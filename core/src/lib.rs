@@ -47,6 +47,8 @@
 #![no_std]
 #![warn(missing_docs)]
 #![allow(clippy::new_without_default)]
+// Under loom only the protocols are built; the pool that uses the rest is not.
+#![cfg_attr(loom, allow(dead_code))]
 
 #[cfg(any(test, feature = "std"))]
 extern crate std;
