@@ -564,6 +564,14 @@ impl Inner {
         Some(inner)
     }
 
+    /// Whether `ops` cache operations call for a trim (an interval of 0
+    /// never trims by count).
+    #[inline]
+    fn trim_due(&self, ops: usize) -> bool {
+        let interval = self.config.cache_trim_interval;
+        interval != 0 && ops >= interval
+    }
+
     pub(crate) fn arena_ref(&self, i: usize) -> &Arena {
         self.arena(i)
     }
@@ -676,7 +684,7 @@ impl Inner {
             // SAFETY: `class < nbins` bins exist.
             let bin = unsafe { &mut *p.bins.add(class) };
             p.ops += 1;
-            if bin.len == 0 || p.ops >= self.config.cache_trim_interval {
+            if bin.len == 0 || self.trim_due(p.ops) {
                 return self.cache_refill(block, p, class, layout);
             }
             bin.len -= 1;
@@ -705,7 +713,7 @@ impl Inner {
         if p.epoch != self.trim_epoch.load(Ordering::Relaxed) {
             p.ops = 0;
             self.trim_cache(block, p, true);
-        } else if p.ops >= self.config.cache_trim_interval {
+        } else if self.trim_due(p.ops) {
             p.ops = 0;
             self.trim_cache(block, p, false);
         }

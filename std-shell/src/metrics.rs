@@ -80,15 +80,17 @@ impl Metrics {
 
 impl fmt::Display for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let max = if self.max_memory == usize::MAX {
-            "unlimited".to_owned()
+        // No allocation here: the shell may be the global allocator.
+        write!(f, "poolalloc: used {} bytes of ", self.used_memory)?;
+        if self.max_memory == usize::MAX {
+            f.write_str("unlimited")?;
         } else {
-            self.max_memory.to_string()
-        };
+            write!(f, "{}", self.max_memory)?;
+        }
         writeln!(
             f,
-            "poolalloc: used {} bytes of {max} (peak {}), active {} bytes",
-            self.used_memory, self.peak_memory, self.active_bytes
+            " (peak {}), active {} bytes",
+            self.peak_memory, self.active_bytes
         )?;
         writeln!(
             f,
