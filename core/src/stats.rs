@@ -10,7 +10,11 @@ use crate::tree::{self, NORMAL};
 
 /// A snapshot of a pool. Taken without stopping allocation, so under
 /// concurrent use it is approximate (each word is read once).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// Equality compares the pool's *state* (every field but the operation
+/// counters, which are history): a refused free leaves a snapshot equal to the
+/// one before it even with the `counters` feature on.
+#[derive(Clone, Copy, Debug, Default)]
 #[non_exhaustive]
 pub struct Stats {
     /// Bytes of pages in all regions: what allocations can use.
@@ -83,6 +87,32 @@ impl Pool {
         s
     }
 }
+
+impl PartialEq for Stats {
+    fn eq(&self, o: &Stats) -> bool {
+        let state = |s: &Stats| {
+            (
+                (
+                    s.region_bytes,
+                    s.allocated_bytes,
+                    s.free_bytes,
+                    s.regions,
+                    s.chunks,
+                ),
+                (
+                    s.normal_allocations,
+                    s.normal_bytes,
+                    s.small_allocations,
+                    s.small_bytes,
+                ),
+                (s.subpages, s.subpage_bytes, s.misuse_count),
+            )
+        };
+        state(self) == state(o)
+    }
+}
+
+impl Eq for Stats {}
 
 impl core::fmt::Display for Stats {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
