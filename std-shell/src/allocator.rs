@@ -687,16 +687,7 @@ impl Inner {
             if bin.len == 0 || self.trim_due(p.ops) {
                 return self.cache_refill(block, p, class, layout);
             }
-            bin.len -= 1;
-            bin.used += 1;
-            // SAFETY: `len < cap` items are initialised.
-            let ptr = unsafe { *bin.items.add(bin.len as usize) };
-            p.bytes -= bin.size as usize;
-            // ORDERING: Relaxed; statistics written by the owner only.
-            block.cached_bytes.store(p.bytes, Ordering::Relaxed);
-            // SAFETY: a block of at least 16 bytes that we own: clear the canary.
-            unsafe { ptr.cast::<usize>().write(0) };
-            Some(ptr)
+            Some(pop(block, p, class))
         })
         .flatten()
     }
@@ -736,16 +727,7 @@ impl Inner {
             bin.len = n as u32;
             p.bytes += n * size;
         }
-        bin.len -= 1;
-        bin.used += 1;
-        // SAFETY: `len < cap` items are initialised.
-        let ptr = unsafe { *bin.items.add(bin.len as usize) };
-        p.bytes -= bin.size as usize;
-        // ORDERING: Relaxed; statistics written by the owner only.
-        block.cached_bytes.store(p.bytes, Ordering::Relaxed);
-        // SAFETY: a block we own: clear any stale canary.
-        unsafe { ptr.cast::<usize>().write(0) };
-        Some(ptr)
+        Some(pop(block, p, class))
     }
 
     /// Fills `out` from arena `a`, mapping a new chunk if needed (charged to
@@ -986,6 +968,25 @@ impl Inner {
         }
         released
     }
+}
+
+/// Takes the top block of bin `class` (which must not be empty) and clears
+/// its double-free canary.
+#[inline]
+fn pop(block: &CacheBlock, p: &mut Private, class: usize) -> NonNull<u8> {
+    // SAFETY: `class < nbins`, checked by the callers.
+    let bin = unsafe { &mut *p.bins.add(class) };
+    debug_assert!(bin.len > 0);
+    bin.len -= 1;
+    bin.used += 1;
+    // SAFETY: `len < cap` items are initialised.
+    let ptr = unsafe { *bin.items.add(bin.len as usize) };
+    p.bytes -= bin.size as usize;
+    // ORDERING: Relaxed; statistics written by the owner only.
+    block.cached_bytes.store(p.bytes, Ordering::Relaxed);
+    // SAFETY: a block of at least 16 bytes that we own: clear the canary.
+    unsafe { ptr.cast::<usize>().write(0) };
+    ptr
 }
 
 #[inline]
