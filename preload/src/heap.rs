@@ -137,9 +137,9 @@ impl Owner {
 /// it (and, for the fallback, the emergency pool) has none.
 pub(crate) fn allocate_on(route: Route, layout: Layout) -> Option<NonNull<u8>> {
     match route {
-        Route::Main => MAIN.try_allocate(layout).ok().map(NonNull::cast),
+        Route::Main => MAIN.try_allocate_wrapped(layout).ok().map(NonNull::cast),
         Route::Fallback => match FALLBACK.get_or_build() {
-            Some(a) => a.try_allocate(layout).ok().map(NonNull::cast),
+            Some(a) => a.try_allocate_wrapped(layout).ok().map(NonNull::cast),
             None => emergency::allocate(layout),
         },
         Route::Emergency => emergency::allocate(layout),

@@ -185,7 +185,7 @@ fn bind_cache(rec: &Rec) {
     let held = fork::enter(rec);
     let main: &PooledAllocator = &crate::heap::MAIN;
     if let Ok(layout) = Layout::from_size_align(16, 16) {
-        if let Ok(p) = main.try_allocate(layout) {
+        if let Ok(p) = main.try_allocate_wrapped(layout) {
             // SAFETY: the block was just allocated with this layout and is
             // not used by anything else.
             let _ = unsafe { main.try_deallocate(p.cast(), layout) };

@@ -23,14 +23,17 @@ use crate::chunk::Chunk;
 use crate::chunk_map::ChunkMap;
 use crate::config::ShellConfig;
 use crate::huge::{HugeAllocs, HugeError, HugeFreeError};
+use crate::leak::{self, LeakDetection, LeakReport, Origin, Tracker};
 use crate::limit::{Limit, LimitExceeded};
 use crate::os;
 use crate::thread_cache::{bin_cap, Bin, CacheBlock, Private, Registry};
 use core::alloc::Layout;
 use core::cell::Cell;
 use core::fmt;
+use core::panic::Location;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::time::Duration;
 use poolalloc_core::size_class::{class_for, SIZES};
 use poolalloc_core::FreeError as CoreFreeError;
 
@@ -173,6 +176,8 @@ pub(crate) struct Inner {
     pub cache_bins: usize,
     pub caches: Registry,
     pub trim_epoch: AtomicUsize,
+    /// Live tracked allocations (`leak`).
+    pub leak: Tracker,
     /// Bytes of blocks handed out on uncached paths by threads without a
     /// cache (added on allocation, removed on free). Statistics.
     pub secret: usize,
@@ -294,18 +299,50 @@ impl PooledAllocator {
     }
 
     /// Allocates a block for `layout`; the slice is the whole usable block.
+    ///
+    /// The leak tracker attributes the block to the caller's location (this
+    /// is `#[track_caller]`: mark a buffer type's constructor so too, and the
+    /// location is its caller's).
     #[inline]
+    #[track_caller]
     pub fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate_from(layout, Origin::Caller(Location::caller()))
+    }
+
+    /// [`PooledAllocator::try_allocate`] for allocation wrappers (`GlobalAlloc`,
+    /// C's `malloc`, a collection's allocator): the leak tracker attributes
+    /// the block to the first caller on the stack outside the allocator and
+    /// the standard library, not to the wrapper.
+    #[inline]
+    pub fn try_allocate_wrapped(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate_from(layout, Origin::Stack)
+    }
+
+    #[inline(always)]
+    fn allocate_from(&self, layout: Layout, origin: Origin) -> Result<NonNull<[u8]>, AllocError> {
         let inner = self.inner();
         let size = layout.size();
-        if size <= inner.max_cached && layout.align() <= inner.shared.core.page_size() && size != 0
-        {
-            let class = class_for(size, layout.align());
-            if let Some(p) = inner.cache_pop(class, layout) {
-                return Ok(NonNull::slice_from_raw_parts(p, SIZES[class]));
+        let result = 'done: {
+            if size <= inner.max_cached
+                && layout.align() <= inner.shared.core.page_size()
+                && size != 0
+            {
+                let class = class_for(size, layout.align());
+                if let Some(p) = inner.cache_pop(class, layout) {
+                    break 'done Ok(NonNull::slice_from_raw_parts(p, SIZES[class]));
+                }
+            }
+            inner.allocate_slow(layout)
+        };
+        let rate = inner.leak.rate;
+        if rate != 0 {
+            if let Ok(p) = result {
+                if leak::sample_due(rate) {
+                    inner.track(p.cast(), size, origin);
+                }
             }
         }
-        inner.allocate_slow(layout)
+        result
     }
 
     /// Frees a block; misuse (double free, foreign pointer, mismatched
@@ -381,6 +418,20 @@ impl PooledAllocator {
     pub fn trim(&self) {
         let inner = self.inner();
         inner.reclaim();
+    }
+
+    /// The live tracked allocations, grouped by allocation site, most bytes
+    /// first (see [`crate::leak`]). Empty when leak detection is disabled.
+    pub fn leak_report(&self) -> LeakReport {
+        self.inner().leak.report(0)
+    }
+
+    /// [`PooledAllocator::leak_report`] listing only allocations at least
+    /// `min_age` old: what a steady-state server still holds from a while
+    /// ago is what leaks.
+    pub fn leak_report_older_than(&self, min_age: Duration) -> LeakReport {
+        let ns = u64::try_from(min_age.as_nanos()).unwrap_or(u64::MAX);
+        self.inner().leak.report(ns)
     }
 
     /// A snapshot of the allocator's numbers.
@@ -461,6 +512,11 @@ impl Builder {
     /// Most bytes one thread's cache holds.
     pub fn cache_max_bytes(mut self, bytes: usize) -> Builder {
         self.config.cache_max_bytes = bytes;
+        self
+    }
+    /// Leak detection level (default `Simple`: 1 in 128 allocations tracked).
+    pub fn leak_detection(mut self, level: LeakDetection) -> Builder {
+        self.config.leak_detection = level;
         self
     }
     /// Cache operations between trims.
@@ -558,10 +614,27 @@ impl Inner {
                 cache_bins,
                 caches: Registry::new(),
                 trim_epoch: AtomicUsize::new(0),
+                leak: Tracker::new(config.leak_detection),
                 secret: (inner.as_ptr() as usize).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5bd1_e995,
             });
         }
         Some(inner)
+    }
+
+    /// Records a sampled allocation with the leak tracker.
+    #[cold]
+    #[inline(never)]
+    fn track(&self, ptr: NonNull<u8>, size: usize, origin: Origin) {
+        let addr = ptr.as_ptr() as usize;
+        let gate = if self.shared.map.contains(addr) {
+            // SAFETY: the map says the chunk is registered; the block is live
+            // (just allocated), so the chunk stays.
+            unsafe { Chunk::of(addr, self.shared.core.chunk_size(), self.shared.owner) }
+                .map(|c| &c.tracked)
+        } else {
+            None
+        };
+        self.leak.record(addr, size, origin, gate);
     }
 
     /// Whether `ops` cache operations call for a trim (an interval of 0
@@ -817,6 +890,10 @@ impl Inner {
             return Err(FreeError::ZeroSize);
         }
         if self.is_huge(layout) {
+            if self.leak.rate != 0 && self.huge.size_of(ptr).is_some() {
+                // Before the unmap: afterwards the address may be reused.
+                self.leak.forget(ptr.as_ptr() as usize, None);
+            }
             // SAFETY: forwarded.
             return Ok(unsafe { self.huge.deallocate(ptr, layout, &self.shared.limit) }?);
         }
@@ -829,6 +906,9 @@ impl Inner {
             .ok_or(FreeError::Foreign)?;
         let class = class_for(layout.size(), layout.align());
         let size = SIZES[class];
+        // ORDERING: Relaxed; see `Tracker::record`: if this block is tracked,
+        // its allocation happened before this free and raised the count.
+        let mut tracked = chunk.tracked.load(Ordering::Relaxed) != 0;
         if size <= self.max_cached {
             chunk.pool.probe(ptr, layout)?;
             // SAFETY: the probe says this is a live block of at least 16 bytes.
@@ -836,9 +916,18 @@ impl Inner {
             if first == canary(self.secret, addr) {
                 return Err(FreeError::DoubleFree);
             }
+            if tracked {
+                self.leak.forget(addr, Some(&chunk.tracked));
+                tracked = false;
+            }
             if self.cache_push(class, ptr, addr) == Some(true) {
                 return Ok(());
             }
+        }
+        if tracked {
+            // Checked first so that a refused free forgets nothing.
+            chunk.pool.probe(ptr, layout)?;
+            self.leak.forget(addr, Some(&chunk.tracked));
         }
         // SAFETY: a registered chunk; the core checks the block.
         unsafe {

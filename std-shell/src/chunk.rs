@@ -29,6 +29,10 @@ pub(crate) struct Chunk {
     magic: usize,
     /// Identity of the owning allocator.
     owner: usize,
+    /// Live blocks of this chunk tracked by the leak tracker: a free looks
+    /// the tracker up only when this is non-zero (it shares a cache line
+    /// with `magic`, which every free reads).
+    pub tracked: AtomicUsize,
     /// Index of the owning arena.
     pub arena: usize,
     /// Bytes of blocks out of this chunk (see the module invariants).
@@ -56,6 +60,7 @@ impl Chunk {
             header.as_ptr().write(Chunk {
                 magic: MAGIC,
                 owner,
+                tracked: AtomicUsize::new(0),
                 arena,
                 active: AtomicUsize::new(0),
                 band: AtomicU8::new(0),

@@ -52,17 +52,19 @@ pub const MAX_ARENAS: usize = 1024;
 /// Most entries per size class in a thread cache.
 pub const MAX_CACHE_ENTRIES: usize = 1 << 16;
 
-/// Leak detection level, as Netty's `io.netty.leakDetection.level`
-/// (reserved: parsed and validated; the shell does not act on it yet).
+/// Leak detection level, as Netty's `io.netty.leakDetection.level`; see
+/// [`crate::leak`] for what each level tracks and costs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeakDetection {
     /// No tracking.
     Disabled,
-    /// Track a sample of allocations with their creation site.
+    /// Track 1 in 128 allocations with their site (the caller's location, or
+    /// the frame-pointer chain). The default.
     Simple,
-    /// Like `Simple`, also keeping recent access records.
+    /// Track 1 in 128 allocations with a full backtrace (DWARF unwinding).
     Advanced,
-    /// Track every allocation.
+    /// Track every allocation with a full backtrace (slow: for tests and
+    /// leak hunts).
     Paranoid,
 }
 
@@ -117,7 +119,7 @@ pub struct ShellConfig {
     /// Most bytes one thread's cache may hold (a bound Netty lacks: its
     /// caches can pin ~44 MiB per thread).
     pub cache_max_bytes: usize,
-    /// Leak detection level (reserved).
+    /// Leak detection level.
     pub leak_detection: LeakDetection,
     /// Statistics mode (reserved).
     pub stats: StatsMode,
@@ -137,7 +139,7 @@ impl ShellConfig {
         max_cached_capacity: 1 << 20,
         cache_trim_interval: 8192,
         cache_max_bytes: 2 << 20,
-        leak_detection: LeakDetection::Disabled,
+        leak_detection: LeakDetection::Simple,
         stats: StatsMode::Off,
     };
 

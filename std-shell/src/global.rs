@@ -12,7 +12,7 @@ use core::ptr::{self, NonNull};
 unsafe impl GlobalAlloc for PooledAllocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match self.try_allocate(layout) {
+        match self.try_allocate_wrapped(layout) {
             Ok(p) => p.as_ptr().cast(),
             Err(_) => ptr::null_mut(),
         }
@@ -56,7 +56,7 @@ unsafe impl allocator_api2::alloc::Allocator for &PooledAllocator {
                 unsafe { NonNull::new_unchecked(ptr::without_provenance_mut(layout.align())) };
             return Ok(NonNull::slice_from_raw_parts(dangling, 0));
         }
-        self.try_allocate(layout)
+        self.try_allocate_wrapped(layout)
             .map_err(|_| allocator_api2::alloc::AllocError)
     }
 

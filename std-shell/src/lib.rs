@@ -20,7 +20,8 @@
 //!   chunks released with hysteresis;
 //! * `thread_cache`: per-thread bins, no shared writes on the fast path;
 //! * `allocator` / `global`: the public type, `GlobalAlloc`, `Allocator`;
-//! * [`metrics`]: numbers for dashboards.
+//! * [`metrics`]: numbers for dashboards;
+//! * [`leak`]: leak detection, with reports grouped by allocation site.
 #![warn(missing_docs)]
 
 pub use poolalloc_core as core_pool;
@@ -32,6 +33,7 @@ mod chunk_map;
 pub mod config;
 mod global;
 pub mod huge;
+pub mod leak;
 pub mod limit;
 pub mod metrics;
 pub mod os;
@@ -40,5 +42,6 @@ mod thread_cache;
 pub use allocator::{AllocError, Builder, FreeError, PooledAllocator};
 pub use arena::BAND_NAMES;
 pub use config::ShellConfig;
+pub use leak::{LeakDetection, LeakReport, LeakSite};
 pub use limit::LimitExceeded;
 pub use metrics::Metrics;

@@ -313,6 +313,21 @@ impl<const N: usize> fmt::Write for StackBuf<N> {
     }
 }
 
+/// Nanoseconds of a monotonic clock (an arbitrary origin; never goes back).
+pub fn monotonic_ns() -> u64 {
+    imp::monotonic_ns()
+}
+
+/// The highest address of the calling thread's stack (stacks grow down), or
+/// `None` where the OS does not say. Everything between the current stack
+/// pointer and this address is mapped for as long as the thread runs.
+///
+/// glibc may call `malloc` inside (to read `/proc/self/maps` for the main
+/// thread): callers that are allocators must be ready for that nesting.
+pub fn thread_stack_top() -> Option<usize> {
+    imp::thread_stack_top()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

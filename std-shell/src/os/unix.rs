@@ -232,6 +232,39 @@ pub(super) fn abort() -> ! {
     unsafe { libc::abort() }
 }
 
+pub(super) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC is always present.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn thread_stack_top() -> Option<usize> {
+    let mut attr = core::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+    // SAFETY: `attr` is an out-pointer that getattr initialises on success;
+    // pthread_self is always valid for the calling thread.
+    if unsafe { libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    let (mut addr, mut size) = (core::ptr::null_mut(), 0usize);
+    // SAFETY: `attr` was initialised above; the out-pointers are valid.
+    let ok = unsafe { libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size) } == 0;
+    // SAFETY: initialised above, destroyed once.
+    unsafe { libc::pthread_attr_destroy(attr.as_mut_ptr()) };
+    ok.then(|| addr as usize + size)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn thread_stack_top() -> Option<usize> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_decimal;

@@ -1,0 +1,247 @@
+//! Leak detection: which live allocations came from where, and since when.
+//!
+//! Netty's `ResourceLeakDetector` reports a leak only when the garbage
+//! collector happens to collect a sampled buffer that was never released, so
+//! a pooled buffer kept forever in a growing map is never reported, and one
+//! leaked on a rare path may take hours to show. A native allocator sees every
+//! allocation and every free, so it can do better: it keeps the *live* tracked
+//! allocations, and [`PooledAllocator::leak_report`] lists them grouped by
+//! allocation site at any time — forgotten frees (`mem::forget`, `Box::leak`,
+//! reference cycles) and logical leaks (a map that only grows) alike. The
+//! sites that hold the most, and the oldest, are where to look.
+//!
+//! # Levels
+//!
+//! As Netty's (set with [`Builder::leak_detection`] or
+//! `POOLALLOC_LEAK_DETECTION`):
+//!
+//! | level | tracked | site recorded |
+//! |-------|---------|---------------|
+//! | `Disabled` | nothing | – |
+//! | `Simple` (default) | 1 in 128 allocations, at random | the caller's location for [`PooledAllocator::try_allocate`]; the frame-pointer chain for `GlobalAlloc`, `Allocator` and C callers |
+//! | `Advanced` | 1 in 128 allocations | a full backtrace (DWARF unwinding) |
+//! | `Paranoid` | every allocation | a full backtrace |
+//!
+//! Each tracked allocation stands for `rate` allocations, so a report also
+//! gives totals estimated from the sampling rate. The gap between samples is
+//! drawn uniformly from `1..2·rate` per thread, so periodic allocation
+//! patterns do not alias with the sampling.
+//!
+//! # Cost
+//!
+//! * An allocation that is not sampled pays a thread-local countdown.
+//! * A sampled one records its site (see [`stack`]), takes a clock reading
+//!   and inserts an entry into a sharded table under the shard's spin lock.
+//! * A free consults the table only if its chunk holds a tracked block
+//!   (`Chunk::tracked`, a counter in the header the free reads anyway) or if
+//!   it is a huge block; then it takes the shard's lock.
+//!
+//! # Never recursing
+//!
+//! The tracker's tables live in OS mappings ([`table`]), never in the
+//! global allocator (which may be the allocator tracked). While a thread
+//! records a sample or builds a report it is marked busy, and its own
+//! allocations are not sampled: the unwinder and glibc may allocate, and a
+//! report allocates its strings, through the tracked allocator. No lock of
+//! the tracker is held while anything allocates.
+//!
+//! [`PooledAllocator::leak_report`]: crate::PooledAllocator::leak_report
+//! [`PooledAllocator::try_allocate`]: crate::PooledAllocator::try_allocate
+//! [`Builder::leak_detection`]: crate::Builder::leak_detection
+
+mod report;
+mod stack;
+mod table;
+
+pub use crate::config::LeakDetection;
+pub use report::{Frame, LeakReport, LeakSite};
+
+use crate::os;
+use core::cell::Cell;
+use core::panic::Location;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use stack::MAX_FRAMES;
+use table::{Entry, LiveTable, SiteTable};
+
+/// Allocations per sample at `Simple` and `Advanced` (Netty's default).
+pub const SAMPLE_RATE: u32 = 128;
+
+/// Who asked for an allocation.
+#[derive(Clone, Copy)]
+pub(crate) enum Origin {
+    /// A `#[track_caller]` entry point: the caller's location.
+    Caller(&'static Location<'static>),
+    /// A wrapper (`GlobalAlloc`, `Allocator`, C's `malloc`): the call stack.
+    Stack,
+}
+
+/// An allocator's tracker; see the module docs.
+pub(crate) struct Tracker {
+    level: LeakDetection,
+    /// Allocations per sample; 0 when disabled.
+    pub rate: u32,
+    live: LiveTable,
+    sites: SiteTable,
+    /// Samples lost because the OS refused memory for the table.
+    dropped: AtomicUsize,
+}
+
+impl Tracker {
+    pub(crate) const fn new(level: LeakDetection) -> Tracker {
+        Tracker {
+            level,
+            rate: match level {
+                LeakDetection::Disabled => 0,
+                LeakDetection::Simple | LeakDetection::Advanced => SAMPLE_RATE,
+                LeakDetection::Paranoid => 1,
+            },
+            live: LiveTable::new(),
+            sites: SiteTable::new(),
+            dropped: AtomicUsize::new(0),
+        }
+    }
+
+    /// Records the allocation at `addr` of `size` requested bytes. `gate` is
+    /// the chunk's tracked-block counter (None for huge blocks).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn record(
+        &self,
+        addr: usize,
+        size: usize,
+        origin: Origin,
+        gate: Option<&AtomicUsize>,
+    ) {
+        let Some(_busy) = Busy::enter() else {
+            return;
+        };
+        let mut frames = [0usize; MAX_FRAMES];
+        let (caller, n) = match (origin, self.level) {
+            (Origin::Caller(loc), LeakDetection::Simple) => (loc as *const _ as usize, 0),
+            (Origin::Caller(loc), _) => (loc as *const _ as usize, stack::unwind(&mut frames)),
+            (Origin::Stack, LeakDetection::Simple) => (0, stack::frame_pointers(&mut frames)),
+            (Origin::Stack, _) => (0, stack::unwind(&mut frames)),
+        };
+        let site = self.sites.intern(caller, &frames[..n]);
+        let entry = Entry {
+            addr,
+            size,
+            born: os::monotonic_ns(),
+            site,
+            weight: self.rate,
+        };
+        // The gate goes up before the entry exists, so a free that finds the
+        // entry always passed the gate. No free of this block can run yet: it
+        // has not been handed out.
+        if let Some(g) = gate {
+            // ORDERING: Relaxed; the block's later free happens after this
+            // (the user hands the block over), so it sees the count.
+            g.fetch_add(1, Ordering::Relaxed);
+        }
+        match self.live.insert(entry) {
+            table::Insert::Added => {}
+            outcome => {
+                if let Some(g) = gate {
+                    // ORDERING: Relaxed; as above.
+                    g.fetch_sub(1, Ordering::Relaxed);
+                }
+                if outcome == table::Insert::Failed {
+                    // ORDERING: Relaxed; a statistic.
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Forgets the tracked allocation at `addr`, if there is one. Call before
+    /// the block is released (afterwards another thread may reuse and track
+    /// the address).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn forget(&self, addr: usize, gate: Option<&AtomicUsize>) {
+        if self.live.remove(addr) {
+            if let Some(g) = gate {
+                // ORDERING: Relaxed; a filter, see `record`.
+                g.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A report of the live tracked allocations at least `min_age_ns` old.
+    pub(crate) fn report(&self, min_age_ns: u64) -> LeakReport {
+        report::build(self, min_age_ns)
+    }
+}
+
+/// Whether this allocation is one to sample (`rate` > 0). A thread-local
+/// countdown; the thread's gap is redrawn at each sample.
+#[inline]
+pub(crate) fn sample_due(rate: u32) -> bool {
+    SAMPLER
+        .try_with(|s| {
+            // The countdown is per thread, shared by the thread's allocators:
+            // a `Paranoid` one must not wait for a sampled one's gap.
+            if rate == 1 {
+                return !s.busy.get();
+            }
+            let c = s.countdown.get();
+            if c > 1 {
+                s.countdown.set(c - 1);
+                return false;
+            }
+            s.countdown.set(s.gap(rate));
+            !s.busy.get()
+        })
+        .unwrap_or(false)
+}
+
+thread_local! {
+    static SAMPLER: Sampler = const {
+        Sampler { countdown: Cell::new(1), seed: Cell::new(0), busy: Cell::new(false) }
+    };
+}
+
+struct Sampler {
+    countdown: Cell<u32>,
+    seed: Cell<u64>,
+    /// Inside `record` or a report: allocations are not sampled.
+    busy: Cell<bool>,
+}
+
+impl Sampler {
+    /// The next gap: uniform in `1..2·rate` (mean `rate`); 1 for `rate` 1.
+    fn gap(&self, rate: u32) -> u32 {
+        if rate <= 1 {
+            return 1;
+        }
+        let mut x = self.seed.get();
+        if x == 0 {
+            x = (core::ptr::from_ref(self) as u64) ^ os::monotonic_ns() | 1;
+        }
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.seed.set(x);
+        1 + (x % (2 * rate as u64 - 1)) as u32
+    }
+}
+
+/// Marks the thread busy for its lifetime (see the module docs).
+pub(crate) struct Busy(());
+
+impl Busy {
+    /// `None` if the thread is busy already (a nested call).
+    pub(crate) fn enter() -> Option<Busy> {
+        SAMPLER
+            .try_with(|s| (!s.busy.replace(true)).then_some(Busy(())))
+            .ok()
+            .flatten()
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let _ = SAMPLER.try_with(|s| s.busy.set(false));
+    }
+}

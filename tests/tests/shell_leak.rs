@@ -1,0 +1,234 @@
+//! Leak detection on allocator instances: the report names the right file and
+//! line, forgets what was freed, estimates totals from the sampling rate, and
+//! finds logical leaks as well as forgotten frees.
+
+use allocator_api2::vec::Vec as AVec;
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use poolalloc::{LeakDetection, LeakReport, PooledAllocator};
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn pool(level: LeakDetection) -> PooledAllocator {
+    PooledAllocator::builder()
+        .arenas(2)
+        .leak_detection(level)
+        .build()
+}
+
+/// A pooled buffer, as a server would wrap the allocator (Netty's ByteBuf).
+struct Buf<'a> {
+    pool: &'a PooledAllocator,
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl<'a> Buf<'a> {
+    /// `#[track_caller]`: the leak report names the caller's line.
+    #[track_caller]
+    fn copy_of(pool: &'a PooledAllocator, data: &[u8]) -> Buf<'a> {
+        let layout = Layout::from_size_align(data.len(), 8).unwrap();
+        let ptr = pool.try_allocate(layout).unwrap().cast::<u8>();
+        // SAFETY: a fresh block of `data.len()` bytes.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), ptr.as_ptr(), data.len()) };
+        Buf { pool, ptr, layout }
+    }
+}
+
+impl Drop for Buf<'_> {
+    fn drop(&mut self) {
+        // SAFETY: our block.
+        unsafe { self.pool.deallocate(self.ptr, self.layout) };
+    }
+}
+
+fn site_line(report: &LeakReport, file: &str) -> Vec<(u32, usize, usize)> {
+    report
+        .sites
+        .iter()
+        .filter(|s| s.mentions(file))
+        .map(|s| (s.site.as_ref().unwrap().line.unwrap(), s.count, s.bytes))
+        .collect()
+}
+
+#[test]
+fn report_names_the_callers_file_and_line() {
+    let a = pool(LeakDetection::Paranoid);
+    let data = vec![7u8; 1000];
+    let mut kept = Vec::new();
+    let line = line!() + 2;
+    for _ in 0..30 {
+        kept.push(Buf::copy_of(&a, &data));
+    }
+    let freed_line = line!() + 2;
+    for _ in 0..10 {
+        drop(Buf::copy_of(&a, &data));
+    }
+    let report = a.leak_report();
+    assert_eq!(report.sample_rate, 1);
+    assert_eq!(report.count, 30, "{report}");
+    assert_eq!(
+        site_line(&report, "shell_leak.rs"),
+        vec![(line, 30, 30_000)]
+    );
+    assert!(report.find("shell_leak.rs").is_some());
+    assert!(!report.to_string().contains(&format!(":{freed_line}")));
+    assert!(
+        report
+            .to_string()
+            .contains(&format!("shell_leak.rs:{line}")),
+        "{report}"
+    );
+    drop(kept);
+    let after = a.leak_report();
+    assert_eq!(after.count, 0, "{after}");
+    assert!(after.sites.is_empty());
+}
+
+#[inline(never)]
+fn leak_vecs(a: &PooledAllocator, n: usize) {
+    for i in 0..n {
+        let mut v = AVec::with_capacity_in(200, a);
+        v.extend_from_slice(&[i as u8; 200]);
+        core::mem::forget(v);
+    }
+}
+
+#[inline(never)]
+fn keep_in_map<'a>(
+    a: &'a PooledAllocator,
+    map: &mut HashMap<usize, AVec<u8, &'a PooledAllocator>>,
+) {
+    for i in 0..500 {
+        let mut v = AVec::with_capacity_in(64, a);
+        v.push(i as u8);
+        map.insert(map.len(), v);
+    }
+}
+
+#[test]
+fn wrapped_allocations_are_attributed_to_the_stack() {
+    for level in [LeakDetection::Advanced, LeakDetection::Paranoid] {
+        let a = pool(level);
+        leak_vecs(&a, 1000);
+        let report = a.leak_report();
+        let site = report
+            .find("leak_vecs")
+            .unwrap_or_else(|| panic!("{report}"));
+        let frame = site.site.as_ref().unwrap();
+        assert!(frame.file.as_deref().unwrap().ends_with("shell_leak.rs"));
+        // The `with_capacity_in` line of `leak_vecs`.
+        assert_eq!(frame.line, Some(line_of("AVec::with_capacity_in(200, a)")));
+        assert!(site.backtrace.len() > 1, "a whole stack: {report}");
+        if level == LeakDetection::Paranoid {
+            assert_eq!(site.count, 1000, "{report}");
+            assert_eq!(site.bytes, 200_000);
+        }
+    }
+}
+
+/// The line of this file holding `needle` (once).
+fn line_of(needle: &str) -> u32 {
+    let src = include_str!("shell_leak.rs");
+    let lines: Vec<usize> = src
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(needle) && !l.contains("line_of("))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(lines.len(), 1, "{needle}");
+    lines[0] as u32
+}
+
+#[test]
+fn simple_sampling_estimates_totals() {
+    let a = pool(LeakDetection::Simple);
+    let data = [1u8; 100];
+    let mut kept = Vec::new();
+    for _ in 0..64_000 {
+        kept.push(Buf::copy_of(&a, &data));
+    }
+    let report = a.leak_report();
+    assert_eq!(report.sample_rate, 128);
+    // 500 expected samples; allow for chance (binomial sd ~22).
+    assert!((380..=620).contains(&report.count), "{report}");
+    assert_eq!(report.estimated_count, report.count * 128);
+    assert_eq!(report.estimated_bytes, report.count * 128 * 100);
+    assert_eq!(report.sites.len(), 1, "{report}");
+    drop(kept);
+    assert_eq!(a.leak_report().count, 0);
+}
+
+#[test]
+fn logical_leaks_show_as_old_growing_sites() {
+    let a = pool(LeakDetection::Paranoid);
+    let mut map = HashMap::new();
+    keep_in_map(&a, &mut map);
+    std::thread::sleep(Duration::from_millis(50));
+    // Young, short-lived traffic does not show in an aged report.
+    let young: Vec<_> = (0..100).map(|_| Buf::copy_of(&a, &[0u8; 64])).collect();
+    let report = a.leak_report_older_than(Duration::from_millis(40));
+    assert_eq!(report.count, 500, "{report}");
+    let site = report
+        .find("keep_in_map")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(site.oldest >= Duration::from_millis(40));
+    assert_eq!(report.sites.len(), 1, "{report}");
+    assert_eq!(a.leak_report().count, 600);
+    drop(young);
+    drop(map);
+    assert_eq!(a.leak_report().count, 0);
+}
+
+#[test]
+fn disabled_tracks_nothing() {
+    let a = pool(LeakDetection::Disabled);
+    let b: Vec<_> = (0..1000).map(|_| Buf::copy_of(&a, &[0u8; 32])).collect();
+    let report = a.leak_report();
+    assert_eq!((report.count, report.sample_rate), (0, 0));
+    drop(b);
+}
+
+#[test]
+fn cross_thread_frees_and_huge_blocks_are_forgotten() {
+    let a = pool(LeakDetection::Paranoid);
+    let sizes = [16usize, 700, 5000, 70_000, 3 << 20, 9 << 20];
+    let bufs: Vec<Buf> = (0..600)
+        .map(|i| Buf::copy_of(&a, &vec![1u8; sizes[i % sizes.len()]]))
+        .collect();
+    let r = a.leak_report();
+    assert_eq!(r.count, 600);
+    assert_eq!(r.bytes, bufs.iter().map(|b| b.layout.size()).sum::<usize>());
+    std::thread::scope(|s| {
+        let mut bufs = bufs;
+        for _ in 0..4 {
+            let part: Vec<Buf> = bufs.drain(..150).collect();
+            let part = SendBufs(part);
+            s.spawn(move || drop(part));
+        }
+    });
+    let r = a.leak_report();
+    assert_eq!(r.count, 0, "{r}");
+}
+
+struct SendBufs<'a>(#[allow(dead_code)] Vec<Buf<'a>>);
+// SAFETY: a `Buf` is a block of a `Sync` allocator; freeing it on another
+// thread is what the allocator supports.
+unsafe impl Send for SendBufs<'_> {}
+
+#[test]
+fn refused_frees_leave_tracking_intact() {
+    let a = pool(LeakDetection::Paranoid);
+    let layout = Layout::from_size_align(100, 8).unwrap();
+    let p = a.try_allocate(layout).unwrap().cast::<u8>();
+    let wrong = Layout::from_size_align(5000, 8).unwrap();
+    // SAFETY: a mismatched layout: refused, nothing freed.
+    assert!(unsafe { a.try_deallocate(p, wrong) }.is_err());
+    assert_eq!(a.leak_report().count, 1);
+    // SAFETY: ours, with its layout.
+    unsafe { a.try_deallocate(p, layout) }.unwrap();
+    assert_eq!(a.leak_report().count, 0);
+    // SAFETY: freed already: refused as a double free.
+    assert!(unsafe { a.try_deallocate(p, layout) }.is_err());
+    assert_eq!(a.leak_report().count, 0);
+}
