@@ -6,6 +6,7 @@
 //!   live blocks with fill patterns ([`pattern`]), and the documented answers.
 //! * [`backing`], [`region_len`]: region memory and region shapes.
 //! * [`rng`], [`input`]: deterministic randomness and fuzz-input decoding.
+//! * [`source`]: lines of a test's own source (for reported locations).
 
 pub mod backing;
 pub mod fuzz;
@@ -15,5 +16,6 @@ pub mod oracle;
 pub mod pattern;
 pub mod region_len;
 pub mod rng;
+pub mod source;
 
 pub use fuzz::{run_actions, run_with, Options};

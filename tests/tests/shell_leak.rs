@@ -6,8 +6,11 @@ use allocator_api2::vec::Vec as AVec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use poolalloc::{LeakDetection, LeakReport, PooledAllocator};
+use poolalloc_tests::source::line_of;
 use std::collections::HashMap;
 use std::time::Duration;
+
+const SRC: &str = include_str!("shell_leak.rs");
 
 fn pool(level: LeakDetection) -> PooledAllocator {
     PooledAllocator::builder()
@@ -72,7 +75,12 @@ fn report_names_the_callers_file_and_line() {
         vec![(line, 30, 30_000)]
     );
     assert!(report.find("shell_leak.rs").is_some());
-    assert!(!report.to_string().contains(&format!(":{freed_line}")));
+    assert!(
+        !report
+            .to_string()
+            .contains(&format!("shell_leak.rs:{freed_line}")),
+        "{report}"
+    );
     assert!(
         report
             .to_string()
@@ -118,26 +126,16 @@ fn wrapped_allocations_are_attributed_to_the_stack() {
         let frame = site.site.as_ref().unwrap();
         assert!(frame.file.as_deref().unwrap().ends_with("shell_leak.rs"));
         // The `with_capacity_in` line of `leak_vecs`.
-        assert_eq!(frame.line, Some(line_of("AVec::with_capacity_in(200, a)")));
+        assert_eq!(
+            frame.line,
+            Some(line_of(SRC, "AVec::with_capacity_in(200, a)"))
+        );
         assert!(site.backtrace.len() > 1, "a whole stack: {report}");
         if level == LeakDetection::Paranoid {
             assert_eq!(site.count, 1000, "{report}");
             assert_eq!(site.bytes, 200_000);
         }
     }
-}
-
-/// The line of this file holding `needle` (once).
-fn line_of(needle: &str) -> u32 {
-    let src = include_str!("shell_leak.rs");
-    let lines: Vec<usize> = src
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| l.contains(needle) && !l.contains("line_of("))
-        .map(|(i, _)| i + 1)
-        .collect();
-    assert_eq!(lines.len(), 1, "{needle}");
-    lines[0] as u32
 }
 
 #[test]

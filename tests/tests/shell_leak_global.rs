@@ -9,8 +9,11 @@
 //! threads allocate beside it.
 
 use poolalloc::{LeakDetection, PooledAllocator};
+use poolalloc_tests::source::line_of;
 use std::collections::HashMap;
 use std::process::Command;
+
+const SRC: &str = include_str!("shell_leak_global.rs");
 
 #[global_allocator]
 static ALLOC: PooledAllocator = PooledAllocator::new();
@@ -41,18 +44,6 @@ fn churn(n: usize) -> usize {
     (0..n).map(|i| vec![i as u8; 64 + i % 512].len()).sum()
 }
 
-fn line_of(needle: &str) -> u32 {
-    let src = include_str!("shell_leak_global.rs");
-    let found: Vec<usize> = src
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| l.contains(needle) && !l.contains("line_of("))
-        .map(|(i, _)| i + 1)
-        .collect();
-    assert_eq!(found.len(), 1, "{needle}");
-    found[0] as u32
-}
-
 fn check(level: LeakDetection) {
     let n = 40_000;
     std::hint::black_box(leak_boxes(n));
@@ -72,7 +63,11 @@ fn check(level: LeakDetection) {
         .as_deref()
         .unwrap()
         .ends_with("shell_leak_global.rs"));
-    assert_eq!(frame.line, Some(line_of("Box::leak(Box::new(")), "{text}");
+    assert_eq!(
+        frame.line,
+        Some(line_of(SRC, "Box::leak(Box::new(")),
+        "{text}"
+    );
     let sessions = report
         .find("remember")
         .unwrap_or_else(|| panic!("no remember site:\n{text}"));
