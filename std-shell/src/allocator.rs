@@ -12,6 +12,12 @@
 //!   the chunk's lock-free core pool.
 //! * **Huge** (above half a chunk): mapped one by one (`huge`).
 //!
+//! After any of them, a sampled allocation (a thread-local countdown, see
+//! `leak`) is recorded with the leak tracker; a free asks the tracker only
+//! when its chunk holds tracked blocks (`Chunk::tracked`) or it is huge, and
+//! always before the block is released, so that a reused address is never
+//! forgotten by mistake.
+//!
 //! Every byte mapped for chunks and huge blocks is charged to the `Limit`
 //! first; when it would be exceeded, the allocator reclaims (flushes this
 //! thread's cache, asks all caches to flush, releases empty chunks) and
