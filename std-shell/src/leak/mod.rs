@@ -66,6 +66,10 @@ use table::{Entry, LiveTable, SiteTable};
 /// Allocations per sample at `Simple` and `Advanced` (Netty's default).
 pub const SAMPLE_RATE: u32 = 128;
 
+/// Frames walked at `Simple` (enough to get past the allocator and the
+/// standard library's collections to the site and a few of its callers).
+const SIMPLE_DEPTH: usize = 16;
+
 /// Who asked for an allocation.
 #[derive(Clone, Copy)]
 pub(crate) enum Origin {
@@ -119,7 +123,9 @@ impl Tracker {
         let (caller, n) = match (origin, self.level) {
             (Origin::Caller(loc), LeakDetection::Simple) => (loc as *const _ as usize, 0),
             (Origin::Caller(loc), _) => (loc as *const _ as usize, stack::unwind(&mut frames)),
-            (Origin::Stack, LeakDetection::Simple) => (0, stack::frame_pointers(&mut frames)),
+            (Origin::Stack, LeakDetection::Simple) => {
+                (0, stack::frame_pointers(&mut frames[..SIMPLE_DEPTH]))
+            }
             (Origin::Stack, _) => (0, stack::unwind(&mut frames)),
         };
         let site = self.sites.intern(caller, &frames[..n]);

@@ -10,7 +10,8 @@
 //!   that hold a tracked block (see `Chunk::tracked`).
 //! * [`SiteTable`]: allocation sites (a caller location and/or a stack of
 //!   return addresses), interned once and named by a small id, so that a
-//!   live entry is 32 bytes whatever its stack depth.
+//!   live entry is 32 bytes whatever its stack depth. Known sites are found
+//!   without a lock; records are immutable once published.
 //!
 //! # Invariants
 //! * A shard's `len` is the number of slots holding a key (neither
@@ -21,8 +22,9 @@
 
 use super::stack::MAX_FRAMES;
 use crate::os;
+use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Shards of the live table.
 pub(crate) const SHARDS: usize = 64;
@@ -223,97 +225,152 @@ impl LiveTable {
     }
 }
 
-/// A call site: where the allocation was asked for.
-#[derive(Clone, Copy)]
+/// A call site: where the allocation was asked for. Written once, under the
+/// site table's lock, then published by a Release store of `hash` and never
+/// changed: readers that see the hash (Acquire) see the rest.
 #[repr(C)]
 pub(crate) struct SiteRec {
-    hash: u64,
+    hash: AtomicU64,
+    site: UnsafeCell<Site>,
+}
+
+/// A site's contents.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct Site {
     /// `&'static Location` of a `#[track_caller]` caller, as an address (0: none).
     pub caller: usize,
     pub n: usize,
     pub frames: [usize; MAX_FRAMES],
 }
 
+impl SiteRec {
+    /// The record's site, once its hash was seen non-zero (Acquire).
+    fn site(&self) -> &Site {
+        // SAFETY: written only before the hash was published, immutable after.
+        unsafe { &*self.site.get() }
+    }
+}
+
 /// Slots of the site table: a fixed mapping (its pages are touched only as
 /// sites arrive).
 const SITE_CAP: usize = 1 << 13;
 
-/// Interned sites; see the module docs.
+/// Interned sites; see the module docs. Lookups of known sites take no lock
+/// (the common case: a program has few allocation sites); adding a site
+/// takes the lock.
 pub(crate) struct SiteTable {
-    slots: spin::Mutex<(*mut SiteRec, usize)>,
+    /// The slots' mapping, made on first use (under `used`'s lock).
+    slots: AtomicPtr<SiteRec>,
+    /// Sites added; the lock serialises writers.
+    used: spin::Mutex<usize>,
     full: AtomicUsize,
 }
 
-// SAFETY: the pointer names the table's own mapping; reached under the lock.
-unsafe impl Send for SiteTable {}
-// SAFETY: as above.
+// SAFETY: records are written once under the lock before their hash is
+// published (Release) and only read after it is seen (Acquire).
 unsafe impl Sync for SiteTable {}
 
 impl SiteTable {
     pub(crate) const fn new() -> SiteTable {
         SiteTable {
-            slots: spin::Mutex::new((ptr::null_mut(), 0)),
+            slots: AtomicPtr::new(ptr::null_mut()),
+            used: spin::Mutex::new(0),
             full: AtomicUsize::new(0),
         }
+    }
+
+    fn slots(&self) -> Option<&[SiteRec]> {
+        // ORDERING: Acquire pairs with the Release store of the mapping.
+        let p = NonNull::new(self.slots.load(Ordering::Acquire))?;
+        // SAFETY: SITE_CAP records in our mapping, alive as long as the table
+        // (zeroed memory is a valid record: hash 0 marks it empty).
+        Some(unsafe { core::slice::from_raw_parts(p.as_ptr(), SITE_CAP) })
     }
 
     /// The id of the site (`caller`, `frames`), adding it if new; 0 when the
     /// table is full or unmapped.
     pub(crate) fn intern(&self, caller: usize, frames: &[usize]) -> u32 {
         let n = frames.len().min(MAX_FRAMES);
-        let hash = frames[..n]
+        let frames = &frames[..n];
+        let hash = frames
             .iter()
             .fold(mix(caller ^ n), |h, &f| mix(h as usize ^ f));
-        let mut g = self.slots.lock();
-        if g.0.is_null() {
-            match os::map(SITE_CAP * size_of::<SiteRec>()) {
-                Some(p) => g.0 = p.as_ptr().cast(),
-                None => return 0,
-            }
+        if let Some(id) = self
+            .slots()
+            .and_then(|s| probe(s, hash, caller, frames).ok())
+        {
+            return id;
         }
-        // SAFETY: SITE_CAP zeroed records in our mapping (a zero hash with
-        // n == 0 and caller == 0 is the empty record; real sites are never
-        // all-zero because their hash mixes in a non-zero constant).
-        let slots = unsafe { core::slice::from_raw_parts_mut(g.0, SITE_CAP) };
-        let mut i = hash as usize & (SITE_CAP - 1);
-        loop {
-            let s = &mut slots[i];
-            if s.hash == 0 {
-                if g.1 * 4 >= SITE_CAP * 3 {
-                    // ORDERING: Relaxed; a statistic.
-                    self.full.fetch_add(1, Ordering::Relaxed);
-                    return 0;
-                }
-                s.hash = hash;
-                s.caller = caller;
-                s.n = n;
-                s.frames[..n].copy_from_slice(&frames[..n]);
-                g.1 += 1;
-                return i as u32 + 1;
+        let mut used = self.used.lock();
+        if self.slots().is_none() {
+            let Some(p) = os::map(SITE_CAP * size_of::<SiteRec>()) else {
+                return 0;
+            };
+            // ORDERING: Release publishes the (zeroed) mapping.
+            self.slots.store(p.as_ptr().cast(), Ordering::Release);
+        }
+        let Some(slots) = self.slots() else {
+            return 0;
+        };
+        match probe(slots, hash, caller, frames) {
+            Ok(id) => id,
+            Err(_) if *used * 4 >= SITE_CAP * 3 => {
+                // ORDERING: Relaxed; a statistic.
+                self.full.fetch_add(1, Ordering::Relaxed);
+                0
             }
-            if s.hash == hash && s.caller == caller && s.frames[..s.n] == frames[..n] {
-                return i as u32 + 1;
+            Err(i) => {
+                let mut site = Site {
+                    caller,
+                    n,
+                    frames: [0; MAX_FRAMES],
+                };
+                site.frames[..n].copy_from_slice(frames);
+                // SAFETY: an empty slot (hash 0) is written only here, under
+                // the lock, and read by others only after its hash is
+                // published below.
+                unsafe { slots[i].site.get().write(site) };
+                // ORDERING: Release publishes the record (see `SiteRec`).
+                slots[i].hash.store(hash, Ordering::Release);
+                *used += 1;
+                i as u32 + 1
             }
-            i = (i + 1) & (SITE_CAP - 1);
         }
     }
 
     /// A copy of site `id` (None for 0 or an unknown id).
-    pub(crate) fn get(&self, id: u32) -> Option<SiteRec> {
+    pub(crate) fn get(&self, id: u32) -> Option<Site> {
         let i = (id as usize).checked_sub(1).filter(|&i| i < SITE_CAP)?;
-        let g = self.slots.lock();
-        if g.0.is_null() {
-            return None;
-        }
-        // SAFETY: `i < SITE_CAP` in our mapping.
-        let s = unsafe { *g.0.add(i) };
-        (s.hash != 0).then_some(s)
+        let s = &self.slots()?[i];
+        // ORDERING: Acquire pairs with the publishing Release store.
+        (s.hash.load(Ordering::Acquire) != 0).then(|| *s.site())
     }
 
     /// Sites refused because the table was full.
     pub(crate) fn refused(&self) -> usize {
         // ORDERING: Relaxed; a statistic.
         self.full.load(Ordering::Relaxed)
+    }
+}
+
+/// Finds the site in `slots`: `Ok(id)`, or `Err(empty slot ending the probe)`.
+fn probe(slots: &[SiteRec], hash: u64, caller: usize, frames: &[usize]) -> Result<u32, usize> {
+    let mut i = hash as usize & (SITE_CAP - 1);
+    loop {
+        let s = &slots[i];
+        // ORDERING: Acquire pairs with the publishing Release store: the
+        // record's other fields are visible once its hash is.
+        match s.hash.load(Ordering::Acquire) {
+            0 => return Err(i),
+            h if h == hash
+                && s.site().caller == caller
+                && &s.site().frames[..s.site().n] == frames =>
+            {
+                return Ok(i as u32 + 1)
+            }
+            _ => i = (i + 1) & (SITE_CAP - 1),
+        }
     }
 }
 

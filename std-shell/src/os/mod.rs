@@ -313,7 +313,8 @@ impl<const N: usize> fmt::Write for StackBuf<N> {
     }
 }
 
-/// Nanoseconds of a monotonic clock (an arbitrary origin; never goes back).
+/// Nanoseconds of a monotonic clock (an arbitrary origin; never goes back;
+/// millisecond resolution where a coarse clock is cheaper).
 pub fn monotonic_ns() -> u64 {
     imp::monotonic_ns()
 }
