@@ -41,4 +41,4 @@ pub use allocator::{AllocError, Builder, FreeError, PooledAllocator};
 pub use arena::BAND_NAMES;
 pub use config::ShellConfig;
 pub use limit::LimitExceeded;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, MetricsSummary};
