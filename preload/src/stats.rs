@@ -8,7 +8,7 @@
 use crate::heap::{self, MAIN};
 use crate::thread;
 use core::fmt::{self, Write};
-use shell::metrics::LIST_NAMES;
+use shell::metrics::{MaxMemory, LIST_NAMES};
 use shell::os::{self, StackBuf};
 use shell::MetricsSummary;
 
@@ -28,19 +28,6 @@ extern "C" fn print_at_exit() {
     os::write_stderr(buf.as_bytes());
 }
 
-/// Bytes, or `unlimited` for `usize::MAX`.
-struct Max(usize);
-
-impl fmt::Display for Max {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 == usize::MAX {
-            f.write_str("unlimited")
-        } else {
-            write!(f, "{}", self.0)
-        }
-    }
-}
-
 fn report(
     out: &mut impl Write,
     pid: i32,
@@ -51,7 +38,7 @@ fn report(
         out,
         "poolalloc[{pid}]: used {} bytes of {} (peak {}), active {} bytes",
         m.used_memory,
-        Max(m.max_memory),
+        MaxMemory(m.max_memory),
         m.peak_memory,
         m.active_bytes
     )?;

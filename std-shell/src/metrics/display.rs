@@ -4,10 +4,11 @@
 use super::{ArenaMetrics, Metrics, MetricsSummary, LIST_NAMES};
 use core::fmt;
 
-/// Bytes, or `unlimited` for `usize::MAX`.
-struct Max(usize);
+/// Displays a byte limit: the number, or `unlimited` for `usize::MAX`.
+#[derive(Clone, Copy, Debug)]
+pub struct MaxMemory(pub usize);
 
-impl fmt::Display for Max {
+impl fmt::Display for MaxMemory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0 == usize::MAX {
             f.write_str("unlimited")
@@ -24,7 +25,7 @@ impl fmt::Display for MetricsSummary {
             f,
             "poolalloc: used {} bytes of {} (peak {}), active {} bytes, handed out {} bytes, active/used {:.3}",
             self.used_memory,
-            Max(self.max_memory),
+            MaxMemory(self.max_memory),
             self.peak_memory,
             self.active_bytes,
             self.handed_out_bytes,

@@ -63,6 +63,23 @@ trait Sink {
 
 const KINDS: [&str; 3] = ["small", "normal", "huge"];
 
+/// Labels of one sample.
+type Labels<'a> = &'a [(&'static str, Label)];
+
+/// Writes each of `families`, then its samples: `samples(i, out)` calls
+/// `out(labels, value)` for every sample of family `i`.
+fn emit<S: Sink>(
+    s: &mut S,
+    families: &[Family],
+    mut samples: impl FnMut(usize, &mut dyn FnMut(Labels<'_>, usize) -> fmt::Result) -> fmt::Result,
+) -> fmt::Result {
+    for (i, f) in families.iter().enumerate() {
+        s.family(f)?;
+        samples(i, &mut |labels, v| s.sample(f, labels, v as f64))?;
+    }
+    Ok(())
+}
+
 impl Metrics {
     /// Every family and its samples, in a fixed order.
     fn visit(&self, s: &mut impl Sink) -> fmt::Result {
@@ -111,16 +128,18 @@ impl Metrics {
                 "Live allocations per arena and kind (clamped at zero).",
             ),
         ];
-        for (i, f) in ops.iter().enumerate() {
-            s.family(f)?;
+        emit(s, &ops, |i, out| {
             for a in arenas {
                 for (kind, c) in KINDS.iter().zip([a.small, a.normal, a.huge]) {
                     let v = [c.allocations, c.deallocations, c.active][i];
-                    let labels = [("arena", Label::Num(a.index)), ("kind", Label::Name(kind))];
-                    s.sample(f, &labels, v as f64)?;
+                    out(
+                        &[("arena", Label::Num(a.index)), ("kind", Label::Name(kind))],
+                        v,
+                    )?;
                 }
             }
-        }
+            Ok(())
+        })?;
         let per_arena = [
             gauge(
                 "poolalloc_arena_active_bytes",
@@ -144,8 +163,7 @@ impl Metrics {
             ),
             counter("poolalloc_arena_refills_total", "Batches the arena filled."),
         ];
-        for (i, f) in per_arena.iter().enumerate() {
-            s.family(f)?;
+        emit(s, &per_arena, |i, out| {
             for a in arenas {
                 let v = [
                     a.active_bytes,
@@ -155,9 +173,10 @@ impl Metrics {
                     a.chunks_destroyed,
                     a.refills,
                 ][i];
-                s.sample(f, &[("arena", Label::Num(a.index))], v as f64)?;
+                out(&[("arena", Label::Num(a.index))], v)?;
             }
-        }
+            Ok(())
+        })?;
         let bands = [
             gauge("poolalloc_arena_chunks", "Chunks per arena and chunk list."),
             gauge(
@@ -169,8 +188,7 @@ impl Metrics {
                 "Bytes of free pages in the chunks of a list.",
             ),
         ];
-        for (i, f) in bands.iter().enumerate() {
-            s.family(f)?;
+        emit(s, &bands, |i, out| {
             for a in arenas {
                 for (l, name) in a.chunk_lists.iter().zip(LIST_NAMES) {
                     let v = match i {
@@ -178,11 +196,14 @@ impl Metrics {
                         1 => l.chunks.iter().map(|c| c.active_bytes).sum(),
                         _ => l.chunks.iter().map(|c| c.free_bytes).sum(),
                     };
-                    let labels = [("arena", Label::Num(a.index)), ("band", Label::Name(name))];
-                    s.sample(f, &labels, v as f64)?;
+                    out(
+                        &[("arena", Label::Num(a.index)), ("band", Label::Name(name))],
+                        v,
+                    )?;
                 }
             }
-        }
+            Ok(())
+        })?;
         let subpages = [
             gauge(
                 "poolalloc_arena_subpages",
@@ -197,20 +218,21 @@ impl Metrics {
                 "Free elements in those runs.",
             ),
         ];
-        for (i, f) in subpages.iter().enumerate() {
-            s.family(f)?;
+        emit(s, &subpages, |i, out| {
             for a in arenas {
                 for sp in &a.subpages {
                     let v = [sp.subpages, sp.total_elements, sp.available_elements][i];
-                    let labels = [
-                        ("arena", Label::Num(a.index)),
-                        ("size", Label::Num(sp.element_size)),
-                    ];
-                    s.sample(f, &labels, v as f64)?;
+                    out(
+                        &[
+                            ("arena", Label::Num(a.index)),
+                            ("size", Label::Num(sp.element_size)),
+                        ],
+                        v,
+                    )?;
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn visit_classes(&self, s: &mut impl Sink) -> fmt::Result {
@@ -232,8 +254,7 @@ impl Metrics {
                 "Bytes of live allocations per size class.",
             ),
         ];
-        for (i, f) in classes.iter().enumerate() {
-            s.family(f)?;
+        emit(s, &classes, |i, out| {
             for c in &self.size_classes {
                 let v = [
                     c.counts.allocations,
@@ -241,10 +262,10 @@ impl Metrics {
                     c.counts.active,
                     c.active_bytes,
                 ][i];
-                s.sample(f, &[("size", Label::Num(c.size))], v as f64)?;
+                out(&[("size", Label::Num(c.size))], v)?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The snapshot in Prometheus text exposition format (version 0.0.4).

@@ -46,6 +46,8 @@
 mod display;
 mod export;
 
+pub use display::MaxMemory;
+
 use crate::allocator::Inner;
 use crate::arena::{BANDS, BAND_NAMES, EMPTY};
 use crate::chunk::Chunk;
