@@ -692,6 +692,8 @@ impl Inner {
     fn current_arena(&self) -> usize {
         TLS.try_with(|t| {
             // SAFETY: `block` is set with `owner` and lives as long as it.
+            // ORDERING: Relaxed; the arena is set at the block's first bind,
+            // by this thread or before its claim (Acquire).
             (t.owner.get() == ptr::from_ref(self))
                 .then(|| unsafe { (*t.block.get()).arena.load(Ordering::Relaxed) })
         })

@@ -20,7 +20,9 @@
 //!   chunks released with hysteresis;
 //! * `thread_cache`: per-thread bins, no shared writes on the fast path;
 //! * `allocator` / `global`: the public type, `GlobalAlloc`, `Allocator`;
-//! * [`metrics`]: numbers for dashboards.
+//! * [`metrics`]: numbers for dashboards (Netty's metric list and more),
+//!   read without locks; `Display`, Prometheus text, `serde` (feature
+//!   `serde`) and the `metrics` crate (feature `metrics`).
 #![warn(missing_docs)]
 
 pub use poolalloc_core as core_pool;

@@ -544,6 +544,7 @@ impl Metrics {
                 chunks: w.lists.iter().map(|l| l.chunks.len()).sum(),
                 chunks_created: created,
                 chunks_destroyed: destroyed,
+                // ORDERING: Relaxed; statistics.
                 refills: c.refills.load(Ordering::Relaxed),
                 chunk_lists: w.lists,
                 subpages: w.subpages.into_iter().filter(|s| s.subpages > 0).collect(),
