@@ -84,4 +84,4 @@ pub use error::{AllocError, FreeError, Misuse, RegionError};
 #[cfg(not(loom))]
 pub use pool::{Pool, LANES};
 #[cfg(not(loom))]
-pub use stats::Stats;
+pub use stats::{Stats, SubpageInfo};

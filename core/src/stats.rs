@@ -88,6 +88,56 @@ impl Pool {
     }
 }
 
+/// One live subpage run, as seen by [`Pool::for_each_subpage`] (Netty's
+/// `PoolSubpageMetric`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubpageInfo {
+    /// Size class index (into [`SIZES`]).
+    pub class: usize,
+    /// Element size in bytes (`SIZES[class]`).
+    pub elem_size: usize,
+    /// Elements the run holds.
+    pub max_elems: usize,
+    /// Free elements (`max_elems - used`), read once per bitmap word.
+    pub available: usize,
+    /// Pages in the run.
+    pub pages: usize,
+    /// Page size in bytes.
+    pub page_size: usize,
+}
+
+impl Pool {
+    /// Calls `f` for every live subpage run: a lock-free walk of the same
+    /// metadata as [`Pool::stats`] (racy under concurrent use: each word is
+    /// read once, so `available` may be stale but is never above
+    /// `max_elems`). Allocates nothing.
+    pub fn for_each_subpage(&self, mut f: impl FnMut(SubpageInfo)) {
+        let cfg = self.config();
+        for chunk in self.chunks() {
+            tree::walk(chunk.tree(), chunk.pages, |start, n, kind| {
+                if kind == NORMAL {
+                    return;
+                }
+                let header = chunk.header(start);
+                // ORDERING: Acquire, paired with `subpage::init`, as in `stats`.
+                if let Some(class) = ident_class(header[IDENT].load(Ordering::Acquire)) {
+                    let max_elems = cfg.run_elems[class] as usize;
+                    let used = bitmap::used(&header[BITMAP..], max_elems).min(max_elems);
+                    f(SubpageInfo {
+                        class,
+                        elem_size: SIZES[class],
+                        max_elems,
+                        available: max_elems - used,
+                        pages: n,
+                        page_size: 1 << cfg.page_shift,
+                    });
+                }
+            });
+        }
+    }
+}
+
 impl PartialEq for Stats {
     fn eq(&self, o: &Stats) -> bool {
         let state = |s: &Stats| {

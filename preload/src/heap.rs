@@ -206,6 +206,6 @@ pub(crate) fn usable_size(ptr: NonNull<u8>) -> Result<usize, FreeError> {
 }
 
 /// The fallback allocator's metrics, if it was ever built.
-pub(crate) fn fallback_metrics() -> Option<shell::Metrics> {
-    FALLBACK.get().map(PooledAllocator::metrics)
+pub(crate) fn fallback_metrics() -> Option<shell::MetricsSummary> {
+    FALLBACK.get().map(PooledAllocator::metrics_summary)
 }

@@ -1,15 +1,16 @@
 //! `POOLALLOC_STATS`: the allocator's metrics on stderr at exit.
 //!
 //! An `atexit` handler (installed by `setup` when the variable is on) formats
-//! [`shell::Metrics`] into a stack buffer and writes it with one `write`:
+//! [`shell::MetricsSummary`] into a stack buffer and writes it with one `write`:
 //! no allocation, and the lines of concurrent processes do not interleave
 //! within a report. Every line starts with `poolalloc[PID]:`.
 
 use crate::heap::{self, MAIN};
 use crate::thread;
 use core::fmt::{self, Write};
+use shell::metrics::{MaxMemory, LIST_NAMES};
 use shell::os::{self, StackBuf};
-use shell::{Metrics, BAND_NAMES};
+use shell::MetricsSummary;
 
 /// Registers the exit handler.
 pub(crate) fn install() {
@@ -19,7 +20,7 @@ pub(crate) fn install() {
 }
 
 extern "C" fn print_at_exit() {
-    let (main, fallback) = thread::call(|_| (MAIN.metrics(), heap::fallback_metrics()));
+    let (main, fallback) = thread::call(|_| (MAIN.metrics_summary(), heap::fallback_metrics()));
     let mut buf = StackBuf::<2048>::new();
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
@@ -27,25 +28,17 @@ extern "C" fn print_at_exit() {
     os::write_stderr(buf.as_bytes());
 }
 
-/// Bytes, or `unlimited` for `usize::MAX`.
-struct Max(usize);
-
-impl fmt::Display for Max {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 == usize::MAX {
-            f.write_str("unlimited")
-        } else {
-            write!(f, "{}", self.0)
-        }
-    }
-}
-
-fn report(out: &mut impl Write, pid: i32, m: &Metrics, fallback: Option<&Metrics>) -> fmt::Result {
+fn report(
+    out: &mut impl Write,
+    pid: i32,
+    m: &MetricsSummary,
+    fallback: Option<&MetricsSummary>,
+) -> fmt::Result {
     writeln!(
         out,
         "poolalloc[{pid}]: used {} bytes of {} (peak {}), active {} bytes",
         m.used_memory,
-        Max(m.max_memory),
+        MaxMemory(m.max_memory),
         m.peak_memory,
         m.active_bytes
     )?;
@@ -59,11 +52,7 @@ fn report(out: &mut impl Write, pid: i32, m: &Metrics, fallback: Option<&Metrics
         "poolalloc[{pid}]: {} arenas, chunks of {} bytes:",
         m.arenas, m.chunk_size
     )?;
-    for (name, n) in BAND_NAMES
-        .iter()
-        .chain(["empty"].iter())
-        .zip(m.chunks_per_band)
-    {
+    for (name, n) in LIST_NAMES.iter().zip(m.chunks_per_band) {
         write!(out, " {name} {n}")?;
     }
     writeln!(out)?;

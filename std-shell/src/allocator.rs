@@ -440,9 +440,16 @@ impl PooledAllocator {
         self.inner().leak.report(ns)
     }
 
-    /// A snapshot of the allocator's numbers.
+    /// A snapshot of the allocator's numbers (see [`crate::metrics`]). Takes
+    /// no lock that allocation takes; allocates its vectors.
     pub fn metrics(&self) -> crate::metrics::Metrics {
         crate::metrics::Metrics::of(self.inner())
+    }
+
+    /// The allocator-wide part of [`PooledAllocator::metrics`], without
+    /// allocating (for exit reports of a global allocator).
+    pub fn metrics_summary(&self) -> crate::metrics::MetricsSummary {
+        crate::metrics::MetricsSummary::of(self.inner())
     }
 
     /// Usable bytes of the block that would serve `layout`.
@@ -605,13 +612,12 @@ impl Inner {
             }
             inner.as_ptr().write(Inner {
                 config,
-                shared: Shared {
+                shared: Shared::new(
                     core,
-                    limit: Limit::new(config.max_memory),
-                    owner: inner.as_ptr() as usize,
+                    Limit::new(config.max_memory),
+                    inner.as_ptr() as usize,
                     map,
-                    keep_empty: 1,
-                },
+                ),
                 huge: HugeAllocs::new(),
                 arenas: NonNull::new_unchecked(arenas),
                 n_arenas,
@@ -710,8 +716,21 @@ impl Inner {
 
     #[cold]
     fn bind_cache(&self) -> Option<*const CacheBlock> {
-        let block = match self.caches.claim() {
-            Some(b) => ptr::from_ref(b),
+        // ORDERING: Relaxed; balancing heuristics.
+        let load = |b: &CacheBlock| {
+            self.arena(b.arena.load(Ordering::Relaxed))
+                .threads
+                .load(Ordering::Relaxed)
+        };
+        let (block, arena) = match self.caches.claim(load) {
+            // A reused block keeps its arena, so that its counts stay there.
+            Some(b) => {
+                // ORDERING: Relaxed; set at the block's first bind, which
+                // happens before our claim (Acquire).
+                let a = b.arena.load(Ordering::Relaxed);
+                self.arena(a).threads.fetch_add(1, Ordering::Relaxed);
+                (ptr::from_ref(b), a)
+            }
             None => {
                 let c = &self.config;
                 let ps = self.shared.core.page_size();
@@ -730,18 +749,36 @@ impl Inner {
                     )
                 });
                 let mut b = CacheBlock::create(sizes)?;
+                let a = self.least_used_arena();
                 // SAFETY: fresh and private until pushed.
-                self.caches.push(unsafe { b.as_mut() });
-                b.as_ptr().cast_const()
+                let fresh = unsafe { b.as_mut() };
+                // ORDERING: Relaxed; published by the registry's Release push.
+                fresh.arena.store(a, Ordering::Relaxed);
+                self.caches.push(fresh);
+                (b.as_ptr().cast_const(), a)
             }
         };
         // SAFETY: claimed by us.
         let private = unsafe { &mut *(*block).private.get() };
-        let arena = self.least_used_arena();
         private.arena = arena;
         // ORDERING: Relaxed; the epoch only schedules flushes.
         private.epoch = self.trim_epoch.load(Ordering::Relaxed);
         Some(block)
+    }
+
+    /// The calling thread's arena for this allocator, without binding a
+    /// cache: its cache's arena, or a hash of its stack.
+    fn current_arena(&self) -> usize {
+        TLS.try_with(|t| {
+            // SAFETY: `block` is set with `owner` and lives as long as it.
+            // ORDERING: Relaxed; the arena is set at the block's first bind,
+            // by this thread or before its claim (Acquire).
+            (t.owner.get() == ptr::from_ref(self))
+                .then(|| unsafe { (*t.block.get()).arena.load(Ordering::Relaxed) })
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| stack_hash() % self.n_arenas)
     }
 
     fn least_used_arena(&self) -> usize {
@@ -858,9 +895,12 @@ impl Inner {
             return Err(AllocError::ZeroSize);
         }
         if self.is_huge(layout) {
-            return Ok(self
+            let b = self
                 .huge
-                .allocate_or_reclaim(layout, &self.shared.limit, || self.reclaim())?);
+                .allocate_or_reclaim(layout, &self.shared.limit, || self.reclaim())?;
+            let arena = self.arena(self.current_arena());
+            arena.counters.count_huge(b.len(), false);
+            return Ok(b);
         }
         let class = class_for(layout.size(), layout.align());
         let size = SIZES[class];
@@ -869,6 +909,7 @@ impl Inner {
             .unwrap_or_else(|| stack_hash() % self.n_arenas);
         let mut one = [NonNull::dangling()];
         if self.fill(a, layout, size, &mut one, &mut || self.reclaim()) == 1 {
+            self.arena(a).counters.count_alloc(class);
             // SAFETY: a block we own: clear any stale canary.
             unsafe { one[0].cast::<usize>().write(0) };
             return Ok(NonNull::slice_from_raw_parts(one[0], size));
@@ -901,7 +942,10 @@ impl Inner {
                 self.leak.forget(ptr.as_ptr() as usize, None);
             }
             // SAFETY: forwarded.
-            return Ok(unsafe { self.huge.deallocate(ptr, layout, &self.shared.limit) }?);
+            unsafe { self.huge.deallocate(ptr, layout, &self.shared.limit) }?;
+            let arena = self.arena(self.current_arena());
+            arena.counters.count_huge(self.block_size(layout), true);
+            return Ok(());
         }
         let addr = ptr.as_ptr() as usize;
         if !self.shared.map.contains(addr) {
@@ -935,13 +979,11 @@ impl Inner {
             chunk.pool.probe(ptr, layout)?;
             self.leak.forget(addr, Some(&chunk.tracked));
         }
+        let arena = self.arena(chunk.arena);
         // SAFETY: a registered chunk; the core checks the block.
-        unsafe {
-            self.arena(chunk.arena)
-                .free(&self.shared, chunk, ptr, layout, size)
-        }
-        .map(|_| ())
-        .map_err(FreeError::from)
+        unsafe { arena.free(&self.shared, chunk, ptr, layout, size) }?;
+        arena.counters.count_free(class);
+        Ok(())
     }
 
     #[inline]
@@ -964,6 +1006,7 @@ impl Inner {
             p.bytes += size;
             // ORDERING: Relaxed; statistics written by the owner only.
             block.cached_bytes.store(p.bytes, Ordering::Relaxed);
+            block.count_free(class);
             true
         })
     }
@@ -1079,6 +1122,7 @@ fn pop(block: &CacheBlock, p: &mut Private, class: usize) -> NonNull<u8> {
     p.bytes -= bin.size as usize;
     // ORDERING: Relaxed; statistics written by the owner only.
     block.cached_bytes.store(p.bytes, Ordering::Relaxed);
+    block.count_alloc(class);
     // SAFETY: a block of at least 16 bytes that we own: clear the canary.
     unsafe { ptr.cast::<usize>().write(0) };
     ptr

@@ -33,7 +33,8 @@ use crate::chunk::Chunk;
 use crate::chunk_map::ChunkMap;
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
+use poolalloc_core::size_class::NUM_SIZES;
 use poolalloc_core::{Config as CoreConfig, FreeError};
 
 /// `(min, max)` usage in percent of each band; a chunk stays while
@@ -50,6 +51,30 @@ pub(crate) const EMPTY: usize = 6;
 const LISTS: usize = 7;
 
 /// What every arena of one allocator shares.
+///
+/// # Reading chunks without a lock
+/// Metrics walk the chunk map and read chunk headers and core metadata while
+/// arenas release chunks. A walk runs between [`Shared::read_chunks`]'s
+/// increment and decrement of `readers`; a release first clears the chunk's
+/// map bit, then unmaps it only if no walk is running, and otherwise pushes
+/// it on `retired`, which is drained (unmapped, limit released) by the next
+/// release, trim, or last walker that finds `readers == 0`.
+///
+/// Invariant: a chunk whose map bit a walker read as set stays mapped until
+/// that walker's decrement. The store-buffer pattern, with a SeqCst fence on
+/// each side: the walker does `readers += 1; fence; load map word`, the
+/// releaser `clear map bit; fence; load readers`. In the SeqCst order one
+/// fence comes first; if the walker's does, the releaser sees `readers > 0`
+/// and retires the chunk; if the releaser's does, the walker's load sees the
+/// bit clear and never touches the chunk. A drainer takes the whole `retired`
+/// list (Acquire: every retiree's bit was cleared before it was pushed), then
+/// `fence; load readers`; the same argument shows that a walker it does not
+/// see cannot see any retiree's bit. Its SeqCst load of `readers` also
+/// acquires the walkers' Release decrements, so their reads of a retiree
+/// happen before the unmap.
+///
+/// The limit is released when a chunk is unmapped, not when it is retired:
+/// `used_memory` counts retirees until they are gone.
 pub(crate) struct Shared {
     pub core: CoreConfig,
     /// Charged for every chunk mapped, released for every chunk unmapped.
@@ -57,6 +82,141 @@ pub(crate) struct Shared {
     pub owner: usize,
     pub map: ChunkMap,
     pub keep_empty: usize,
+    /// Metrics walks in progress (see the type's docs).
+    pub readers: AtomicUsize,
+    /// Released chunks waiting for the walks to end, linked through `next`.
+    pub retired: AtomicPtr<Chunk>,
+    /// How many chunk unmaps a walk deferred (statistics).
+    pub deferred_unmaps: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        core: CoreConfig,
+        limit: crate::limit::Limit,
+        owner: usize,
+        map: ChunkMap,
+    ) -> Shared {
+        Shared {
+            core,
+            limit,
+            owner,
+            map,
+            keep_empty: 1,
+            readers: AtomicUsize::new(0),
+            retired: AtomicPtr::new(ptr::null_mut()),
+            deferred_unmaps: AtomicUsize::new(0),
+        }
+    }
+
+    /// Calls `f` for every registered chunk of this allocator, without a lock
+    /// and without allocating; no chunk is unmapped meanwhile.
+    pub(crate) fn read_chunks(&self, mut f: impl FnMut(&Chunk)) {
+        // ORDERING: SeqCst increment and fence: the walker's half of the
+        // store-buffer pattern described at the type.
+        self.readers.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.map.for_each(|addr| {
+            // SAFETY: the map bit was set when read after our fence, so the
+            // chunk is initialised (Acquire in `for_each`) and stays mapped
+            // until our decrement (the type's invariant).
+            if let Some(c) = unsafe { Chunk::of(addr, self.core.chunk_size(), self.owner) } {
+                f(c);
+            }
+        });
+        // ORDERING: SeqCst (so Release): our reads of chunks happen before a
+        // drainer's unmap that sees the lower count.
+        if self.readers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.drain_retired();
+        }
+    }
+
+    /// Unmaps a chunk that was just unregistered from the map (under its
+    /// arena's lock), or retires it while a walk may be reading it. Returns
+    /// the bytes unmapped now.
+    ///
+    /// # Safety
+    /// As for [`Chunk::destroy`], except that walkers may still read it.
+    unsafe fn unmap_or_retire(&self, chunk: &Chunk) -> usize {
+        // ORDERING: the releaser's half of the store-buffer pattern (the map
+        // bit was cleared by the caller just before).
+        fence(Ordering::SeqCst);
+        if self.readers.load(Ordering::SeqCst) == 0 {
+            let size = self.core.chunk_size();
+            // SAFETY: the caller's contract; no walker can reach it (type docs).
+            unsafe { Chunk::destroy(NonNull::from(chunk), size) };
+            self.limit.release(size);
+            return size;
+        }
+        // ORDERING: Relaxed; statistics.
+        self.deferred_unmaps.fetch_add(1, Ordering::Relaxed);
+        self.push_retired(
+            ptr::from_ref(chunk).cast_mut(),
+            ptr::from_ref(chunk).cast_mut(),
+        );
+        0
+    }
+
+    /// Pushes the chain `first..=last` (linked through `next`) on `retired`.
+    fn push_retired(&self, first: *mut Chunk, last: *mut Chunk) {
+        // ORDERING: Relaxed load; the CAS validates.
+        let mut head = self.retired.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: retired chunks are mapped and owned by the list.
+            // ORDERING: Relaxed; published by the Release CAS below.
+            unsafe { &*last }.next.store(head, Ordering::Relaxed);
+            // ORDERING: Release: the map-bit clears and links before it reach
+            // the drainer's Acquire swap.
+            match self.retired.compare_exchange_weak(
+                head,
+                first,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Unmaps every retired chunk if no walk is running. Returns the bytes
+    /// unmapped.
+    pub(crate) fn drain_retired(&self) -> usize {
+        // ORDERING: Relaxed; a cheap emptiness check, the swap decides.
+        if self.retired.load(Ordering::Relaxed).is_null() {
+            return 0;
+        }
+        // ORDERING: Acquire pairs with `push_retired`'s Release.
+        let first = self.retired.swap(ptr::null_mut(), Ordering::Acquire);
+        if first.is_null() {
+            return 0;
+        }
+        // ORDERING: the drainer's half (type docs).
+        fence(Ordering::SeqCst);
+        if self.readers.load(Ordering::SeqCst) != 0 {
+            let mut last = first;
+            // SAFETY: the chain is ours and mapped.
+            // ORDERING: Relaxed; links we acquired with the swap.
+            while let Some(n) = NonNull::new(unsafe { &*last }.next.load(Ordering::Relaxed)) {
+                last = n.as_ptr();
+            }
+            self.push_retired(first, last);
+            return 0;
+        }
+        let size = self.core.chunk_size();
+        let (mut c, mut released) = (first, 0);
+        while let Some(chunk) = NonNull::new(c) {
+            // SAFETY: ours and mapped until the destroy below.
+            // ORDERING: Relaxed; as above.
+            c = unsafe { chunk.as_ref() }.next.load(Ordering::Relaxed);
+            // SAFETY: unregistered, no walker can reach it (type docs), no
+            // other reference (it left its arena's lists before retiring).
+            unsafe { Chunk::destroy(chunk, size) };
+            self.limit.release(size);
+            released += size;
+        }
+        released
+    }
 }
 
 struct Lists {
@@ -69,13 +229,67 @@ struct Lists {
 unsafe impl Send for Lists {}
 
 /// Per-arena counters (Relaxed atomics: statistics, not synchronisation).
-#[derive(Default)]
+///
+/// `arena_*` count blocks leaving and re-entering chunks (refills into
+/// thread caches included). `class_*` and `huge_*` count user operations
+/// that bypassed a thread cache (thread-cache hits are counted in the cache
+/// blocks, see `thread_cache`): an allocation against the arena that served
+/// it (the thread's), a free against the arena owning the chunk, huge ones
+/// against the calling thread's arena.
 pub(crate) struct ArenaCounters {
     pub chunks_created: AtomicUsize,
     pub chunks_destroyed: AtomicUsize,
     pub refills: AtomicUsize,
     pub arena_allocations: AtomicUsize,
     pub arena_deallocations: AtomicUsize,
+    pub class_allocs: [AtomicUsize; NUM_SIZES],
+    pub class_frees: [AtomicUsize; NUM_SIZES],
+    pub huge_allocs: AtomicUsize,
+    pub huge_frees: AtomicUsize,
+    pub huge_alloc_bytes: AtomicUsize,
+    pub huge_free_bytes: AtomicUsize,
+}
+
+impl ArenaCounters {
+    const fn new() -> ArenaCounters {
+        ArenaCounters {
+            chunks_created: AtomicUsize::new(0),
+            chunks_destroyed: AtomicUsize::new(0),
+            refills: AtomicUsize::new(0),
+            arena_allocations: AtomicUsize::new(0),
+            arena_deallocations: AtomicUsize::new(0),
+            class_allocs: [const { AtomicUsize::new(0) }; NUM_SIZES],
+            class_frees: [const { AtomicUsize::new(0) }; NUM_SIZES],
+            huge_allocs: AtomicUsize::new(0),
+            huge_frees: AtomicUsize::new(0),
+            huge_alloc_bytes: AtomicUsize::new(0),
+            huge_free_bytes: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts an uncached user allocation of class `class`.
+    pub(crate) fn count_alloc(&self, class: usize) {
+        // ORDERING: Relaxed; statistics (uncached path only).
+        self.class_allocs[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an uncached user free of class `class`.
+    pub(crate) fn count_free(&self, class: usize) {
+        // ORDERING: Relaxed; statistics (uncached path only).
+        self.class_frees[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a huge allocation or, when `free`, a huge free of `bytes`.
+    pub(crate) fn count_huge(&self, bytes: usize, free: bool) {
+        let (n, b) = if free {
+            (&self.huge_frees, &self.huge_free_bytes)
+        } else {
+            (&self.huge_allocs, &self.huge_alloc_bytes)
+        };
+        // ORDERING: Relaxed; statistics.
+        n.fetch_add(1, Ordering::Relaxed);
+        b.fetch_add(bytes, Ordering::Relaxed);
+    }
 }
 
 pub(crate) struct Arena {
@@ -175,7 +389,7 @@ impl Arena {
             }),
             index,
             threads: AtomicUsize::new(0),
-            counters: ArenaCounters::default(),
+            counters: ArenaCounters::new(),
         }
     }
 
@@ -312,15 +526,13 @@ impl Arena {
             sh.map.remove(addr);
             // SAFETY: unregistered, unlinked, no live block (empty list), no
             // allocation possible (we hold the lock).
-            unsafe { Chunk::destroy(NonNull::from(chunk), sh.core.chunk_size()) };
-            released += sh.core.chunk_size();
-            sh.limit.release(sh.core.chunk_size());
+            released += unsafe { sh.unmap_or_retire(chunk) };
             // ORDERING: Relaxed; statistics.
             self.counters
                 .chunks_destroyed
                 .fetch_add(1, Ordering::Relaxed);
         }
-        released
+        released + sh.drain_retired()
     }
 
     /// Returns empty subpages to their chunks and every empty chunk to the
@@ -350,21 +562,6 @@ impl Arena {
             }
         }
         self.release_empty(sh, &mut lists, 0)
-    }
-
-    /// Chunks in each band and the empty list.
-    pub(crate) fn chunk_counts(&self) -> [usize; LISTS] {
-        self.lists.lock().counts
-    }
-
-    /// Calls `f(band, chunk)` for every chunk, under the lock.
-    pub(crate) fn for_each_chunk(&self, mut f: impl FnMut(usize, &Chunk)) {
-        let lists = self.lists.lock();
-        for band in 0..LISTS {
-            for c in lists.chunks(band) {
-                f(band, c);
-            }
-        }
     }
 }
 

@@ -14,7 +14,10 @@
 //!   incremented before a block leaves the arena and decremented only after
 //!   the core free returned, so `active == 0` means no thread is inside a core
 //!   free on this chunk: the arena may then release it (under its lock).
-//! * `band`, `prev`, `next` change only under the owning arena's lock.
+//! * `band`, `prev`, `next` change only under the owning arena's lock, until
+//!   the arena releases the chunk; a released chunk that a metrics walk may
+//!   still read is *retired*, and `next` then links the retired list
+//!   (`arena::Shared`), which owns it until it is unmapped.
 
 use crate::os;
 use core::ptr::{self, NonNull};

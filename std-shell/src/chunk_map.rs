@@ -7,10 +7,19 @@
 //! 2^26 slots: an 8 MiB mapping of which only the words naming our chunks
 //! are ever touched (`MAP_NORESERVE`).
 //!
-//! # Invariant
-//! A bit is set from after its chunk's header is fully written until before
-//! the chunk is unmapped (both under the owning arena's lock), so a reader
-//! that sees the bit set (Acquire) may read the header.
+//! Metrics walk every registered chunk without a lock ([`ChunkMap::for_each`]):
+//! a *summary* bitmap with one bit per word of the map, set when a chunk is
+//! first registered in that word and never cleared, plus the lowest and
+//! highest summary word ever touched, keep the walk to the few words that ever
+//! held a chunk.
+//!
+//! # Invariants
+//! * A bit is set from after its chunk's header is fully written until before
+//!   the chunk is unmapped (both under the owning arena's lock), so a reader
+//!   that sees the bit set (Acquire) may read the header, provided the chunk
+//!   cannot be unmapped meanwhile (see `arena::Shared`'s reader count).
+//! * A set map bit implies its summary bit is set, and its summary word lies
+//!   in `lo..=hi` (both only grow outward, before the map bit is set).
 
 use crate::os;
 use core::ptr::NonNull;
@@ -24,6 +33,12 @@ pub(crate) struct ChunkMap {
     words: NonNull<AtomicUsize>,
     len: usize,
     shift: u32,
+    /// One bit per word of `words`: "may hold a chunk" (never cleared).
+    summary: NonNull<AtomicUsize>,
+    summary_len: usize,
+    /// Lowest and highest summary word with a bit set (`lo > hi`: none).
+    lo: AtomicUsize,
+    hi: AtomicUsize,
 }
 
 // SAFETY: the map is a block of atomics; sharing it is the point.
@@ -38,8 +53,19 @@ impl ChunkMap {
         let shift = chunk_size.trailing_zeros();
         let slots = 1usize << (ADDRESS_BITS - shift);
         let len = slots.div_ceil(WORD_BITS);
-        let words = os::map(len * size_of::<AtomicUsize>())?.cast();
-        Some(ChunkMap { words, len, shift })
+        let summary_len = len.div_ceil(WORD_BITS);
+        let words = os::map((len + summary_len) * size_of::<AtomicUsize>())?.cast::<AtomicUsize>();
+        // SAFETY: the mapping holds `len + summary_len` words.
+        let summary = unsafe { NonNull::new_unchecked(words.as_ptr().add(len)) };
+        Some(ChunkMap {
+            words,
+            len,
+            shift,
+            summary,
+            summary_len,
+            lo: AtomicUsize::new(usize::MAX),
+            hi: AtomicUsize::new(0),
+        })
     }
 
     #[inline]
@@ -66,6 +92,18 @@ impl ChunkMap {
     /// Registers the chunk at `addr` (its header is written).
     pub(crate) fn insert(&self, addr: usize) {
         if let Some((w, b)) = self.slot(addr) {
+            let i = (addr >> self.shift) / WORD_BITS;
+            let s = i / WORD_BITS;
+            // SAFETY: `i < len`, so `s < summary_len` zero-initialised atomics.
+            let sw = unsafe { &*self.summary.as_ptr().add(s) };
+            // ORDERING: Relaxed; the summary and its bounds are hints for the
+            // metrics walk, which validates every map bit with Acquire. They
+            // are set before the map bit below (program order), and a walk
+            // that misses a chunk registered during it only misses a chunk
+            // its snapshot did not have to include.
+            sw.fetch_or(1 << (i % WORD_BITS), Ordering::Relaxed);
+            self.lo.fetch_min(s, Ordering::Relaxed);
+            self.hi.fetch_max(s, Ordering::Relaxed);
             // ORDERING: Release publishes the header; see `contains`.
             w.fetch_or(b, Ordering::Release);
         }
@@ -78,12 +116,45 @@ impl ChunkMap {
             w.fetch_and(!b, Ordering::Release);
         }
     }
+
+    /// Calls `f(base)` for every chunk registered when its map word is read
+    /// (Acquire, as in `contains`). Lock-free and allocation-free; a racy
+    /// snapshot. The caller keeps the chunks mapped while it reads them
+    /// (`arena::Shared::read_chunks`).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(usize)) {
+        // ORDERING: Relaxed; hints (see `insert`).
+        let (lo, hi) = (
+            self.lo.load(Ordering::Relaxed),
+            self.hi.load(Ordering::Relaxed),
+        );
+        for s in lo..=hi.min(self.summary_len.wrapping_sub(1)) {
+            // SAFETY: `s < summary_len`.
+            let sw = unsafe { &*self.summary.as_ptr().add(s) };
+            // ORDERING: Relaxed; a hint (see `insert`).
+            let mut sbits = sw.load(Ordering::Relaxed);
+            while sbits != 0 {
+                let i = s * WORD_BITS + sbits.trailing_zeros() as usize;
+                sbits &= sbits - 1;
+                // SAFETY: summary bits are only set for words `i < len`.
+                let w = unsafe { &*self.words.as_ptr().add(i) };
+                // ORDERING: Acquire pairs with `insert`'s Release: the header
+                // of every chunk whose bit we see is initialised.
+                let mut bits = w.load(Ordering::Acquire);
+                while bits != 0 {
+                    let slot = i * WORD_BITS + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    f(slot << self.shift);
+                }
+            }
+        }
+    }
 }
 
 impl Drop for ChunkMap {
     fn drop(&mut self) {
+        let bytes = (self.len + self.summary_len) * size_of::<AtomicUsize>();
         // SAFETY: the mapping made in `new`, no longer referenced.
-        unsafe { os::unmap(self.words.cast(), self.len * size_of::<AtomicUsize>()) };
+        unsafe { os::unmap(self.words.cast(), bytes) };
     }
 }
 
@@ -98,8 +169,16 @@ mod tests {
         assert!(!m.contains(a));
         m.insert(a);
         assert!(m.contains(a) && m.contains(a + 12345) && !m.contains(a + (4 << 20)));
+        let b = a + (200 << 20);
+        m.insert(b);
+        let mut seen = Vec::new();
+        m.for_each(|c| seen.push(c));
+        assert_eq!(seen, [a, b]);
         m.remove(a);
         assert!(!m.contains(a));
+        seen.clear();
+        m.for_each(|c| seen.push(c));
+        assert_eq!(seen, [b]);
         assert!(!m.contains(usize::MAX));
     }
 }

@@ -20,7 +20,9 @@
 //!   chunks released with hysteresis;
 //! * `thread_cache`: per-thread bins, no shared writes on the fast path;
 //! * `allocator` / `global`: the public type, `GlobalAlloc`, `Allocator`;
-//! * [`metrics`]: numbers for dashboards;
+//! * [`metrics`]: numbers for dashboards (Netty's metric list and more),
+//!   read without locks; `Display`, Prometheus text, `serde` (feature
+//!   `serde`) and the `metrics` crate (feature `metrics`);
 //! * [`leak`]: leak detection, with reports grouped by allocation site.
 #![warn(missing_docs)]
 
@@ -44,4 +46,4 @@ pub use arena::BAND_NAMES;
 pub use config::ShellConfig;
 pub use leak::{LeakDetection, LeakReport, LeakSite};
 pub use limit::LimitExceeded;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, MetricsSummary};

@@ -21,9 +21,17 @@
 //!   reclaim under the memory limit), each cache flushes on its next slow
 //!   path or trim; a thread that exits flushes in its TLS destructor.
 //!
+//! # Counting
+//! Each block counts, per class, the allocations it served and the frees it
+//! took (`ClassCount`): written by the owner only, with a Relaxed load and
+//! store (no read-modify-write, no shared cache line), summed by metrics.
+//! A block keeps its counts and its arena when a later thread reuses it, so
+//! totals stay exact and each arena's counts only grow.
+//!
 //! # Invariant
-//! Only the owning thread touches bins, `ops` and `epoch`; other threads only
-//! read `cached_bytes` (metrics) and `in_use`/`next` (registry).
+//! Only the owning thread touches bins, `ops` and `epoch`, and writes the
+//! counts and `cached_bytes`; other threads only read `cached_bytes`,
+//! `counts` and `arena` (metrics) and `in_use`/`next` (registry).
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
@@ -41,6 +49,22 @@ pub(crate) struct Bin {
     pub items: *mut NonNull<u8>,
 }
 
+/// Operations of one class served by one cache (see the module docs).
+pub(crate) struct ClassCount {
+    pub allocs: AtomicUsize,
+    pub frees: AtomicUsize,
+}
+
+impl ClassCount {
+    /// Adds one to a count only the calling owner writes.
+    #[inline]
+    fn bump(c: &AtomicUsize) {
+        // ORDERING: Relaxed load and store: the owner is the only writer, so
+        // no increment is lost; readers take a racy snapshot.
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+}
+
 /// A thread's cache. Lives in an OS mapping; see the module docs.
 #[repr(C)]
 pub(crate) struct CacheBlock {
@@ -49,6 +73,13 @@ pub(crate) struct CacheBlock {
     pub in_use: AtomicBool,
     /// Bytes held in bins (written by the owner only; read by metrics).
     pub cached_bytes: AtomicUsize,
+    /// The arena this block's threads are bound to (set at its first bind,
+    /// then kept: see the module docs). Read by metrics.
+    pub arena: AtomicUsize,
+    /// `classes` counts, one per bin (immutable pointer into the mapping).
+    pub counts: *const ClassCount,
+    /// Bins (and counts); immutable.
+    pub classes: usize,
     /// Owner-private state.
     pub private: UnsafeCell<Private>,
     /// Bytes of this mapping.
@@ -106,15 +137,23 @@ impl Registry {
         })
     }
 
-    /// Claims a free block, if any.
-    pub(crate) fn claim(&self) -> Option<&CacheBlock> {
-        self.iter().find(|b| {
+    /// Claims a free block, if any, preferring the one with the least `key`
+    /// (its arena's thread count: a reused block keeps its arena).
+    pub(crate) fn claim(&self, key: impl Fn(&CacheBlock) -> usize) -> Option<&CacheBlock> {
+        loop {
+            // ORDERING: Relaxed; a hint, the CAS below decides.
+            let free = |b: &&CacheBlock| !b.in_use.load(Ordering::Relaxed);
+            let best = self.iter().filter(free).min_by_key(|b| key(b))?;
             // ORDERING: Acquire pairs with the Release of `CacheBlock::free`:
             // the last owner's writes to the block happen before ours.
-            b.in_use
+            if best
+                .in_use
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
-        })
+            {
+                return Some(best);
+            }
+        }
     }
 
     /// Publishes a new block (already `in_use` by the caller).
@@ -144,14 +183,19 @@ impl CacheBlock {
         let nbins = sizes.clone().count();
         let items: usize = sizes.clone().map(|(_, cap)| cap).sum();
         let bins_off = size_of::<CacheBlock>().next_multiple_of(align_of::<Bin>());
-        let items_off = (bins_off + nbins * size_of::<Bin>()).next_multiple_of(align_of::<usize>());
+        let counts_off =
+            (bins_off + nbins * size_of::<Bin>()).next_multiple_of(align_of::<ClassCount>());
+        let items_off =
+            (counts_off + nbins * size_of::<ClassCount>()).next_multiple_of(align_of::<usize>());
         let total = items_off + items * size_of::<usize>();
         let base = crate::os::map(total)?;
         let block = base.cast::<CacheBlock>();
-        // SAFETY: the mapping holds the block, `nbins` bins and their items at
-        // the offsets computed above, suitably aligned.
+        // SAFETY: the mapping holds the block, `nbins` bins, `nbins` counts
+        // and the items at the offsets computed above, suitably aligned;
+        // zero bytes are valid `ClassCount`s (fresh mappings are zeroed).
         unsafe {
             let bins = base.as_ptr().add(bins_off).cast::<Bin>();
+            let counts = base.as_ptr().add(counts_off).cast::<ClassCount>();
             let mut item = base.as_ptr().add(items_off).cast::<NonNull<u8>>();
             for (i, (size, cap)) in sizes.enumerate() {
                 bins.add(i).write(Bin {
@@ -167,6 +211,9 @@ impl CacheBlock {
                 next: ptr::null_mut(),
                 in_use: AtomicBool::new(true),
                 cached_bytes: AtomicUsize::new(0),
+                arena: AtomicUsize::new(0),
+                counts,
+                classes: nbins,
                 private: UnsafeCell::new(Private {
                     arena: 0,
                     ops: 0,
@@ -179,6 +226,26 @@ impl CacheBlock {
             });
         }
         Some(block)
+    }
+
+    /// This block's count for class `class < nbins`.
+    #[inline]
+    pub(crate) fn count(&self, class: usize) -> &ClassCount {
+        debug_assert!(class < self.classes);
+        // SAFETY: `counts` holds `classes` counts; callers pass a bin index.
+        unsafe { &*self.counts.add(class) }
+    }
+
+    /// Counts an allocation of class `class` served by this cache (owner only).
+    #[inline]
+    pub(crate) fn count_alloc(&self, class: usize) {
+        ClassCount::bump(&self.count(class).allocs);
+    }
+
+    /// Counts a free of class `class` taken by this cache (owner only).
+    #[inline]
+    pub(crate) fn count_free(&self, class: usize) {
+        ClassCount::bump(&self.count(class).frees);
     }
 
     /// Gives the block back to the registry for another thread.
