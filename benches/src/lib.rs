@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use poolalloc_core::{Config, Pool};
 
+pub mod leak;
 pub mod shell;
 
 /// Region size for the pair, thread and efficiency workloads.

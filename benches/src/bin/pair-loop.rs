@@ -12,8 +12,18 @@
 //! `PooledAllocator` (`shell:poolalloc`) or a peer of the shell benches
 //! (`shell:system`, `shell:mimalloc`, `shell:jemalloc`, `shell:snmalloc`,
 //! `shell:rpmalloc`), after an uncounted warm-up on the same layout.
+//!
+//! `pair-loop leak:<level> ...` runs the pairs through `GlobalAlloc` on a
+//! `PooledAllocator` at that leak-detection level (`disabled`, `simple`,
+//! `advanced`, `paranoid`), after the same warm-up; `leak-live:<level>`
+//! first allocates `LIVE_BLOCKS` blocks of the size at that level (not
+//! counted) and holds them through the loop; `leak-api:<level>` runs the
+//! pairs through `try_allocate` and `deallocate` (count with
+//! `--toggle-collect='*api_pairs*'`). Sampled work happens once per 128
+//! pairs on average at `simple` and `advanced`: count over many pairs.
 
 use core::alloc::GlobalAlloc;
+use poolalloc_benches::leak::{self, allocator, api_pairs, Live, LIVE_BLOCKS};
 use poolalloc_benches::shell::{self, warm, Visitor};
 use poolalloc_benches::{
     layout, pairs, Batch, Buddy, BuddyLocked, Heap, LinkedListLocked, Pool, RegionAlloc, Rlsf,
@@ -55,6 +65,26 @@ impl Visitor for Shell {
     }
 }
 
+/// `n` pairs of `size` at a leak-detection level: `how` is `leak`,
+/// `leak-live` or `leak-api`.
+fn leak_pairs(how: &str, level_name: &str, size: usize, n: u64) {
+    let level = leak::level(level_name)
+        .unwrap_or_else(|| panic!("unknown leak-detection level {level_name}"));
+    let a = allocator(level);
+    let l = layout(size);
+    warm(a, l);
+    match how {
+        "leak" => pairs(a, l, n),
+        "leak-api" => api_pairs(a, l, n),
+        "leak-live" => {
+            let live = Live::hold(a, l, LIVE_BLOCKS);
+            pairs(a, l, n);
+            drop(live);
+        }
+        other => panic!("unknown target {other}:{level_name}"),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let name = args.get(1).map_or("poolalloc", String::as_str);
@@ -66,6 +96,10 @@ fn main() {
     if let Some(shell_name) = name.strip_prefix("shell:") {
         let found = shell::with(shell_name, &mut Shell { size, n });
         assert!(found, "unknown shell allocator {shell_name}");
+        return;
+    }
+    if let Some((how, level)) = name.split_once(':').filter(|(h, _)| h.starts_with("leak")) {
+        leak_pairs(how, level, size.expect("a size, not a batch"), n);
         return;
     }
     match name {
