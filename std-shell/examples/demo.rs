@@ -103,15 +103,20 @@ fn the_leak() {
             // The seed's commented-out `ref.release()`: the copy is never freed.
             Ok(copy) => core::mem::forget(copy),
             Err(e) => {
-                println!("allocate - {i}: {e}");
+                println!("copy {i}: {e}");
                 break;
             }
         }
         copied += 1;
     }
     assert!(copied < 30, "the limit never refused a copy");
-    println!("{copied} copies made before the limit refused one\n");
-    println!("{}\n", pool.metrics());
+    let m = pool.metrics();
+    println!(
+        "the message and {copied} copies: {} live, in {} of chunks: the whole limit\n",
+        mib(m.active_bytes),
+        mib(m.used_memory)
+    );
+    print_metrics(&pool);
 
     let report = pool.leak_report();
     print_report(&report, 2);
@@ -233,6 +238,7 @@ fn a_server() {
         "\n== 3. A server: {THREADS} threads x {MESSAGES} framed messages of ~200 B, global allocator"
     );
     println!("   (level Simple: 1 allocation in 128 tracked; stages decode, route, audit, encode)");
+    let before = GLOBAL.metrics().active_bytes;
     let t = Instant::now();
     let sent: usize = std::thread::scope(|s| {
         let workers: Vec<_> = (0..THREADS).map(|i| s.spawn(move || serve(i))).collect();
@@ -249,10 +255,20 @@ fn a_server() {
         t.elapsed(),
         mib(kept_bytes)
     );
-    println!("{}\n", GLOBAL.metrics());
+    let m = GLOBAL.metrics();
+    println!(
+        "global allocator: active {} before (the symboliser's caches of the reports above), {} after; used {}\n",
+        mib(before),
+        mib(m.active_bytes),
+        mib(m.used_memory)
+    );
 
     let report = GLOBAL.leak_report();
-    print_report(&report, 5);
+    if report.sample_rate == 0 {
+        println!("leak detection disabled (POOLALLOC_LEAK_DETECTION): no report");
+        return;
+    }
+    print_report(&report, 2);
     let top = &report.sites[0];
     let frame = top.site.as_ref().expect("a site");
     assert!(
@@ -294,9 +310,23 @@ fn print_report(report: &LeakReport, sites: usize) {
         println!("{line}");
     }
     let more = report.sites.len().saturating_sub(sites);
-    if hidden + more > 0 {
-        println!("  ({more} more sites, {hidden} more frames not shown)");
+    let cut: Vec<String> = [(more, "site"), (hidden, "frame")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} more {what}{}", if *n == 1 { "" } else { "s" }))
+        .collect();
+    if !cut.is_empty() {
+        println!("  ({} not shown)", cut.join(", "));
     }
+}
+
+/// The allocator-wide lines of `metrics()` (its per-arena detail left out).
+fn print_metrics(pool: &PooledAllocator) {
+    let text = pool.metrics().to_string();
+    for line in text.lines().take_while(|l| !l.starts_with("arena ")) {
+        println!("{line}");
+    }
+    println!();
 }
 
 /// `function at file:line` with the file's directories dropped.
