@@ -27,7 +27,7 @@ static GLOBAL: PooledAllocator = PooledAllocator::new();
 
 const MIB: usize = 1 << 20;
 
-fn main() {
+pub fn main() {
     let start = Instant::now();
     the_leak();
     the_fix();
@@ -237,7 +237,10 @@ fn a_server() {
     println!(
         "\n== 3. A server: {THREADS} threads x {MESSAGES} framed messages of ~200 B, global allocator"
     );
-    println!("   (level Simple: 1 allocation in 128 tracked; stages decode, route, audit, encode)");
+    println!(
+        "   (stages decode, route, audit, encode; leak detection at the default level, Simple,"
+    );
+    println!("    1 allocation in 128 tracked, unless POOLALLOC_LEAK_DETECTION says otherwise)");
     let before = GLOBAL.metrics().active_bytes;
     let t = Instant::now();
     let sent: usize = std::thread::scope(|s| {
