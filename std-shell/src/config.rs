@@ -55,6 +55,8 @@ pub const MAX_CACHE_ENTRIES: usize = 1 << 16;
 /// Leak detection level, as Netty's `io.netty.leakDetection.level`; see
 /// [`crate::leak`] for what each level tracks and costs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum LeakDetection {
     /// No tracking.
     Disabled,

@@ -230,3 +230,21 @@ fn refused_frees_leave_tracking_intact() {
     assert!(unsafe { a.try_deallocate(p, layout) }.is_err());
     assert_eq!(a.leak_report().count, 0);
 }
+
+#[test]
+fn report_serialises_to_json() {
+    let a = pool(LeakDetection::Paranoid);
+    let kept: Vec<_> = (0..3).map(|_| Buf::copy_of(&a, &[5u8; 300])).collect();
+    let v = serde_json::to_value(a.leak_report()).unwrap();
+    assert_eq!(v["level"], "paranoid");
+    assert_eq!(v["count"], 3);
+    assert_eq!(v["bytes"], 900);
+    let site = &v["sites"][0];
+    assert_eq!(site["count"], 3);
+    assert!(site["site"]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("shell_leak.rs"));
+    assert!(site["oldest"]["secs"].is_u64());
+    drop(kept);
+}

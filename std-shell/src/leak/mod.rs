@@ -173,6 +173,11 @@ impl Tracker {
         }
     }
 
+    /// Live tracked allocations (racy).
+    pub(crate) fn tracked(&self) -> usize {
+        self.live.len()
+    }
+
     /// A report of the live tracked allocations at least `min_age_ns` old.
     pub(crate) fn report(&self, min_age_ns: u64) -> LeakReport {
         report::build(self, min_age_ns)

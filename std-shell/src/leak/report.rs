@@ -20,6 +20,7 @@ use std::vec::Vec;
 
 /// One resolved stack frame (or a caller's location).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Frame {
     /// The function, demangled without its hash (empty if unknown).
     pub function: String,
@@ -50,6 +51,7 @@ impl fmt::Display for Frame {
 
 /// Live tracked allocations from one site.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LeakSite {
     /// Where they were allocated: the first frame outside the allocator and
     /// the standard library (None if nothing resolved).
@@ -82,6 +84,7 @@ impl LeakSite {
 /// The live tracked allocations of an allocator, grouped by site and sorted
 /// by bytes, largest first. See [`crate::leak`].
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LeakReport {
     /// The detection level.
     pub level: LeakDetection,

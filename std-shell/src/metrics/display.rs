@@ -60,8 +60,8 @@ impl fmt::Display for MetricsSummary {
         writeln!(f)?;
         write!(
             f,
-            "  chunks created {}, destroyed {} ({} unmaps deferred by readers); limit forced {} reclaims",
-            self.chunks_created, self.chunks_destroyed, self.deferred_unmaps, self.forced_reclaims
+            "  chunks created {}, destroyed {} ({} unmaps deferred by readers); limit forced {} reclaims; leak tracker holds {}",
+            self.chunks_created, self.chunks_destroyed, self.deferred_unmaps, self.forced_reclaims, self.leak_tracked
         )
     }
 }

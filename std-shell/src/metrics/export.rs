@@ -84,7 +84,7 @@ impl Metrics {
     /// Every family and its samples, in a fixed order.
     fn visit(&self, s: &mut impl Sink) -> fmt::Result {
         let m = &self.allocator;
-        let allocator: [(Family, f64); 18] = [
+        let allocator: [(Family, f64); 19] = [
             (gauge("poolalloc_used_memory_bytes", "Bytes mapped for chunks and huge blocks (what the limit counts)."), m.used_memory as f64),
             (gauge("poolalloc_active_bytes", "Bytes of live user allocations as rounded to their classes, excluding thread caches (Netty's pinned memory)."), m.active_bytes as f64),
             (gauge("poolalloc_handed_out_bytes", "Bytes of blocks handed out of chunks including thread caches, plus huge bytes (Netty's active bytes)."), m.handed_out_bytes as f64),
@@ -103,6 +103,7 @@ impl Metrics {
             (counter("poolalloc_chunks_destroyed_total", "Chunks released by their arenas."), m.chunks_destroyed as f64),
             (counter("poolalloc_deferred_unmaps_total", "Chunk unmaps deferred by running metrics readers."), m.deferred_unmaps as f64),
             (counter("poolalloc_forced_reclaims_total", "Reclaims forced by the memory limit."), m.forced_reclaims as f64),
+            (gauge("poolalloc_leak_tracked", "Live allocations held by the leak tracker."), m.leak_tracked as f64),
         ];
         for (f, v) in &allocator {
             s.family(f)?;

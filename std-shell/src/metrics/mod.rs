@@ -128,6 +128,9 @@ pub struct MetricsSummary {
     pub deferred_unmaps: usize,
     /// How often the limit forced a reclaim.
     pub forced_reclaims: usize,
+    /// Live allocations the leak tracker holds (each stands for the
+    /// sampling rate's worth; see [`crate::leak`]).
+    pub leak_tracked: usize,
 }
 
 /// Allocation, free and live counts of one kind of allocation.
@@ -407,6 +410,7 @@ impl MetricsSummary {
         self.max_memory = sh.limit.max();
         self.peak_memory = sh.limit.peak().max(self.used_memory);
         self.forced_reclaims = sh.limit.reclaims();
+        self.leak_tracked = inner.leak.tracked();
         // ORDERING: Relaxed; statistics.
         self.deferred_unmaps = sh.deferred_unmaps.load(Ordering::Relaxed);
         self.huge_bytes = inner.huge.live_bytes();
