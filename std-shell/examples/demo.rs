@@ -260,7 +260,7 @@ fn a_server() {
     );
     let m = GLOBAL.metrics();
     println!(
-        "global allocator: active {} before (the symboliser's caches of the reports above), {} after; used {}\n",
+        "global allocator: active {} before, {} after; used {}\n",
         mib(before),
         mib(m.active_bytes),
         mib(m.used_memory)

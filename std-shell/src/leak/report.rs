@@ -5,7 +5,8 @@
 //! interned site; resolve each site's return addresses to functions, files
 //! and lines (the `backtrace` crate's symboliser), pick the first frame that
 //! is not allocator or standard-library code as *the* site, and merge groups
-//! that resolve to the same site.
+//! that resolve to the same site. The symboliser's caches are dropped
+//! afterwards, so a report leaves no memory behind.
 
 use super::table::{Entry, SHARDS};
 use super::{Busy, LeakDetection, Tracker};
@@ -153,6 +154,11 @@ pub(super) fn build(t: &Tracker, min_age_ns: u64) -> LeakReport {
         s.estimated_bytes += g.est_bytes;
         s.oldest = s.oldest.max(Duration::from_nanos(g.oldest_ns));
     }
+    // The symboliser caches every object's debug information (tens of MiB
+    // for a large binary) on the heap, which may be ours and under a limit:
+    // drop it. The next report parses it again (milliseconds); reports are
+    // rare.
+    backtrace::clear_symbol_cache();
     let mut sites: Vec<LeakSite> = merged.into_values().collect();
     sites.sort_by(|a, b| {
         b.bytes

@@ -1,7 +1,7 @@
 //! The quick-start demo: a pool over a static region, as firmware would use
 //! it. Allocates, frees, shows the checks refusing bad frees, prints stats.
 //!
-//! Run: `cargo run --release -p poolalloc-core --example demo`
+//! Run: `cargo run --release -p poolalloc-core --example static_region`
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
