@@ -12,48 +12,57 @@
 //!
 //! Each `simple` variant runs right after its `disabled` twin, so the drift
 //! of a shared machine hits both alike; the ratio of the two is the cost.
+//! Every variant runs on its own thread, whose cache then belongs to that
+//! variant's allocator (see `poolalloc_benches::leak`).
 
 use core::alloc::Layout;
 use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
-use poolalloc_benches::leak::{allocator, api_pair, LeakDetection, Live, LEVELS, LIVE_BLOCKS};
+use poolalloc_benches::leak::{
+    allocator, api_pairs, LeakDetection, Live, Worker, LEVELS, LIVE_BLOCKS,
+};
 use poolalloc_benches::shell::warm;
-use poolalloc_benches::{layout, pair, Knobs};
+use poolalloc_benches::{layout, pairs, Knobs};
 
 /// Sizes measured: the 64 B, and 1 KiB.
 const SIZES: [usize; 2] = [64, 1 << 10];
 
-fn through_global_alloc(
+/// How a variant's pairs reach the allocator.
+#[derive(Clone, Copy)]
+enum Path {
+    /// `GlobalAlloc`.
+    Global,
+    /// `try_allocate` and `deallocate`.
+    Api,
+    /// `GlobalAlloc`, with `LIVE_BLOCKS` blocks of the size held.
+    Live,
+}
+
+/// Times `name/<size>` on its own worker thread (see `leak::Worker`).
+fn bench(
     g: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
     level: LeakDetection,
+    path: Path,
     l: Layout,
 ) {
     let a = allocator(level);
-    warm(a, l);
-    g.bench_with_input(BenchmarkId::new(name, l.size()), &l, |b, &l| {
-        b.iter(|| pair(a, l))
+    let worker = Worker::spawn(move || {
+        warm(a, l);
+        let live = matches!(path, Path::Live).then(|| Live::hold(a, l, LIVE_BLOCKS));
+        move |n| {
+            let _held = &live;
+            match path {
+                Path::Global | Path::Live => pairs(a, l, n),
+                Path::Api => api_pairs(a, l, n),
+            }
+        }
     });
-}
-
-fn through_api(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, level: LeakDetection, l: Layout) {
-    let a = allocator(level);
-    warm(a, l);
-    g.bench_with_input(BenchmarkId::new(name, l.size()), &l, |b, &l| {
-        b.iter(|| api_pair(a, l))
+    g.bench_function(BenchmarkId::new(name, l.size()), |b| {
+        b.iter_custom(|n| worker.time(n))
     });
-}
-
-fn with_live(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, level: LeakDetection, l: Layout) {
-    let a = allocator(level);
-    warm(a, l);
-    let live = Live::hold(a, l, LIVE_BLOCKS);
-    g.bench_with_input(BenchmarkId::new(name, l.size()), &l, |b, &l| {
-        b.iter(|| pair(a, l))
-    });
-    drop(live);
 }
 
 /// Size-major; within a size, each `simple` variant right after its
@@ -68,12 +77,13 @@ fn benches(c: &mut Criterion) {
     for size in SIZES {
         let l = layout(size);
         for (name, level) in LEVELS {
-            through_global_alloc(&mut g, name, level, l);
+            bench(&mut g, name, level, Path::Global, l);
         }
-        through_api(&mut g, "disabled-api", LeakDetection::Disabled, l);
-        through_api(&mut g, "simple-api", LeakDetection::Simple, l);
-        with_live(&mut g, "disabled-live", LeakDetection::Disabled, l);
-        with_live(&mut g, "simple-live", LeakDetection::Simple, l);
+        let (d, s) = (LeakDetection::Disabled, LeakDetection::Simple);
+        bench(&mut g, "disabled-api", d, Path::Api, l);
+        bench(&mut g, "simple-api", s, Path::Api, l);
+        bench(&mut g, "disabled-live", d, Path::Live, l);
+        bench(&mut g, "simple-live", s, Path::Live, l);
     }
     g.finish();
 }

@@ -18,14 +18,24 @@
 //!   and every free takes a shard lock to look its address up.
 //!
 //! Each level gets its own allocator, built once and leaked: a level is a
-//! setting of the allocator, not of the thread. The sampling countdown is
-//! per thread and shared by the thread's allocators, which does not matter
-//! here: one level runs at a time.
+//! setting of the allocator, not of the thread.
+//!
+//! # One allocator per thread
+//!
+//! A thread's cache belongs to the first `PooledAllocator` the thread
+//! calls; every other allocator serves that thread from its arenas, about
+//! five times slower per pair. A program has one global allocator, so the
+//! bench gives each variant its own [`Worker`] thread that calls only that
+//! variant's allocator (`pair-loop` runs one variant per process). The
+//! sampling countdown is per thread too, so each variant samples on its own.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use std::hint::black_box;
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::OnceLock;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 pub use poolalloc::LeakDetection;
 use poolalloc::PooledAllocator;
@@ -123,6 +133,65 @@ impl<A: GlobalAlloc + 'static> Drop for Live<A> {
     }
 }
 
+/// A thread that runs one variant's loop on request and times it, so that
+/// the variant's allocator is the only one the thread calls (see the module
+/// docs). For criterion's `iter_custom`.
+pub struct Worker {
+    runs: Option<Sender<u64>>,
+    times: Receiver<Duration>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the thread: it calls `setup` (warm-up, live blocks: not
+    /// timed), then runs the loop `setup` returned with each count asked.
+    /// What the loop holds is dropped on that thread when the worker is.
+    pub fn spawn<S, F>(setup: S) -> Worker
+    where
+        S: FnOnce() -> F + Send + 'static,
+        F: FnMut(u64),
+    {
+        let (runs, asked) = channel::<u64>();
+        let (timed, times) = channel();
+        let thread = std::thread::spawn(move || {
+            let mut run = setup();
+            for n in asked {
+                let start = Instant::now();
+                run(n);
+                if timed.send(start.elapsed()).is_err() {
+                    break;
+                }
+            }
+        });
+        Worker {
+            runs: Some(runs),
+            times,
+            thread: Some(thread),
+        }
+    }
+
+    /// The time the worker's loop took for `n` iterations.
+    pub fn time(&self, n: u64) -> Duration {
+        self.runs
+            .as_ref()
+            .expect("worker running")
+            .send(n)
+            .expect("worker alive");
+        self.times.recv().expect("worker alive")
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        drop(self.runs.take());
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() && !std::thread::panicking() {
+                panic!("bench worker panicked");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +216,19 @@ mod tests {
             assert_eq!(a.leak_report().count, 0, "{name}");
         }
         assert_eq!(level("verbose"), None);
+    }
+
+    #[test]
+    fn worker_times_its_loop_on_its_thread() {
+        let a = allocator(LeakDetection::Simple);
+        let w = Worker::spawn(move || {
+            let live = Live::hold(a, layout(64), 100);
+            move |n| {
+                assert_eq!(live.len(), 100);
+                pairs(a, layout(64), n);
+            }
+        });
+        assert!(w.time(1000) > Duration::ZERO);
+        w.time(10);
     }
 }
