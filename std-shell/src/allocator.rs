@@ -14,7 +14,8 @@
 //!
 //! After any of them, a sampled allocation (a thread-local countdown, see
 //! `leak`) is recorded with the leak tracker; a free asks the tracker only
-//! when its chunk holds tracked blocks (`Chunk::tracked`) or it is huge, and
+//! when its chunk and granule hold tracked blocks (`Chunk::may_track`) or it
+//! is huge, and
 //! always before the block is released, so that a reused address is never
 //! forgotten by mistake.
 //!
@@ -29,7 +30,7 @@ use crate::chunk::Chunk;
 use crate::chunk_map::ChunkMap;
 use crate::config::ShellConfig;
 use crate::huge::{HugeAllocs, HugeError, HugeFreeError};
-use crate::leak::{self, LeakDetection, LeakReport, Origin, Tracker};
+use crate::leak::{self, Gate, LeakDetection, LeakReport, Origin, Tracker};
 use crate::limit::{Limit, LimitExceeded};
 use crate::os;
 use crate::thread_cache::{bin_cap, Bin, CacheBlock, Private, Registry};
@@ -641,8 +642,12 @@ impl Inner {
         let gate = if self.shared.map.contains(addr) {
             // SAFETY: the map says the chunk is registered; the block is live
             // (just allocated), so the chunk stays.
-            unsafe { Chunk::of(addr, self.shared.core.chunk_size(), self.shared.owner) }
-                .map(|c| &c.tracked)
+            unsafe { Chunk::of(addr, self.shared.core.chunk_size(), self.shared.owner) }.map(|c| {
+                Gate {
+                    chunk: &c.tracked,
+                    granule: c.granule(addr),
+                }
+            })
         } else {
             None
         };
@@ -956,9 +961,9 @@ impl Inner {
             .ok_or(FreeError::Foreign)?;
         let class = class_for(layout.size(), layout.align());
         let size = SIZES[class];
-        // ORDERING: Relaxed; see `Tracker::record`: if this block is tracked,
-        // its allocation happened before this free and raised the count.
-        let mut tracked = chunk.tracked.load(Ordering::Relaxed) != 0;
+        if chunk.may_track(addr) {
+            self.forget_tracked(chunk, ptr, layout)?;
+        }
         if size <= self.max_cached {
             chunk.pool.probe(ptr, layout)?;
             // SAFETY: the probe says this is a live block of at least 16 bytes.
@@ -966,23 +971,35 @@ impl Inner {
             if first == canary(self.secret, addr) {
                 return Err(FreeError::DoubleFree);
             }
-            if tracked {
-                self.leak.forget(addr, Some(&chunk.tracked));
-                tracked = false;
-            }
             if self.cache_push(class, ptr, addr) == Some(true) {
                 return Ok(());
             }
-        }
-        if tracked {
-            // Checked first so that a refused free forgets nothing.
-            chunk.pool.probe(ptr, layout)?;
-            self.leak.forget(addr, Some(&chunk.tracked));
         }
         let arena = self.arena(chunk.arena);
         // SAFETY: a registered chunk; the core checks the block.
         unsafe { arena.free(&self.shared, chunk, ptr, layout, size) }?;
         arena.counters.count_free(class);
+        Ok(())
+    }
+
+    /// Forgets a block the leak tracker may hold, once the free is known to
+    /// be valid (a refused free forgets nothing). Cold: the block's granule
+    /// holds a tracked block.
+    #[cold]
+    #[inline(never)]
+    fn forget_tracked(
+        &self,
+        chunk: &Chunk,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), FreeError> {
+        chunk.pool.probe(ptr, layout)?;
+        let addr = ptr.as_ptr() as usize;
+        let gate = Gate {
+            chunk: &chunk.tracked,
+            granule: chunk.granule(addr),
+        };
+        self.leak.forget(addr, Some(gate));
         Ok(())
     }
 

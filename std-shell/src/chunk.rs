@@ -1,8 +1,15 @@
 //! Shell chunks: chunk-aligned mappings, each carrying its own core pool.
 //!
 //! ```text
-//! base (aligned to chunk_size) ─► [Chunk header: magic, owner, arena, usage, band links, Pool] [core region: metadata + pages]
+//! base (aligned to chunk_size) ─► [Chunk header: magic, owner, arena, usage, band links, Pool] [tracked-block map] [core region: metadata + pages]
 //! ```
+//!
+//! The tracked-block map has one `AtomicU8` per [`TRACK_GRANULE`] bytes of
+//! the chunk: how many live blocks starting there the leak tracker holds. A
+//! free looks the tracker up only when both the header's `tracked` total and
+//! its granule's counter are non-zero, so one long-lived sampled block does
+//! not send every free of its chunk to the tracker. The map is zero pages of
+//! the mapping until a block is tracked (0.2 % of the chunk's address space).
 //!
 //! A pointer finds its chunk by masking (`ptr & !(chunk_size - 1)`), after
 //! the [`ChunkMap`](crate::chunk_map::ChunkMap) confirmed the chunk is ours;
@@ -32,9 +39,9 @@ pub(crate) struct Chunk {
     magic: usize,
     /// Identity of the owning allocator.
     owner: usize,
-    /// Live blocks of this chunk tracked by the leak tracker: a free looks
-    /// the tracker up only when this is non-zero (it shares a cache line
-    /// with `magic`, which every free reads).
+    /// Live blocks of this chunk tracked by the leak tracker: a free reads
+    /// the tracked-block map only when this is non-zero (it shares a cache
+    /// line with `magic`, which every free reads).
     pub tracked: AtomicUsize,
     /// Index of the owning arena.
     pub arena: usize,
@@ -47,6 +54,15 @@ pub(crate) struct Chunk {
     /// Bytes the pool can hand out.
     pub usable: usize,
     pub pool: Pool,
+}
+
+/// Bytes of a chunk per tracked-block counter (at most 32 blocks of the
+/// smallest class start in one, so a `u8` never overflows).
+pub(crate) const TRACK_GRANULE: usize = 512;
+
+/// Bytes of the tracked-block map of a chunk of `chunk_size` bytes.
+const fn track_map_len(chunk_size: usize) -> usize {
+    (chunk_size / TRACK_GRANULE).next_multiple_of(64)
 }
 
 impl Chunk {
@@ -73,7 +89,7 @@ impl Chunk {
                 pool: Pool::new(core),
             })
         };
-        let start = size_of::<Chunk>();
+        let start = size_of::<Chunk>() + track_map_len(size);
         // SAFETY: the bytes after the header are ours for the chunk's life.
         let region = unsafe { NonNull::new_unchecked(base.as_ptr().add(start)) };
         // SAFETY: as above; nothing else uses this range.
@@ -115,6 +131,27 @@ impl Chunk {
         // SAFETY: the caller's contract: a registered, initialised chunk.
         let c = unsafe { &*ptr::with_exposed_provenance::<Chunk>(base) };
         (c.magic == MAGIC && c.owner == owner).then_some(c)
+    }
+
+    /// Whether the block at `addr` (in this chunk) may be tracked by the
+    /// leak tracker: the chunk holds tracked blocks and so does its granule.
+    #[inline]
+    pub(crate) fn may_track(&self, addr: usize) -> bool {
+        // ORDERING: Relaxed; a filter: a tracked block's free happens after
+        // its allocation raised both counts (see `leak::Gate`).
+        self.tracked.load(Ordering::Relaxed) != 0 && self.granule(addr).load(Ordering::Relaxed) != 0
+    }
+
+    /// The tracked-block counter of the granule holding `addr`.
+    #[inline]
+    pub(crate) fn granule(&self, addr: usize) -> &AtomicU8 {
+        let base = ptr::from_ref(self) as usize;
+        debug_assert!(addr >= base && addr - base < self.pool.config().chunk_size());
+        let at = base + size_of::<Chunk>() + (addr - base) / TRACK_GRANULE;
+        // SAFETY: `addr` lies in this chunk, so the index is below the map's
+        // length, which `create` reserved (zeroed) after the header; the
+        // mapping's provenance was exposed by `create`.
+        unsafe { &*ptr::with_exposed_provenance::<AtomicU8>(at) }
     }
 
     /// Usage in percent of the usable bytes.

@@ -33,8 +33,10 @@
 //! * A sampled one records its site (see [`stack`]), takes a clock reading
 //!   and inserts an entry into a sharded table under the shard's spin lock.
 //! * A free consults the table only if its chunk holds a tracked block
-//!   (`Chunk::tracked`, a counter in the header the free reads anyway) or if
-//!   it is a huge block; then it takes the shard's lock.
+//!   (`Chunk::tracked`, a counter in the header the free reads anyway) *and*
+//!   so does the 512-byte granule the block starts in (a byte of the chunk's
+//!   tracked-block map, see [`Gate`]), or if it is a huge block; then it
+//!   takes the shard's lock.
 //!
 //! # Never recursing
 //!
@@ -106,16 +108,10 @@ impl Tracker {
     }
 
     /// Records the allocation at `addr` of `size` requested bytes. `gate` is
-    /// the chunk's tracked-block counter (None for huge blocks).
+    /// its chunk's tracked-block counters (None for huge blocks).
     #[cold]
     #[inline(never)]
-    pub(crate) fn record(
-        &self,
-        addr: usize,
-        size: usize,
-        origin: Origin,
-        gate: Option<&AtomicUsize>,
-    ) {
+    pub(crate) fn record(&self, addr: usize, size: usize, origin: Origin, gate: Option<Gate<'_>>) {
         let Some(_busy) = Busy::enter() else {
             return;
         };
@@ -139,17 +135,14 @@ impl Tracker {
         // The gate goes up before the entry exists, so a free that finds the
         // entry always passed the gate. No free of this block can run yet: it
         // has not been handed out.
-        if let Some(g) = gate {
-            // ORDERING: Relaxed; the block's later free happens after this
-            // (the user hands the block over), so it sees the count.
-            g.fetch_add(1, Ordering::Relaxed);
+        if let Some(g) = &gate {
+            g.raise();
         }
         match self.live.insert(entry) {
             table::Insert::Added => {}
             outcome => {
-                if let Some(g) = gate {
-                    // ORDERING: Relaxed; as above.
-                    g.fetch_sub(1, Ordering::Relaxed);
+                if let Some(g) = &gate {
+                    g.lower();
                 }
                 if outcome == table::Insert::Failed {
                     // ORDERING: Relaxed; a statistic.
@@ -164,11 +157,10 @@ impl Tracker {
     /// the address).
     #[cold]
     #[inline(never)]
-    pub(crate) fn forget(&self, addr: usize, gate: Option<&AtomicUsize>) {
+    pub(crate) fn forget(&self, addr: usize, gate: Option<Gate<'_>>) {
         if self.live.remove(addr) {
-            if let Some(g) = gate {
-                // ORDERING: Relaxed; a filter, see `record`.
-                g.fetch_sub(1, Ordering::Relaxed);
+            if let Some(g) = &gate {
+                g.lower();
             }
         }
     }
@@ -181,6 +173,37 @@ impl Tracker {
     /// A report of the live tracked allocations at least `min_age_ns` old.
     pub(crate) fn report(&self, min_age_ns: u64) -> LeakReport {
         report::build(self, min_age_ns)
+    }
+}
+
+/// A pooled block's filter counters: its chunk's total of tracked blocks and
+/// its granule's (see `Chunk::may_track`).
+///
+/// # Protocol
+/// Both are raised before the block's entry is inserted and lowered after it
+/// is removed, so while an entry exists both counts include it. A free of
+/// a tracked block happens after its allocation (the user handed the block
+/// over), so its Relaxed loads see the raised counts (coherence): a free that
+/// finds a count at zero knows its block is not tracked. The counts are only
+/// a filter; the table decides.
+pub(crate) struct Gate<'a> {
+    pub chunk: &'a AtomicUsize,
+    pub granule: &'a core::sync::atomic::AtomicU8,
+}
+
+impl Gate<'_> {
+    fn raise(&self) {
+        // ORDERING: Relaxed; see the protocol at the type.
+        self.chunk.fetch_add(1, Ordering::Relaxed);
+        // ORDERING: Relaxed; as above.
+        self.granule.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn lower(&self) {
+        // ORDERING: Relaxed; see the protocol at the type.
+        self.granule.fetch_sub(1, Ordering::Relaxed);
+        // ORDERING: Relaxed; as above.
+        self.chunk.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -293,9 +293,11 @@ impl SiteTable {
     pub(crate) fn intern(&self, caller: usize, frames: &[usize]) -> u32 {
         let n = frames.len().min(MAX_FRAMES);
         let frames = &frames[..n];
-        let hash = frames
-            .iter()
-            .fold(mix(caller ^ n), |h, &f| mix(h as usize ^ f));
+        // A cheap running hash, mixed once at the end (the frames are
+        // addresses: well spread already).
+        let hash = mix(frames.iter().fold(caller ^ n, |h, &f| {
+            (h ^ f).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
+        }));
         if let Some(id) = self
             .slots()
             .and_then(|s| probe(s, hash, caller, frames).ok())
