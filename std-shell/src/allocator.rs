@@ -329,24 +329,28 @@ impl PooledAllocator {
     fn allocate_from(&self, layout: Layout, origin: Origin) -> Result<NonNull<[u8]>, AllocError> {
         let inner = self.inner();
         let size = layout.size();
-        let result = 'done: {
+        let (result, sampled) = 'done: {
             if size <= inner.max_cached
                 && layout.align() <= inner.shared.core.page_size()
                 && size != 0
             {
                 let class = class_for(size, layout.align());
-                if let Some(p) = inner.cache_pop(class, layout) {
-                    break 'done Ok(NonNull::slice_from_raw_parts(p, SIZES[class]));
+                // The cache decides sampling on its slow path (see
+                // `Private::next_event`): nothing to do here on a hit.
+                if let Some((p, sampled)) = inner.cache_pop(class, layout) {
+                    break 'done (Ok(NonNull::slice_from_raw_parts(p, SIZES[class])), sampled);
                 }
             }
-            inner.allocate_slow(layout)
+            let result = inner.allocate_slow(layout);
+            let rate = inner.leak.rate;
+            (
+                result,
+                rate != 0 && result.is_ok() && leak::sample_due(rate),
+            )
         };
-        let rate = inner.leak.rate;
-        if rate != 0 {
+        if sampled {
             if let Ok(p) = result {
-                if leak::sample_due(rate) {
-                    inner.track(p.cast(), size, origin);
-                }
+                inner.track(p.cast(), size, origin);
             }
         }
         result
@@ -662,6 +666,15 @@ impl Inner {
         interval != 0 && ops >= interval
     }
 
+    /// Sets the cache's next slow-path event: the next trim or sample.
+    fn schedule(&self, p: &mut Private) {
+        let trim_at = match self.config.cache_trim_interval {
+            0 => usize::MAX,
+            n => n,
+        };
+        p.next_event = trim_at.min(p.next_sample);
+    }
+
     pub(crate) fn arena_ref(&self, i: usize) -> &Arena {
         self.arena(i)
     }
@@ -768,6 +781,11 @@ impl Inner {
         private.arena = arena;
         // ORDERING: Relaxed; the epoch only schedules flushes.
         private.epoch = self.trim_epoch.load(Ordering::Relaxed);
+        private.next_sample = match self.leak.rate {
+            0 => usize::MAX,
+            rate => private.ops.saturating_add(leak::gap(rate)),
+        };
+        self.schedule(private);
         Some(block)
     }
 
@@ -797,7 +815,9 @@ impl Inner {
     }
 
     #[inline]
-    fn cache_pop(&self, class: usize, layout: Layout) -> Option<NonNull<u8>> {
+    /// A block from this thread's cache, and whether the leak tracker
+    /// samples it.
+    fn cache_pop(&self, class: usize, layout: Layout) -> Option<(NonNull<u8>, bool)> {
         self.with_cache(|block, p| {
             if class >= p.nbins {
                 return None;
@@ -805,10 +825,10 @@ impl Inner {
             // SAFETY: `class < nbins` bins exist.
             let bin = unsafe { &mut *p.bins.add(class) };
             p.ops += 1;
-            if bin.len == 0 || self.trim_due(p.ops) {
+            if bin.len == 0 || p.ops >= p.next_event {
                 return self.cache_refill(block, p, class, layout);
             }
-            Some(pop(block, p, class))
+            Some((pop(block, p, class), false))
         })
         .flatten()
     }
@@ -820,15 +840,19 @@ impl Inner {
         p: &mut Private,
         class: usize,
         layout: Layout,
-    ) -> Option<NonNull<u8>> {
-        // ORDERING: Relaxed; the epoch only schedules flushes.
-        if p.epoch != self.trim_epoch.load(Ordering::Relaxed) {
-            p.ops = 0;
-            self.trim_cache(block, p, true);
-        } else if self.trim_due(p.ops) {
-            p.ops = 0;
-            self.trim_cache(block, p, false);
+    ) -> Option<(NonNull<u8>, bool)> {
+        let sample = p.ops >= p.next_sample;
+        if sample {
+            p.next_sample = p.ops.saturating_add(leak::gap(self.leak.rate));
         }
+        // ORDERING: Relaxed; the epoch only schedules flushes.
+        let flush = p.epoch != self.trim_epoch.load(Ordering::Relaxed);
+        if flush || self.trim_due(p.ops) {
+            p.next_sample = p.next_sample.saturating_sub(p.ops);
+            p.ops = 0;
+            self.trim_cache(block, p, flush);
+        }
+        self.schedule(p);
         // SAFETY: `class < nbins`, checked by the caller.
         let bin = unsafe { &mut *p.bins.add(class) };
         if bin.len == 0 {
@@ -848,7 +872,7 @@ impl Inner {
             bin.len = n as u32;
             p.bytes += n * size;
         }
-        Some(pop(block, p, class))
+        Some((pop(block, p, class), sample))
     }
 
     /// Fills `out` from arena `a`, mapping a new chunk if needed (charged to

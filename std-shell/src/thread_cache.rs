@@ -88,7 +88,14 @@ pub(crate) struct CacheBlock {
 
 pub(crate) struct Private {
     pub arena: usize,
+    /// Cache operations since the last trim.
     pub ops: usize,
+    /// `ops` at which the fast path turns to the slow one: the earlier of
+    /// the next trim and the next leak-detection sample, so that sampling
+    /// costs the fast path nothing.
+    pub next_event: usize,
+    /// `ops` at which the next allocation is sampled (`usize::MAX`: never).
+    pub next_sample: usize,
     pub epoch: usize,
     pub bins: *mut Bin,
     pub nbins: usize,
@@ -217,6 +224,8 @@ impl CacheBlock {
                 private: UnsafeCell::new(Private {
                     arena: 0,
                     ops: 0,
+                    next_event: 0,
+                    next_sample: usize::MAX,
                     epoch: 0,
                     bins,
                     nbins,

@@ -29,7 +29,10 @@
 //!
 //! # Cost
 //!
-//! * An allocation that is not sampled pays a thread-local countdown.
+//! * An allocation that is not sampled pays nothing on the thread-cache fast
+//!   path: the cache's operation count already sends it to its slow path at
+//!   the next trim, and that point is brought forward to the next sample.
+//!   Uncached allocations pay a thread-local countdown.
 //! * A sampled one records its site (see [`stack`]), takes a clock reading
 //!   and inserts an entry into a sharded table under the shard's spin lock.
 //! * A free consults the table only if its chunk holds a tracked block
@@ -124,7 +127,16 @@ impl Tracker {
             }
             (Origin::Stack, _) => (0, stack::unwind(&mut frames)),
         };
-        let site = self.sites.intern(caller, &frames[..n]);
+        let frames = &frames[..n];
+        let hash = table::site_hash(caller, frames);
+        let site = match last_site(self, hash) {
+            Some(id) => id,
+            None => {
+                let id = self.sites.intern_hashed(hash, caller, frames);
+                remember_site(self, hash, id);
+                id
+            }
+        };
         let entry = Entry {
             addr,
             size,
@@ -207,7 +219,15 @@ impl Gate<'_> {
     }
 }
 
-/// Whether this allocation is one to sample (`rate` > 0). A thread-local
+/// Allocations until the next sample, drawn for this thread (see
+/// [`Sampler::gap`]); for thread caches, which count on their own.
+pub(crate) fn gap(rate: u32) -> usize {
+    SAMPLER
+        .try_with(|s| s.gap(rate) as usize)
+        .unwrap_or(rate as usize)
+}
+
+/// Whether this allocation is one to sample (uncached paths) (`rate` > 0). A thread-local
 /// countdown; the thread's gap is redrawn at each sample.
 #[inline]
 pub(crate) fn sample_due(rate: u32) -> bool {
@@ -231,7 +251,12 @@ pub(crate) fn sample_due(rate: u32) -> bool {
 
 thread_local! {
     static SAMPLER: Sampler = const {
-        Sampler { countdown: Cell::new(1), seed: Cell::new(0), busy: Cell::new(false) }
+        Sampler {
+            countdown: Cell::new(1),
+            seed: Cell::new(0),
+            busy: Cell::new(false),
+            last: Cell::new((0, 0, 0)),
+        }
     };
 }
 
@@ -240,6 +265,29 @@ struct Sampler {
     seed: Cell<u64>,
     /// Inside `record` or a report: allocations are not sampled.
     busy: Cell<bool>,
+    /// The thread's last site: (tracker address, site hash, id). A loop
+    /// samples the same few sites over and over; this skips the table.
+    last: Cell<(usize, u64, u32)>,
+}
+
+/// The id of the site with `hash` if it is this thread's last one.
+fn last_site(t: &Tracker, hash: u64) -> Option<u32> {
+    let me = core::ptr::from_ref(t) as usize;
+    SAMPLER
+        .try_with(|s| match s.last.get() {
+            (who, h, id) if who == me && h == hash => Some(id),
+            _ => None,
+        })
+        .ok()
+        .flatten()
+}
+
+/// Remembers a site as this thread's last one (not an unknown site: 0).
+fn remember_site(t: &Tracker, hash: u64, id: u32) {
+    if id != 0 {
+        let me = core::ptr::from_ref(t) as usize;
+        let _ = SAMPLER.try_with(|s| s.last.set((me, hash, id)));
+    }
 }
 
 impl Sampler {
@@ -257,7 +305,8 @@ impl Sampler {
         x ^= x >> 7;
         x ^= x << 17;
         self.seed.set(x);
-        1 + (x % (2 * rate as u64 - 1)) as u32
+        // Multiply-shift instead of a 64-bit division: uniform enough.
+        1 + (((x >> 32) * (2 * rate as u64 - 1)) >> 32) as u32
     }
 }
 

@@ -290,14 +290,16 @@ impl SiteTable {
 
     /// The id of the site (`caller`, `frames`), adding it if new; 0 when the
     /// table is full or unmapped.
+    #[cfg(test)]
     pub(crate) fn intern(&self, caller: usize, frames: &[usize]) -> u32 {
-        let n = frames.len().min(MAX_FRAMES);
-        let frames = &frames[..n];
-        // A cheap running hash, mixed once at the end (the frames are
-        // addresses: well spread already).
-        let hash = mix(frames.iter().fold(caller ^ n, |h, &f| {
-            (h ^ f).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
-        }));
+        let frames = &frames[..frames.len().min(MAX_FRAMES)];
+        self.intern_hashed(site_hash(caller, frames), caller, frames)
+    }
+
+    /// [`SiteTable::intern`] with the site's [`site_hash`] (at most
+    /// [`MAX_FRAMES`] frames).
+    pub(crate) fn intern_hashed(&self, hash: u64, caller: usize, frames: &[usize]) -> u32 {
+        let n = frames.len();
         if let Some(id) = self
             .slots()
             .and_then(|s| probe(s, hash, caller, frames).ok())
@@ -354,6 +356,15 @@ impl SiteTable {
         // ORDERING: Relaxed; a statistic.
         self.full.load(Ordering::Relaxed)
     }
+}
+
+/// The hash a site is interned under.
+pub(crate) fn site_hash(caller: usize, frames: &[usize]) -> u64 {
+    // A cheap running hash, mixed once at the end (the frames are addresses:
+    // well spread already).
+    mix(frames.iter().fold(caller ^ frames.len(), |h, &f| {
+        (h ^ f).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
+    }))
 }
 
 /// Finds the site in `slots`: `Ok(id)`, or `Err(empty slot ending the probe)`.
