@@ -34,22 +34,42 @@ unsafe impl GlobalAlloc for Pool {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the GlobalAlloc contract guarantees `new_size`, rounded up to
-        // `layout.align()`, does not overflow isize.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        if self.same_block(layout, new_layout) {
-            return ptr;
+        // SAFETY: forwarded contract.
+        unsafe {
+            realloc_in_place_or_move(self, ptr, layout, new_size, |a, b| self.same_block(a, b))
         }
-        // SAFETY: `new_layout` is non-zero-sized per the realloc contract.
-        let new = unsafe { self.alloc(new_layout) };
-        if !new.is_null() {
-            // SAFETY: both blocks are live, distinct, and at least this long.
-            unsafe { ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
-            // SAFETY: `ptr` is ours to free, per the realloc contract.
-            unsafe { self.dealloc(ptr, layout) };
-        }
-        new
     }
+}
+
+/// `GlobalAlloc::realloc` for allocators whose block can stay where it is
+/// when `same_block(old, new)` says both layouts map to it: otherwise
+/// allocate, copy the bytes both hold, free. Shared by the pool and the
+/// layers above it (the std shell).
+///
+/// # Safety
+/// The `GlobalAlloc::realloc` contract, for `a`.
+pub unsafe fn realloc_in_place_or_move<A: GlobalAlloc + ?Sized>(
+    a: &A,
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+    same_block: impl FnOnce(Layout, Layout) -> bool,
+) -> *mut u8 {
+    // SAFETY: the realloc contract guarantees `new_size`, rounded up to
+    // `layout.align()`, does not overflow isize.
+    let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+    if same_block(layout, new_layout) {
+        return ptr;
+    }
+    // SAFETY: `new_layout` is non-zero-sized per the realloc contract.
+    let new = unsafe { a.alloc(new_layout) };
+    if !new.is_null() {
+        // SAFETY: both blocks are live, distinct, and at least this long.
+        unsafe { ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+        // SAFETY: `ptr` is `a`'s to free, per the realloc contract.
+        unsafe { a.dealloc(ptr, layout) };
+    }
+    new
 }
 
 // SAFETY: blocks are valid until deallocated through any copy of the `&Pool`
@@ -97,7 +117,9 @@ unsafe impl allocator_api2::alloc::Allocator for &Pool {
     }
 }
 
-fn dangling(layout: Layout) -> NonNull<u8> {
+/// The non-null, aligned, dangling pointer handed out for a zero-sized
+/// `Allocator` request.
+pub fn dangling(layout: Layout) -> NonNull<u8> {
     // SAFETY: an alignment is never zero.
     unsafe { NonNull::new_unchecked(ptr::without_provenance_mut(layout.align())) }
 }

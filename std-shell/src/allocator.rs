@@ -30,7 +30,7 @@ use crate::chunk::Chunk;
 use crate::chunk_map::ChunkMap;
 use crate::config::ShellConfig;
 use crate::huge::{HugeAllocs, HugeError, HugeFreeError};
-use crate::leak::{self, Gate, LeakDetection, LeakReport, Origin, Tracker};
+use crate::leak::{self, LeakDetection, LeakReport, Origin, Tracker};
 use crate::limit::{Limit, LimitExceeded};
 use crate::os;
 use crate::thread_cache::{bin_cap, Bin, CacheBlock, Private, Registry};
@@ -646,12 +646,8 @@ impl Inner {
         let gate = if self.shared.map.contains(addr) {
             // SAFETY: the map says the chunk is registered; the block is live
             // (just allocated), so the chunk stays.
-            unsafe { Chunk::of(addr, self.shared.core.chunk_size(), self.shared.owner) }.map(|c| {
-                Gate {
-                    chunk: &c.tracked,
-                    granule: c.granule(addr),
-                }
-            })
+            unsafe { Chunk::of(addr, self.shared.core.chunk_size(), self.shared.owner) }
+                .map(|c| c.gate(addr))
         } else {
             None
         };
@@ -1019,11 +1015,7 @@ impl Inner {
     ) -> Result<(), FreeError> {
         chunk.pool.probe(ptr, layout)?;
         let addr = ptr.as_ptr() as usize;
-        let gate = Gate {
-            chunk: &chunk.tracked,
-            granule: chunk.granule(addr),
-        };
-        self.leak.forget(addr, Some(gate));
+        self.leak.forget(addr, Some(chunk.gate(addr)));
         Ok(())
     }
 

@@ -142,9 +142,17 @@ impl Chunk {
         self.tracked.load(Ordering::Relaxed) != 0 && self.granule(addr).load(Ordering::Relaxed) != 0
     }
 
+    /// The leak tracker's filter counters for the block at `addr`.
+    pub(crate) fn gate(&self, addr: usize) -> crate::leak::Gate<'_> {
+        crate::leak::Gate {
+            chunk: &self.tracked,
+            granule: self.granule(addr),
+        }
+    }
+
     /// The tracked-block counter of the granule holding `addr`.
     #[inline]
-    pub(crate) fn granule(&self, addr: usize) -> &AtomicU8 {
+    fn granule(&self, addr: usize) -> &AtomicU8 {
         let base = ptr::from_ref(self) as usize;
         debug_assert!(addr >= base && addr - base < self.pool.config().chunk_size());
         let at = base + size_of::<Chunk>() + (addr - base) / TRACK_GRANULE;

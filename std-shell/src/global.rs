@@ -4,6 +4,7 @@
 use crate::allocator::PooledAllocator;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
+use poolalloc_core::{dangling, realloc_in_place_or_move};
 
 // SAFETY: `alloc` returns null or a block of at least `layout.size()` bytes
 // aligned to `layout.align()`, exclusive until freed (core claims are
@@ -27,20 +28,10 @@ unsafe impl GlobalAlloc for PooledAllocator {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the realloc contract bounds `new_size`.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        if self.same_block(layout, new_layout) {
-            return ptr;
+        // SAFETY: forwarded contract.
+        unsafe {
+            realloc_in_place_or_move(self, ptr, layout, new_size, |a, b| self.same_block(a, b))
         }
-        // SAFETY: non-zero size per the contract.
-        let new = unsafe { self.alloc(new_layout) };
-        if !new.is_null() {
-            // SAFETY: both live and distinct, each at least this long.
-            unsafe { ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
-            // SAFETY: ours to free per the contract.
-            unsafe { self.dealloc(ptr, layout) };
-        }
-        new
     }
 }
 
@@ -51,10 +42,7 @@ unsafe impl allocator_api2::alloc::Allocator for &PooledAllocator {
     #[inline]
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
         if layout.size() == 0 {
-            // SAFETY: alignments are non-zero.
-            let dangling =
-                unsafe { NonNull::new_unchecked(ptr::without_provenance_mut(layout.align())) };
-            return Ok(NonNull::slice_from_raw_parts(dangling, 0));
+            return Ok(NonNull::slice_from_raw_parts(dangling(layout), 0));
         }
         self.try_allocate_wrapped(layout)
             .map_err(|_| allocator_api2::alloc::AllocError)

@@ -65,6 +65,16 @@ fn fits(config: &Config, data: usize, align: usize, route: Route) -> bool {
     }
 }
 
+/// Fails with the first few refusals, if any.
+fn assert_none_refused(failures: Vec<String>) {
+    assert!(
+        failures.is_empty(),
+        "{} refusals, e.g. {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(8)]
+    );
+}
+
 fn check(config: Config, aligns: &[usize]) -> Vec<String> {
     let mut failures = Vec::new();
     for offset in offsets(config) {
@@ -111,13 +121,7 @@ fn alignments_up_to_a_page() {
         let aligns: Vec<usize> = (0..=config.page_size().trailing_zeros())
             .map(|k| 1 << k)
             .collect();
-        let failures = check(config, &aligns);
-        assert!(
-            failures.is_empty(),
-            "{} refusals, e.g. {:#?}",
-            failures.len(),
-            &failures[..failures.len().min(8)]
-        );
+        assert_none_refused(check(config, &aligns));
     }
 }
 
@@ -127,13 +131,7 @@ fn alignments_above_a_page() {
     for config in [Config::DEFAULT, Config::new(256, 64 << 10)] {
         let page = config.page_size();
         let aligns: Vec<usize> = (1..=6).map(|k| page << k).collect();
-        let failures = check(config, &aligns);
-        assert!(
-            failures.is_empty(),
-            "{} refusals, e.g. {:#?}",
-            failures.len(),
-            &failures[..failures.len().min(8)]
-        );
+        assert_none_refused(check(config, &aligns));
     }
 }
 
