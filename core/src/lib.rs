@@ -83,6 +83,7 @@ pub use config::{Config, ConfigError, MAX_CHUNK_PAGES, MAX_PAGE, MAX_SMALL, MIN_
 pub use error::{AllocError, FreeError, Misuse, RegionError};
 #[cfg(not(loom))]
 pub use global::{dangling, realloc_in_place_or_move};
+#[cfg(not(loom))]
 pub use pool::{Pool, LANES};
 #[cfg(not(loom))]
 pub use stats::{Stats, SubpageInfo};

@@ -432,8 +432,8 @@ impl Arena {
         if n == 0 {
             return Err(Shortage::NeedChunk);
         }
+        // ORDERING: Relaxed; statistics (this and the next).
         self.counters.refills.fetch_add(1, Ordering::Relaxed);
-        // ORDERING: Relaxed; statistics.
         self.counters
             .arena_allocations
             .fetch_add(n, Ordering::Relaxed);
