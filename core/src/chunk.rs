@@ -5,16 +5,51 @@
 //!
 //! ```text
 //! [ tree: pages / PAGES_PER_WORD ]
+//! [ free pages: 1 ]
 //! [ partial sets: num_small × ceil(pages / BITS) ]
+//! [ page map: pages ]
 //! [ subpage headers: pages × (2 + bitmap_words) ]
 //! ```
 //!
 //! A `ChunkInfo` describes where those are; it is written once before its
 //! region is published and never changes, so it is read without atomics.
+//!
+//! # The free-page count (the chunk's run index)
+//!
+//! `free` counts the chunk's free pages: every claim of `n` pages subtracts
+//! `n` after its tree CAS, every free adds `n` after its CAS. Additions and
+//! subtractions commute, so the count is exact whenever no claim or free is
+//! between its CAS and its count update; in between it may lag (a search
+//! then skips a chunk whose pages are being freed right now, as if the free
+//! came a moment later) or, wrapping, read as huge (a search then looks and
+//! finds nothing). A search for `n` pages skips every chunk with fewer than
+//! `n` free pages in one load, and a chunk whose count equals its page count
+//! is entirely free (what a span needs).
+//!
+//! # Finding a chunk by address
+//!
+//! Each chunk carries two [`Link`]s, one for each chunk-sized granule of the
+//! address space it overlaps; the pool's table keys granules to chains of
+//! links (see `Pool::locate`).
 
 use crate::config::{Config, PAGES_PER_WORD};
-use crate::sync::{AtomicUsize, BITS};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering, BITS};
 use core::slice;
+
+/// A chunk's entry in one chain of the pool's address table.
+///
+/// Immutable once published but for `next`, which is written before the link
+/// is pushed on its chain (under the region lock) and never after.
+#[repr(C)]
+pub(crate) struct Link {
+    /// The link pushed on the same chain before this one.
+    pub next: AtomicPtr<Link>,
+    /// The chunk's pages: `[data, end)`.
+    pub data: usize,
+    pub end: usize,
+    /// The chunk.
+    pub chunk: *const ChunkInfo,
+}
 
 /// Immutable description of one chunk. Lives in its region's metadata.
 #[repr(C)]
@@ -33,12 +68,28 @@ pub(crate) struct ChunkInfo {
     pub partial_words: usize,
     pub header_words: usize,
     pub num_small: usize,
+    /// Pages of a whole chunk (the map's length; `pages` may be fewer).
+    pub full_pages: usize,
+    /// This chunk's number in its region, and the region's chunk count (a
+    /// span's chunks follow each other in the region's array).
+    pub number: usize,
+    pub region_chunks: usize,
+    /// The region's chunk index (see `subpage::Listing`): `index_words` words
+    /// per small class.
+    pub index: *const AtomicUsize,
+    pub index_words: usize,
+    /// Its entries in the pool's address table.
+    pub links: [Link; 2],
 }
 
 /// Metadata words of one chunk of `config`.
 pub(crate) const fn meta_words(config: &Config) -> usize {
     let pages = config.pages_per_chunk();
-    tree_words(pages) + config.num_small * partial_words(pages) + pages * config.header_words()
+    tree_words(pages)
+        + 1
+        + config.num_small * partial_words(pages)
+        + pages
+        + pages * config.header_words()
 }
 
 const fn tree_words(pages: usize) -> usize {
@@ -49,6 +100,15 @@ const fn partial_words(pages: usize) -> usize {
     pages.div_ceil(BITS)
 }
 
+/// Where a chunk sits in its region.
+#[derive(Clone, Copy)]
+pub(crate) struct Place {
+    pub number: usize,
+    pub region_chunks: usize,
+    pub index: *const AtomicUsize,
+    pub index_words: usize,
+}
+
 impl ChunkInfo {
     /// Describes a chunk of `pages` pages at `data` with metadata at `meta`.
     pub(crate) fn new(
@@ -57,8 +117,16 @@ impl ChunkInfo {
         data: usize,
         pages: usize,
         meta: *const AtomicUsize,
+        place: Place,
     ) -> ChunkInfo {
         let full = config.pages_per_chunk();
+        let end = data + (pages << config.page_shift);
+        let link = || Link {
+            next: AtomicPtr::new(core::ptr::null_mut()),
+            data,
+            end,
+            chunk: core::ptr::null(),
+        };
         ChunkInfo {
             base,
             data,
@@ -68,6 +136,12 @@ impl ChunkInfo {
             partial_words: partial_words(full),
             header_words: config.header_words(),
             num_small: config.num_small,
+            full_pages: full,
+            number: place.number,
+            region_chunks: place.region_chunks,
+            index: place.index,
+            index_words: place.index_words,
+            links: [link(), link()],
         }
     }
 
@@ -86,20 +160,85 @@ impl ChunkInfo {
         self.words(0, self.tree_words)
     }
 
+    /// The free-page count (see the module documentation).
+    #[inline]
+    pub(crate) fn free_count(&self) -> &AtomicUsize {
+        &self.words(self.tree_words, 1)[0]
+    }
+
+    /// Free pages as counted: a hint (see the module documentation).
+    #[inline]
+    pub(crate) fn free_pages(&self) -> usize {
+        // ORDERING: Relaxed; a hint that the tree CASes validate.
+        let n = self.free_count().load(Ordering::Relaxed);
+        if n > self.pages {
+            // Transiently wrapped by a claim that beat a free's update.
+            self.pages
+        } else {
+            n
+        }
+    }
+
+    /// Counts `n` pages claimed (after the claiming CAS).
+    #[inline]
+    pub(crate) fn count_claim(&self, n: usize) {
+        // ORDERING: Relaxed; a commutative count (see the module docs).
+        self.free_count().fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Counts `n` pages freed (after the freeing CAS).
+    #[inline]
+    pub(crate) fn count_free(&self, n: usize) {
+        // ORDERING: Relaxed; a commutative count (see the module docs).
+        self.free_count().fetch_add(n, Ordering::Relaxed);
+    }
+
     /// The partial set of small class `class`.
     #[inline]
     pub(crate) fn partial(&self, class: usize) -> &[AtomicUsize] {
         self.words(
-            self.tree_words + class * self.partial_words,
+            self.tree_words + 1 + class * self.partial_words,
             self.partial_words,
         )
+    }
+
+    /// The page map (see `page_map`).
+    #[inline]
+    pub(crate) fn page_map(&self) -> &[AtomicUsize] {
+        let base = self.tree_words + 1 + self.num_small * self.partial_words;
+        self.words(base, self.full_pages)
     }
 
     /// The header slot of `page`.
     #[inline]
     pub(crate) fn header(&self, page: usize) -> &[AtomicUsize] {
-        let base = self.tree_words + self.num_small * self.partial_words;
+        let base = self.tree_words + 1 + self.num_small * self.partial_words + self.full_pages;
         self.words(base + page * self.header_words, self.header_words)
+    }
+
+    /// This chunk's word and bit in its region's index of small class `class`.
+    #[inline]
+    pub(crate) fn index_slot(&self, class: usize) -> (&AtomicUsize, usize) {
+        // SAFETY: `index` points at `num_small * index_words` initialised
+        // atomics of the region's metadata, alive as long as the pool, and
+        // `number / BITS < index_words` by construction (`region::init`).
+        let word = unsafe {
+            &*self
+                .index
+                .add(class * self.index_words + self.number / BITS)
+        };
+        (word, 1 << (self.number % BITS))
+    }
+
+    /// The chunk `k` places after this one in its region, if any.
+    #[inline]
+    pub(crate) fn next(&self, k: usize) -> Option<&ChunkInfo> {
+        if self.number + k >= self.region_chunks {
+            return None;
+        }
+        // SAFETY: a region's `ChunkInfo`s form one array of `region_chunks`
+        // entries (`region::init`), and this is entry `number`.
+        Some(unsafe { &*core::ptr::from_ref(self).add(k) })
     }
 
     /// A pointer to `addr`, which lies in this chunk's region.

@@ -46,6 +46,11 @@ pub struct Config {
     /// Per small class: pages in one run and elements in it.
     pub(crate) run_pages: [u8; MAX_SMALL],
     pub(crate) run_elems: [u16; MAX_SMALL],
+    /// Per small class: the short run, the fallback when a run of
+    /// `run_pages` cannot be placed: the fewest pages that hold an element
+    /// (equal to the run when that is already as short).
+    pub(crate) short_pages: [u8; MAX_SMALL],
+    pub(crate) short_elems: [u16; MAX_SMALL],
     /// Per small class: `ceil(2^40 / size)`, so `offset / size` is a multiply
     /// and a shift on the free path (exact for offsets below 2^22).
     pub(crate) div_magic: [u64; MAX_SMALL],
@@ -96,12 +101,30 @@ impl Config {
         let mut run_pages = [0u8; MAX_SMALL];
         let mut run_elems = [0u16; MAX_SMALL];
         let mut div_magic = [0u64; MAX_SMALL];
+        let mut short_pages = [0u8; MAX_SMALL];
+        let mut short_elems = [0u16; MAX_SMALL];
         let max_pages = chunk_size / page_size;
         let mut c = 0;
         while c < num_small {
             let (p, e) = choose_run(SIZES[c], page_size, bitmap_words * BITS, max_pages);
             run_pages[c] = p as u8;
             run_elems[c] = e as u16;
+            let sp = SIZES[c].div_ceil(page_size);
+            let (sp, se) = if sp < p {
+                let se = sp * page_size / SIZES[c];
+                (
+                    sp,
+                    if se < bitmap_words * BITS {
+                        se
+                    } else {
+                        bitmap_words * BITS
+                    },
+                )
+            } else {
+                (p, e)
+            };
+            short_pages[c] = sp as u8;
+            short_elems[c] = se as u16;
             div_magic[c] = (1u64 << DIV_SHIFT).div_ceil(SIZES[c] as u64);
             c += 1;
         }
@@ -113,6 +136,8 @@ impl Config {
             bitmap_words,
             run_pages,
             run_elems,
+            short_pages,
+            short_elems,
             div_magic,
             misuse_hook: None,
         })
@@ -158,6 +183,27 @@ impl Config {
             self.run_pages[class] as usize,
             self.run_elems[class] as usize,
         )
+    }
+    /// `(pages, elements)` of a subpage of `class`: its usual run, or its
+    /// short run (see `Config::short_pages`) when `short`.
+    #[inline]
+    pub(crate) const fn subpage_shape(&self, class: usize, short: bool) -> (usize, usize) {
+        if short {
+            (
+                self.short_pages[class] as usize,
+                self.short_elems[class] as usize,
+            )
+        } else {
+            (
+                self.run_pages[class] as usize,
+                self.run_elems[class] as usize,
+            )
+        }
+    }
+    /// Whether `class` has a short run distinct from its usual one.
+    #[inline]
+    pub(crate) const fn has_short(&self, class: usize) -> bool {
+        self.short_pages[class] < self.run_pages[class]
     }
     /// Words of metadata per subpage header: identity, chunk, bitmap.
     pub(crate) const fn header_words(&self) -> usize {

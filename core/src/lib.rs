@@ -56,27 +56,40 @@ extern crate std;
 mod bitmap;
 mod config;
 mod error;
+mod pack;
 pub mod size_class;
 mod subpage;
 mod sync;
 mod tree;
 
 #[cfg(not(loom))]
+mod alloc;
+#[cfg(not(loom))]
+mod block;
+#[cfg(not(loom))]
 mod check;
 #[cfg(not(loom))]
 mod chunk;
 #[cfg(not(loom))]
+mod free;
+#[cfg(not(loom))]
 mod global;
+#[cfg(not(loom))]
+mod page_map;
 #[cfg(not(loom))]
 mod pool;
 #[cfg(not(loom))]
 mod region;
+#[cfg(not(loom))]
+mod span;
 #[cfg(not(loom))]
 mod stats;
 
 #[cfg(all(test, loom))]
 mod tests;
 
+#[cfg(not(loom))]
+pub use block::Block;
 #[cfg(not(loom))]
 pub use check::CheckError;
 pub use config::{Config, ConfigError, MAX_CHUNK_PAGES, MAX_PAGE, MAX_SMALL, MIN_PAGE};

@@ -2,7 +2,7 @@
 //! chunks of pages.
 //!
 //! ```text
-//! start ─► [Region][ChunkInfo × n][chunk metadata × n] pad ─► data: [chunk 0][chunk 1]…[chunk n-1 (may be short)] ◄─ end
+//! start ─► [Region][ChunkInfo × n][chunk index][chunk metadata × n] pad ─► data: [chunk 0][chunk 1]…[chunk n-1 (may be short)] ◄─ end
 //! ```
 //!
 //! The data starts at the first even page boundary after the metadata, so
@@ -11,9 +11,9 @@
 //! list, and are never removed: a pointer into one stays resolvable for the
 //! pool's life.
 
-use crate::chunk::{meta_words, ChunkInfo};
+use crate::chunk::{meta_words, ChunkInfo, Place};
 use crate::config::Config;
-use crate::sync::AtomicUsize;
+use crate::sync::{AtomicUsize, BITS};
 use crate::tree;
 use core::mem::{align_of, size_of};
 use core::ptr;
@@ -31,6 +31,10 @@ pub(crate) struct Region {
     pub data_end: usize,
     pub chunks: *const ChunkInfo,
     pub nchunks: usize,
+    /// The chunk index (see `subpage::Listing`): `index_words` words per
+    /// small class, one bit per chunk.
+    pub index: *const AtomicUsize,
+    pub index_words: usize,
 }
 
 /// Where everything of a region goes.
@@ -38,6 +42,9 @@ pub(crate) struct Region {
 pub(crate) struct Plan {
     header: usize,
     meta: usize,
+    /// The chunk index: `num_small` × `index_words` words.
+    index: usize,
+    index_words: usize,
     data: usize,
     nchunks: usize,
     pages: usize,
@@ -63,9 +70,10 @@ pub(crate) fn plan(config: &Config, start: usize, end: usize) -> Option<Plan> {
     let header = align_up(start, align_of::<Region>())?;
     let mut n = (end - start) / config.chunk_size() + 1;
     while n > 0 {
+        let index_bytes = config.num_small * n.div_ceil(BITS) * size_of::<usize>();
         let meta_end = n
             .checked_mul(per_chunk_meta)
-            .and_then(|m| m.checked_add(header + size_of::<Region>()));
+            .and_then(|m| m.checked_add(header + size_of::<Region>() + index_bytes));
         if let Some(data) = meta_end.and_then(|m| align_up(m, 2 * page)) {
             if data < end {
                 let pages = ((end - data) / page).min(n * ppc);
@@ -73,6 +81,8 @@ pub(crate) fn plan(config: &Config, start: usize, end: usize) -> Option<Plan> {
                     return Some(Plan {
                         header,
                         meta: header + size_of::<Region>(),
+                        index: header + size_of::<Region>() + n * size_of::<ChunkInfo>(),
+                        index_words: n.div_ceil(BITS),
                         data,
                         nchunks: n,
                         pages,
@@ -90,7 +100,7 @@ pub(crate) fn min_len(config: &Config) -> usize {
     align_of::<Region>()
         + size_of::<Region>()
         + size_of::<ChunkInfo>()
-        + meta_words(config) * size_of::<usize>()
+        + (meta_words(config) + config.num_small) * size_of::<usize>()
         + 3 * config.page_size()
 }
 
@@ -111,9 +121,16 @@ pub(crate) unsafe fn init(
     let _ = base.expose_provenance();
     let infos = base.with_addr(plan.meta).cast::<ChunkInfo>();
     let words = meta_words(config);
-    let meta0 = base
-        .with_addr(plan.meta + plan.nchunks * size_of::<ChunkInfo>())
-        .cast::<AtomicUsize>();
+    let index = base.with_addr(plan.index).cast::<AtomicUsize>();
+    let index_len = config.num_small * plan.index_words;
+    for w in 0..index_len {
+        // SAFETY: the plan reserves `index_len` words at `index`, aligned for
+        // `usize` (after the header and `ChunkInfo`s, multiples of it); the
+        // memory is ours and uninitialised, so it is written.
+        unsafe { index.add(w).write(AtomicUsize::new(0)) };
+    }
+    // SAFETY: as above; the chunk metadata follows the index.
+    let meta0 = unsafe { index.add(index_len) };
     for c in 0..plan.nchunks {
         let pages = (plan.pages - c * ppc).min(ppc);
         // SAFETY: the plan keeps `nchunks` metadata blocks of `words` words
@@ -131,8 +148,17 @@ pub(crate) unsafe fn init(
             plan.data + ((c * ppc) << config.page_shift),
             pages,
             meta,
+            Place {
+                number: c,
+                region_chunks: plan.nchunks,
+                index,
+                index_words: plan.index_words,
+            },
         );
         tree::init(info.tree(), pages);
+        // ORDERING: Relaxed; published with the region.
+        info.free_count()
+            .store(pages, crate::sync::Ordering::Relaxed);
         for p in 0..pages {
             // ORDERING: Relaxed; the region is published with a Release store.
             info.header(p)[crate::subpage::RUN].store(
@@ -142,6 +168,12 @@ pub(crate) unsafe fn init(
         }
         // SAFETY: in bounds and aligned as above.
         unsafe { infos.add(c).write(info) };
+        // SAFETY: just written; its links name it (it never moves).
+        unsafe {
+            let chunk = infos.add(c);
+            (*chunk).links[0].chunk = chunk;
+            (*chunk).links[1].chunk = chunk;
+        }
     }
     let header = base.with_addr(plan.header).cast::<Region>();
     // SAFETY: the plan reserves `size_of::<Region>()` aligned bytes at `header`.
@@ -154,6 +186,8 @@ pub(crate) unsafe fn init(
             data_end: plan.data + (plan.pages << config.page_shift),
             chunks: infos,
             nchunks: plan.nchunks,
+            index,
+            index_words: plan.index_words,
         })
     };
     header
@@ -165,5 +199,14 @@ impl Region {
         // SAFETY: written by `init` before publication, immutable after, and
         // alive as long as the pool.
         unsafe { core::slice::from_raw_parts(self.chunks, self.nchunks) }
+    }
+
+    /// Its chunk index of small class `class`.
+    pub(crate) fn index(&self, class: usize) -> &[AtomicUsize] {
+        // SAFETY: `init` wrote `num_small * index_words` atomics at `index`,
+        // alive as long as the pool; `class < num_small` for every caller.
+        unsafe {
+            core::slice::from_raw_parts(self.index.add(class * self.index_words), self.index_words)
+        }
     }
 }

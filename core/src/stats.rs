@@ -4,9 +4,9 @@
 use crate::bitmap;
 use crate::pool::Pool;
 use crate::size_class::SIZES;
-use crate::subpage::{ident_class, BITMAP, IDENT};
+use crate::subpage::{ident_class, is_short, BITMAP, IDENT};
 use crate::sync::Ordering;
-use crate::tree::{self, NORMAL};
+use crate::tree::{self, CONT, NORMAL, SMALL};
 
 /// A snapshot of a pool. Taken without stopping allocation, so under
 /// concurrent use it is approximate (each word is read once).
@@ -69,12 +69,19 @@ impl Pool {
                     s.normal_bytes += n << cfg.page_shift;
                     return;
                 }
+                if kind == CONT {
+                    // A span's pages in the chunks after its first.
+                    s.normal_bytes += n << cfg.page_shift;
+                    return;
+                }
                 s.subpages += 1;
                 s.subpage_bytes += n << cfg.page_shift;
                 let header = chunk.header(start);
                 // ORDERING: Acquire, paired with `subpage::init`.
-                if let Some(class) = ident_class(header[IDENT].load(Ordering::Acquire)) {
-                    let used = bitmap::used(&header[BITMAP..], cfg.run_elems[class] as usize);
+                let ident = header[IDENT].load(Ordering::Acquire);
+                if let Some(class) = ident_class(ident) {
+                    let (_, elems) = cfg.subpage_shape(class, is_short(ident));
+                    let used = bitmap::used(&header[BITMAP..], elems);
                     s.small_allocations += used;
                     s.small_bytes += used * SIZES[class];
                 }
@@ -116,13 +123,14 @@ impl Pool {
         let cfg = self.config();
         for chunk in self.chunks() {
             tree::walk(chunk.tree(), chunk.pages, |start, n, kind| {
-                if kind == NORMAL {
+                if kind != SMALL {
                     return;
                 }
                 let header = chunk.header(start);
                 // ORDERING: Acquire, paired with `subpage::init`, as in `stats`.
-                if let Some(class) = ident_class(header[IDENT].load(Ordering::Acquire)) {
-                    let max_elems = cfg.run_elems[class] as usize;
+                let ident = header[IDENT].load(Ordering::Acquire);
+                if let Some(class) = ident_class(ident) {
+                    let (_, max_elems) = cfg.subpage_shape(class, is_short(ident));
                     let used = bitmap::used(&header[BITMAP..], max_elems).min(max_elems);
                     f(SubpageInfo {
                         class,

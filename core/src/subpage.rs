@@ -8,9 +8,9 @@
 //! is the address of the page (fixed when the region is laid out), so the
 //! allocation fast path computes an element's address from the header alone.
 //!
-//! * `ident` is `gen << 9 | (class + 1)` while the subpage lives,
-//!   `gen << 9 | RETIRING | (class + 1)` while a retirer holds it, and
-//!   `(gen + 1) << 9` once retired: every life of a slot has a distinct
+//! * `ident` is `(gen, class + 1)` while the subpage lives,
+//!   `(gen, RETIRING, class + 1)` while a retirer holds it, and
+//!   `(gen + 1, 0)` once retired: every life of a slot has a distinct
 //!   identity, and only the retirer that won the identity CAS ends a life.
 //! * Header slots live in metadata that is never handed out, so a thread that
 //!   read a stale header pointer only ever touches metadata (type-stable
@@ -41,26 +41,36 @@
 //! `relist` sets the bit after it. Either way the bit ends set.
 
 use crate::bitmap;
+use crate::pack::Field;
 use crate::sync::{AtomicUsize, Ordering};
 
 pub(crate) const IDENT: usize = 0;
 pub(crate) const RUN: usize = 1;
 pub(crate) const BITMAP: usize = 2;
 
-/// Low byte of an identity: class + 1 while live, 0 when retired.
-const CLASS_MASK: usize = 0xff;
-/// Set while a retirer holds the life (between its identity CAS and either
-/// the end of the life or the rollback).
-const RETIRING: usize = 0x100;
-/// The generation starts here.
-const GEN_SHIFT: u32 = 9;
+// The identity word, packed (see `pack`): `class + 1` while a life lives and
+// 0 once it is retired; the RETIRING flag while a retirer holds the life; the
+// SHORT flag when the life is a short run (the class's fallback run, see
+// `Config::subpage_shape`); the generation above.
+const ID_CLASS: Field = Field::first(8);
+const ID_RETIRING: Field = Field::after(ID_CLASS, 1);
+const ID_SHORT: Field = Field::after(ID_RETIRING, 1);
+const ID_GEN: Field = Field::rest(ID_SHORT);
+
+static_assertions::const_assert!(ID_CLASS.max() > crate::config::MAX_SMALL);
+// Generations wrap; a stale claim needs 2^22 lives of one slot in between (on
+// a 32-bit target) to be fooled, while it holds one element.
+static_assertions::const_assert!(ID_GEN.bits >= 22);
+
+/// The RETIRING flag, in place.
+const RETIRING: usize = ID_RETIRING.mask();
 
 /// The class of a live identity (`None` when retired or being retired).
 #[inline]
 pub(crate) fn ident_class(ident: usize) -> Option<usize> {
-    match ident & (CLASS_MASK | RETIRING) {
+    match ID_CLASS.get(ident) {
         0 => None,
-        c if c & RETIRING != 0 => None,
+        _ if ident & RETIRING != 0 => None,
         c => Some(c - 1),
     }
 }
@@ -70,32 +80,38 @@ pub(crate) fn ident_class(ident: usize) -> Option<usize> {
 /// allocated, so frees of its elements must go through).
 #[inline]
 pub(crate) fn life_class(ident: usize) -> Option<usize> {
-    match ident & CLASS_MASK {
+    match ID_CLASS.get(ident) {
         0 => None,
         c => Some(c - 1),
     }
 }
 
+/// Whether the life is its class's short (fallback) run.
+#[inline]
+pub(crate) fn is_short(ident: usize) -> bool {
+    ID_SHORT.get(ident) != 0
+}
+
 /// The identity of a new life of a slot whose current identity is `old`
 /// (retired, so its generation was already bumped).
 #[inline]
-pub(crate) fn next_ident(old: usize, class: usize) -> usize {
-    (old & !(CLASS_MASK | RETIRING)) | (class + 1)
+pub(crate) fn next_ident(old: usize, class: usize, short: bool) -> usize {
+    ID_GEN.put(ID_GEN.get(old)) | ID_CLASS.put(class + 1) | ID_SHORT.put(usize::from(short))
 }
 
 /// The retired identity that ends life `ident`: next generation, no class.
 #[inline]
 pub(crate) fn retired(ident: usize) -> usize {
-    ((ident >> GEN_SHIFT).wrapping_add(1)) << GEN_SHIFT
+    ID_GEN.put(ID_GEN.get(ident).wrapping_add(1))
 }
 
-/// Starts a new life of `header` for `class` with `elems` elements, element 0
-/// taken by the caller. Returns the identity.
-pub(crate) fn init(header: &[AtomicUsize], class: usize, elems: usize) -> usize {
+/// Starts a new life of `header` for `class` (its short run when `short`)
+/// with `elems` elements, element 0 taken by the caller. Returns the identity.
+pub(crate) fn init(header: &[AtomicUsize], class: usize, short: bool, elems: usize) -> usize {
     // ORDERING: Relaxed load; the slot is ours (we hold its run, and its last
     // retirer's Release store reached us through the tree CAS that gave us
     // the run).
-    let ident = next_ident(header[IDENT].load(Ordering::Relaxed), class);
+    let ident = next_ident(header[IDENT].load(Ordering::Relaxed), class, short);
     // ORDERING: Relaxed; published by the Release stores of `bitmap::init`
     // that follow it, and by the partial-set / lane publication after them.
     header[IDENT].store(ident, Ordering::Relaxed);
@@ -144,16 +160,33 @@ pub(crate) fn claim(
     }
 }
 
-/// A subpage's place in its class's partial set: the word and bit, and the
-/// class's count of set bits (over all chunks). Every bit flip goes through
+/// A subpage's place in its class's partial set: the word and bit, the
+/// class's count of set bits (over all chunks), and the chunk's bit in its
+/// region's *chunk index* of the class. Every bit flip goes through
 /// [`Listing::set`] / [`Listing::clear`], whose RMWs return the old word, so
 /// the count changes exactly once per flip and equals the number of set bits
 /// whenever no flip is in flight. Finders skip the scan when it is zero.
+///
+/// # The chunk index
+///
+/// Per region and small class, one bit per chunk: "this chunk's partial set
+/// of the class may have a bit set", so a finder visits only chunks that
+/// hold partial subpages. Invariant (no lost chunk): a chunk with a set
+/// partial bit has its index bit set, or a thread is about to set it.
+/// `set` raises the index bit after a partial bit went 0 → 1; a finder that
+/// found nothing in a chunk clears its index bit and then re-reads the
+/// chunk's partial words ([`unindex`]), setting the bit again if any is
+/// non-zero. As for `unlist`, both RMWs on the index word are AcqRel, so
+/// either the setter's `fetch_or` comes last, or the finder's clear
+/// synchronises with it and its re-read sees the partial bit.
 #[derive(Clone, Copy)]
 pub(crate) struct Listing<'a> {
     pub word: &'a AtomicUsize,
     pub bit: usize,
     pub count: &'a AtomicUsize,
+    /// The chunk's word and bit in its region's index of the class.
+    pub index: &'a AtomicUsize,
+    pub index_bit: usize,
 }
 
 impl Listing<'_> {
@@ -164,10 +197,13 @@ impl Listing<'_> {
         if self.word.fetch_or(self.bit, Ordering::AcqRel) & self.bit == 0 {
             // ORDERING: Relaxed; a hint for finders.
             self.count.fetch_add(1, Ordering::Relaxed);
+            // ORDERING: AcqRel; see "The chunk index" (no lost chunk). A bit
+            // that was already set was indexed by whoever set it.
+            self.index.fetch_or(self.index_bit, Ordering::AcqRel);
         }
     }
 
-    /// Clears the bit.
+    /// Clears the bit. The chunk's index bit stays: finders clear it lazily.
     #[inline]
     pub(crate) fn clear(&self) {
         // ORDERING: AcqRel; see the module documentation (no lost subpage).
@@ -175,6 +211,20 @@ impl Listing<'_> {
             // ORDERING: Relaxed; a hint for finders.
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Drops a chunk from its region's index of a class after a finder found no
+/// usable subpage in its partial set `partial`; puts it back if a partial bit
+/// is set after all (see "The chunk index" at [`Listing`]).
+pub(crate) fn unindex(index: &AtomicUsize, index_bit: usize, partial: &[AtomicUsize]) {
+    // ORDERING: AcqRel; pairs with `Listing::set`'s `fetch_or`.
+    index.fetch_and(!index_bit, Ordering::AcqRel);
+    // ORDERING: Acquire; sees every partial bit whose setter's index
+    // `fetch_or` came before our clear.
+    if partial.iter().any(|w| w.load(Ordering::Acquire) != 0) {
+        // ORDERING: AcqRel, as in `Listing::set`.
+        index.fetch_or(index_bit, Ordering::AcqRel);
     }
 }
 

@@ -309,7 +309,58 @@ pub(crate) fn alloc(
     }
     // No word holds it where the alignment allows: cross words.
     if kind == NORMAL {
-        return alloc_span(words, n, kind, align, phase);
+        return alloc_cross(words, n, kind, align, phase);
+    }
+    None
+}
+
+/// Free pages at the top of word `w` (its highest pages).
+#[inline]
+fn free_top(w: usize) -> usize {
+    let f = free_pages(w);
+    (!(f | (f << 1))).leading_zeros() as usize / 2
+}
+
+/// Free pages at the bottom of word `w` (its lowest pages).
+#[inline]
+fn free_bottom(w: usize) -> usize {
+    let f = free_pages(w);
+    (!(f | (f << 1))).trailing_zeros() as usize / 2
+}
+
+/// A normal run of `n <= PPW` pages across two words: only where the free
+/// pages at the top of one word and the bottom of the next add up to `n`,
+/// so each pair of words costs two loads and a few bit operations.
+fn alloc_cross(
+    words: &[AtomicUsize],
+    n: usize,
+    kind: usize,
+    align: usize,
+    phase: usize,
+) -> Option<usize> {
+    if n < 3 || words.len() < 2 {
+        // A crossing run keeps two pages in its first word and one in the next.
+        return None;
+    }
+    // ORDERING: Relaxed pre-checks; the claiming CASes decide.
+    let mut next = words[0].load(Ordering::Relaxed);
+    for j in 0..words.len() - 1 {
+        let w = next;
+        // ORDERING: as above.
+        next = words[j + 1].load(Ordering::Relaxed);
+        let (top, bottom) = (free_top(w), free_bottom(next));
+        if top < 2 || bottom == 0 || top + bottom < n {
+            continue;
+        }
+        // Starts that leave 2..=top pages in word j and at most `bottom` in j + 1.
+        let first = PPW - top.min(n - 1);
+        for i in first..=PPW - 2 {
+            let p = j * PPW + i;
+            if n - (PPW - i) <= bottom && (p + phase) % align == 0 && claim_span(words, p, n, kind)
+            {
+                return Some(p);
+            }
+        }
     }
     None
 }
@@ -424,9 +475,10 @@ fn span_free(words: &[AtomicUsize], cache: &mut WordCache, p: usize, n: usize) -
     })
 }
 
-/// Claims a crossing run word by word, in address order; on a conflict gives
-/// back the words already claimed.
-fn claim_span(words: &[AtomicUsize], p: usize, n: usize, kind: usize) -> bool {
+/// Claims a run of `n` pages of `kind` at page `p` word by word, in address
+/// order (a crossing run, or a span's part of a chunk, whose kind may be
+/// `CONT`: see `span`); on a conflict gives back the words already claimed.
+pub(crate) fn claim_span(words: &[AtomicUsize], p: usize, n: usize, kind: usize) -> bool {
     let (j, i) = (p / PPW, p % PPW);
     for k in 0..(i + n).div_ceil(PPW) {
         let (first, len) = span_part(i, n, k);
@@ -461,6 +513,93 @@ fn claim_span(words: &[AtomicUsize], p: usize, n: usize, kind: usize) -> bool {
         }
     }
     true
+}
+
+/// Gives back the `n` pages from `p` of a run its caller claimed with
+/// [`claim_span`] and still owns (a span's rollback or free): no checks.
+pub(crate) fn unclaim(words: &[AtomicUsize], p: usize, n: usize) {
+    let (j, i) = (p / PPW, p % PPW);
+    for k in 0..(i + n).div_ceil(PPW) {
+        let (first, len) = span_part(i, n, k);
+        // ORDERING: Release, like a free: the next claim of these pages
+        // (Acquire) sees our writes to them.
+        words[j + k].fetch_and(!run_mask(first, len), Ordering::Release);
+    }
+}
+
+/// Checks that the first `n` pages of a chunk continue a span (all `CONT`,
+/// with markers), reading only the run's words (see `span`).
+pub(crate) fn check_continuation(words: &[AtomicUsize], n: usize) -> Result<(), RunError> {
+    if n == 0 || n > words.len() * PPW {
+        return Err(RunError::Length(0));
+    }
+    for k in 0..n.div_ceil(PPW) {
+        let (first, len) = span_part(0, n, k);
+        // ORDERING: Acquire; a continuation is stable while its span lives.
+        let v = words[k].load(Ordering::Acquire);
+        let end = first + len;
+        if v & run_mask(first, len) != word_bits(k, 0, n, CONT) {
+            return Err(if state(v, 0) == FREE && k == 0 {
+                RunError::NotAllocated
+            } else {
+                RunError::Length(0)
+            });
+        }
+        if end < PPW && state(v, end) == CONT {
+            return Err(RunError::Length(0));
+        }
+    }
+    Ok(())
+}
+
+/// A span's part in one chunk: the chunk's tree words and the span's pages
+/// from its page 0 (see `span`).
+pub(crate) type Part<'a> = (&'a [AtomicUsize], usize);
+
+/// Claims a span's parts in order: the first as a normal run, the others as
+/// continuations. On a conflict gives back the parts already claimed and
+/// returns `false`; the span is live once the last claim succeeded.
+pub(crate) fn claim_parts<'a>(parts: impl Iterator<Item = Part<'a>> + Clone) -> bool {
+    for (i, (words, n)) in parts.clone().enumerate() {
+        let kind = if i == 0 { NORMAL } else { CONT };
+        if !claim_span(words, 0, n, kind) {
+            for (w, n) in parts.take(i) {
+                unclaim(w, 0, n);
+            }
+            return false;
+        }
+    }
+    true
+}
+
+/// Checks that `parts` form a live span: the first part a normal run, the
+/// others continuations. A snapshot.
+pub(crate) fn check_parts<'a>(
+    mut parts: impl Iterator<Item = Part<'a>> + Clone,
+) -> Result<(), RunError> {
+    let (first, n0) = parts.next().ok_or(RunError::NotAllocated)?;
+    for (w, n) in parts {
+        check_continuation(w, n)?;
+    }
+    check_live(first, 0, n0, NORMAL)
+}
+
+/// Frees a span: validates the continuations by loads (stable while the
+/// span lives), frees the first part by its CAS (the linearisation point: a
+/// second free fails there, having changed nothing), then gives the
+/// continuations back.
+pub(crate) fn free_parts<'a>(
+    mut parts: impl Iterator<Item = Part<'a>> + Clone,
+) -> Result<(), RunError> {
+    let (first, n0) = parts.next().ok_or(RunError::NotAllocated)?;
+    for (w, n) in parts.clone() {
+        check_continuation(w, n)?;
+    }
+    free(first, 0, n0, NORMAL)?;
+    for (w, n) in parts {
+        unclaim(w, 0, n);
+    }
+    Ok(())
 }
 
 /// Checks that a run of `n` pages of `kind` starts at `page`, given the word
@@ -616,7 +755,8 @@ pub(crate) fn run_containing(
 }
 
 /// Calls `f(first_page, pages, kind)` for every run among the first `pages`
-/// pages, and returns the number of free pages, from one pass of loads (a
+/// pages (a span's continuation from the chunk before as a run of kind
+/// `CONT` at page 0), and returns the number of free pages, from one pass of loads (a
 /// snapshot per word).
 pub(crate) fn walk(
     words: &[AtomicUsize],
@@ -635,6 +775,11 @@ pub(crate) fn walk(
             }
             let s = state(w, i);
             let marker = s == SMALL && i == PPW - 1 && run.is_some();
+            if p == 0 && s == CONT {
+                // A span's continuation (see `span`).
+                run = Some((0, 1, CONT));
+                continue;
+            }
             if s == CONT || marker {
                 if let Some(r) = run.as_mut() {
                     r.1 += 1;
@@ -673,7 +818,9 @@ pub(crate) fn check(words: &[AtomicUsize], pages: usize) -> Result<(), usize> {
                 }
                 continue;
             }
-            if s == CONT && prev == FREE {
+            // Page 0 may continue a span from the chunk before (see `span`;
+            // the pool checks the span itself).
+            if s == CONT && prev == FREE && p != 0 {
                 return Err(p);
             }
             prev = s;

@@ -973,6 +973,15 @@ impl Harness {
                 cfg.subpage_run(sizes.iter().position(|&s| s == size).unwrap())
                     .0
             }
+            // A span starts at a chunk's first page (aligned to two pages at
+            // least) and runs over the region's consecutive chunks.
+            Ok(Route::Span { size, align }) => {
+                return align <= 2 * page
+                    && self
+                        .model
+                        .regions_of(pool)
+                        .any(|r| r.usable / page >= size / page);
+            }
             Err(_) => return false,
         };
         let biggest = self

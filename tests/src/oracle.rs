@@ -5,9 +5,11 @@
 //!   that holds its size and is a multiple of its alignment, or of the page
 //!   for alignments above a page, up to the chunk size; *small* when that
 //!   class is below four pages and the alignment at most a page, else a
-//!   *normal* page run placed at the alignment.
+//!   *normal* page run placed at the alignment. Above the chunk size it is a
+//!   *span* of whole pages over consecutive chunks.
 //! * A free with the wrong layout must be refused with `LayoutMismatch`,
-//!   naming what the layout rounds to and what is there (0 if unknown).
+//!   naming what the layout rounds to (its size when nothing serves it) and
+//!   the size of the block that is there.
 
 use core::alloc::Layout;
 use poolalloc_core::size_class::SIZES;
@@ -28,19 +30,27 @@ pub enum Route {
         /// The alignment in pages (at least 1).
         align_pages: usize,
     },
+    /// Whole pages over consecutive chunks, above the chunk size.
+    Span {
+        /// Bytes: the size rounded up to whole pages.
+        size: usize,
+        /// The alignment in bytes.
+        align: usize,
+    },
 }
 
 impl Route {
     /// Bytes of the block (its class size).
     pub fn size(self) -> usize {
         match self {
-            Route::Small { size } | Route::Normal { size, .. } => size,
+            Route::Small { size } | Route::Normal { size, .. } | Route::Span { size, .. } => size,
         }
     }
 
-    /// Whether it is a page run.
+    /// Whether it is a page run (a span is one over several chunks; the
+    /// pool's statistics count both as normal).
     pub fn is_normal(self) -> bool {
-        matches!(self, Route::Normal { .. })
+        matches!(self, Route::Normal { .. } | Route::Span { .. })
     }
 }
 
@@ -57,12 +67,21 @@ pub fn route(config: &Config, layout: Layout) -> Result<Route, AllocError> {
     }
     // Above a page, the run is whole pages placed at the alignment.
     let grain = align.min(page);
-    let class = SIZES
+    let span = Route::Span {
+        size: size.div_ceil(page) * page,
+        align,
+    };
+    if size > chunk {
+        return Ok(span);
+    }
+    let Some(class) = SIZES
         .iter()
         .copied()
         .find(|&s| s >= size && s % grain == 0)
         .filter(|&s| s <= chunk)
-        .ok_or(AllocError::TooLarge { size, max: chunk })?;
+    else {
+        return Ok(span);
+    };
     if class < 4 * page && align <= page {
         Ok(Route::Small { size: class })
     } else {
@@ -114,7 +133,7 @@ pub fn free_with(config: &Config, addr: usize, live: Layout, with: Layout) -> Ex
         Err(_) => {
             return Expect::exactly(Err(FreeError::LayoutMismatch {
                 expected: with.size(),
-                found: 0,
+                found: have.size(),
             }))
         }
     };
@@ -132,6 +151,9 @@ pub fn free_with(config: &Config, addr: usize, live: Layout, with: Layout) -> Ex
         (Route::Normal { size: a, .. }, Route::Normal { size: b, .. }) if a == b && aligned => {
             Expect::exactly(Ok(()))
         }
+        (Route::Span { size: a, .. }, Route::Span { size: b, .. }) if a == b && aligned => {
+            Expect::exactly(Ok(()))
+        }
         (Route::Normal { .. }, Route::Normal { .. }) => Expect::exactly(Err(mismatch)),
         (Route::Normal { .. }, Route::Small { size }) => Expect {
             documented: Err(mismatch),
@@ -140,7 +162,6 @@ pub fn free_with(config: &Config, addr: usize, live: Layout, with: Layout) -> Ex
                 found: 0,
             }),
         },
-        (Route::Small { .. }, Route::Normal { .. }) => Expect::exactly(Err(mismatch)),
-        (Route::Small { .. }, Route::Small { .. }) => Expect::exactly(Err(mismatch)),
+        _ => Expect::exactly(Err(mismatch)),
     }
 }

@@ -62,6 +62,8 @@ fn fits(config: &Config, data: usize, align: usize, route: Route) -> bool {
     match route {
         Route::Small { .. } => true,
         Route::Normal { .. } => first + n <= config.pages_per_chunk(),
+        // A span starts at a chunk's first page; these pools have one chunk.
+        Route::Span { .. } => false,
     }
 }
 

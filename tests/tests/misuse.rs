@@ -206,7 +206,7 @@ fn mismatched_layouts() {
     refused(&p, s, l(64 << 10, 8), lm(64 << 10, 112));
     // Above a page, a layout rounds to whole pages (placed at its alignment).
     refused(&p, s, l(100, 2 * PAGE), lm(PAGE, 112));
-    refused(&p, s, l(2 * CHUNK, 8), lm(2 * CHUNK, 0));
+    refused(&p, s, l(2 * CHUNK, 8), lm(2 * CHUNK, 112));
     // Normal block: small layouts, shorter runs, unservable layouts.
     // SAFETY: the pool checks the pointer and refuses it.
     let r = unsafe { p.deallocate(n, small) };
@@ -222,8 +222,9 @@ fn mismatched_layouts() {
     );
     refused(&p, n, l(40 << 10, 8), lm(40 << 10, 64 << 10));
     refused(&p, n, l(32 << 10, 8), lm(32 << 10, 64 << 10));
-    refused(&p, n, l(2 * CHUNK, 8), lm(2 * CHUNK, 0));
-    refused(&p, n, l(1, 2 * CHUNK), lm(1, 0));
+    refused(&p, n, l(2 * CHUNK, 8), lm(2 * CHUNK, 64 << 10));
+    // A layout nothing serves names its size, and the block's.
+    refused(&p, n, l(1, 2 * CHUNK), lm(1, 64 << 10));
     // Zero-sized layouts name nothing.
     refused(&p, s, l(0, 8), FreeError::ZeroSize);
     refused(&p, n, l(0, 8), FreeError::ZeroSize);
@@ -367,14 +368,35 @@ fn zero_size() {
 }
 
 #[test]
-fn too_large_and_absurd_alignment() {
+fn spans_above_a_chunk_and_absurd_sizes() {
     let p = pool();
     let before = p.stats();
-    let too_large = |size| Err(AllocError::TooLarge { size, max: CHUNK });
-    assert_eq!(p.allocate(l(CHUNK + 1, 1)), too_large(CHUNK + 1));
-    assert_eq!(p.allocate(l(1 << 40, 8)), too_large(1 << 40));
+    // Above the chunk size: a span of the pool's two chunks, freed from the
+    // pointer alone or with its layout, and checked like any block.
+    let span = l(CHUNK + 1, 1);
+    let b = alloc(&p, span);
+    assert_eq!(p.usable_size(span), CHUNK + PAGE);
+    assert_eq!(p.stats().allocated_bytes, CHUNK + PAGE);
+    refused(
+        &p,
+        b,
+        l(CHUNK, 8),
+        FreeError::LayoutMismatch {
+            expected: CHUNK,
+            found: CHUNK + PAGE,
+        },
+    );
+    // SAFETY: inside the span: refused.
+    refused(&p, unsafe { b.add(CHUNK) }, span, FreeError::Interior);
+    assert_eq!(p.block_layout(b).map(|l| l.size()), Ok(CHUNK + PAGE));
+    free(&p, b, span);
+    refused(&p, b, span, FreeError::NotAllocated);
+    // Beyond every region: out of memory, nothing changed.
+    let oom = |size| Err(AllocError::OutOfMemory { size });
+    assert_eq!(p.allocate(l(3 * CHUNK, 8)), oom(3 * CHUNK));
+    assert_eq!(p.allocate(l(1 << 40, 8)), oom(1 << 40));
     let huge = isize::MAX as usize - 4095;
-    assert_eq!(p.allocate(l(huge, 4096)), too_large(huge));
+    assert_eq!(p.allocate(l(huge, 4096)), oom(huge));
     for align in [2 * CHUNK, 1 << 30, 1 << 40, 1 << 62] {
         assert_eq!(
             p.allocate(l(1, align)),
@@ -384,8 +406,9 @@ fn too_large_and_absurd_alignment() {
     }
     assert_eq!(p.stats(), before);
     // SAFETY: a valid layout; the pool refuses it with a null.
-    assert!(unsafe { p.alloc(l(CHUNK + 1, 8)) }.is_null());
+    assert!(unsafe { p.alloc(l(3 * CHUNK, 8)) }.is_null());
     assert_eq!(p.stats(), before);
+    p.check().unwrap();
 }
 
 #[test]

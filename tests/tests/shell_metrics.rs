@@ -120,7 +120,8 @@ fn check_possible(m: &Metrics) {
         }
         for s in &a.subpages {
             assert!(s.available_elements <= s.total_elements, "{s:?}");
-            assert_eq!(s.total_elements, s.subpages * s.max_elements);
+            // Short fallback runs hold fewer elements than the usual run.
+            assert!(s.total_elements <= s.subpages * s.max_elements, "{s:?}");
         }
     }
     assert_eq!(held, m.chunks_per_band.iter().sum::<usize>());

@@ -16,6 +16,8 @@
 //!
 //! * no lost subpage: when the threads are done, a live subpage with a free
 //!   element has its partial bit set;
+//! * no lost chunk: a chunk with a set partial bit has its bit in the
+//!   region's chunk index set (a finder's `unindex` racing a relist);
 //! * a claim on a retired header never returns an element, and retirement
 //!   never succeeds while a claim holds one;
 //! * a stale claim (identity of an old life) landing in a new life gets `Err`
@@ -33,6 +35,8 @@ use crate::sync::{AtomicUsize, Ordering};
 
 /// The subpage's bit in its partial word: page 5 of the chunk.
 const BIT: usize = 1 << 5;
+/// The chunk's bit in its region's chunk index: chunk 2 of the region.
+const INDEX_BIT: usize = 1 << 2;
 /// The class the models allocate.
 const CLASS: usize = 3;
 /// Another class with the same element count (in `Config::DEFAULT`, 16-byte
@@ -45,6 +49,8 @@ struct Header {
     partial: AtomicUsize,
     /// The class's count of set partial bits (`subpage::Listing`).
     count: AtomicUsize,
+    /// The chunk's word of its region's chunk index of the class.
+    index: AtomicUsize,
     elems: usize,
 }
 
@@ -57,6 +63,7 @@ impl Header {
                 .collect(),
             partial: AtomicUsize::new(0),
             count: AtomicUsize::new(0),
+            index: AtomicUsize::new(0),
             elems,
         })
     }
@@ -66,6 +73,8 @@ impl Header {
             word: &self.partial,
             bit: BIT,
             count: &self.count,
+            index: &self.index,
+            index_bit: INDEX_BIT,
         }
     }
 
@@ -75,7 +84,7 @@ impl Header {
 
     /// The creator: a new life of `class`, element 0 taken, listed.
     fn create(&self, class: usize) -> usize {
-        let ident = subpage::init(&self.header, class, self.elems);
+        let ident = subpage::init(&self.header, class, false, self.elems);
         subpage::relist(self.listing());
         ident
     }
@@ -139,6 +148,13 @@ impl Header {
             usize::from(self.listed()),
             "partial count out of step with the bit"
         );
+        if self.listed() {
+            assert_ne!(
+                self.index.load(Ordering::Relaxed) & INDEX_BIT,
+                0,
+                "lost chunk: a partial bit is set, the chunk's index bit clear"
+            );
+        }
         if ident_class(self.ident()).is_some() && !bitmap::is_full(self.bits(), self.elems) {
             assert!(
                 self.listed(),
@@ -172,6 +188,25 @@ fn spawn<T: Send + 'static>(
 ) -> thread::JoinHandle<T> {
     let h = Arc::clone(h);
     thread::spawn(move || f(&h))
+}
+
+/// A finder that found nothing usable in the chunk drops it from the chunk
+/// index (`subpage::unindex`) while a freer relists a subpage of it: the
+/// chunk ends indexed (no lost chunk).
+#[test]
+fn no_lost_chunk() {
+    model("partial::no_lost_chunk", || {
+        let (h, _) = full_subpage();
+        // A finder saw it full and unlisted it; the index bit is still set.
+        h.listing().clear();
+        let f = spawn(&h, |h| h.free(1));
+        let u = spawn(&h, |h| {
+            subpage::unindex(&h.index, INDEX_BIT, core::slice::from_ref(&h.partial))
+        });
+        f.join().unwrap().unwrap();
+        u.join().unwrap();
+        h.assert_not_lost();
+    });
 }
 
 /// An allocator finds the subpage full and unlists it while a freer releases

@@ -14,8 +14,11 @@
 //! * `loom_tree`: runs claimed and freed in the page tree.
 //! * `loom_bitmap`: elements claimed and released in a subpage bitmap, and
 //!   `lock_empty` (retirement) racing a claim.
-//! * `loom_partial`: the partial set's "no lost subpage" invariant, retirement
-//!   racing a claim, and a new life racing a stale claim.
+//! * `loom_partial`: the partial set's "no lost subpage" invariant, the chunk
+//!   index's "no lost chunk", retirement racing a claim, and a new life
+//!   racing a stale claim.
+//! * `loom_span`: spans over two chunks: a double free, a claim racing a
+//!   run, and the hand-over of a freed span's page.
 //!
 //! Every model is bounded by [`model`]'s preemption bound (3 unless
 //! `LOOM_MAX_PREEMPTIONS` says otherwise) and prints its execution count, so
@@ -28,6 +31,7 @@
 
 mod loom_bitmap;
 mod loom_partial;
+mod loom_span;
 mod loom_tree;
 
 use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering as StdOrdering};

@@ -206,13 +206,14 @@ pub struct SubpageMetrics {
     pub element_size: usize,
     /// Live subpage runs of the class.
     pub subpages: usize,
-    /// Elements per run.
+    /// Elements per run (the class's usual run).
     pub max_elements: usize,
-    /// Elements in all runs (`subpages * max_elements`).
+    /// Elements in all runs (`subpages * max_elements`, less where a run is
+    /// the class's short fallback run).
     pub total_elements: usize,
     /// Free elements in all runs.
     pub available_elements: usize,
-    /// Pages per run.
+    /// Pages per run (the class's usual run).
     pub run_pages: usize,
     /// Page size in bytes.
     pub page_size: usize,
@@ -507,10 +508,10 @@ impl Metrics {
                 t.class = sp.class;
                 t.element_size = sp.elem_size;
                 t.subpages += 1;
-                t.max_elements = sp.max_elems;
+                t.max_elements = t.max_elements.max(sp.max_elems);
                 t.total_elements += sp.max_elems;
                 t.available_elements += sp.available;
-                t.run_pages = sp.pages;
+                t.run_pages = t.run_pages.max(sp.pages);
                 t.page_size = sp.page_size;
             });
         });

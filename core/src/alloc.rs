@@ -1,0 +1,359 @@
+//! Allocation paths: small elements from the lane's subpage, page runs from
+//! the lane's chunk, spans from whole chunks (`span.rs`).
+//!
+//! # Small (below four pages)
+//!
+//! The calling thread's *lane* (a hash of its stack address, or a
+//! caller-supplied hint) names the subpage it allocates from, so concurrent
+//! threads work on different bitmap words. Fast path: one load of the lane
+//! slot, one of the identity, one CAS on a bitmap word, one identity check.
+//! When the subpage is full the lane refills from the class's partial sets
+//! (visiting only chunks the region's chunk index names, and nothing at all
+//! when the class's count of partial subpages is zero), preferring subpages no
+//! other lane uses, or creates a subpage from a page run. When no run of the
+//! class's usual length can be placed, it takes the class's *short* run (the
+//! fewest pages that hold an element), so fragments of free pages still serve.
+//!
+//! # Normal (up to a chunk)
+//!
+//! One CAS on a tree word of the lane's chunk; chunks with fewer free pages
+//! than the run (their free-page count, `chunk.rs`) are skipped in one load.
+//! The run's first page gets its descriptor (`page_map`) before the block is
+//! handed out.
+
+use crate::chunk::ChunkInfo;
+use crate::error::AllocError;
+use crate::page_map::PageDesc;
+use crate::pool::{stack_lane, Pool, Route, LANES};
+use crate::size_class::SIZES;
+use crate::subpage::{self, ident_class, is_short, BITMAP, IDENT, RUN};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering, BITS};
+use crate::{bitmap, tree};
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+
+enum Refill {
+    Element(NonNull<u8>),
+    Slot,
+}
+
+impl Pool {
+    /// Allocates a block for `layout`. The slice is the block as rounded to
+    /// its size class (or, above a chunk, to whole pages), all of it usable.
+    #[inline]
+    pub fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate_in_lane(layout, stack_lane(), true)
+    }
+
+    /// [`Pool::allocate`], with the lane picked by `hint` (for example a CPU or
+    /// thread number) instead of a hash of the stack address. Threads with
+    /// different hints modulo [`LANES`] allocate small blocks from different
+    /// subpages.
+    #[inline]
+    pub fn allocate_with_hint(
+        &self,
+        layout: Layout,
+        hint: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate_in_lane(layout, hint & (LANES - 1), true)
+    }
+
+    /// [`Pool::allocate_with_hint`] without the fallback that trims empty
+    /// subpages and retries before reporting `OutOfMemory`: for layers that
+    /// manage many pools (one per chunk) and simply try the next one.
+    #[inline]
+    pub fn allocate_no_reclaim(
+        &self,
+        layout: Layout,
+        hint: usize,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate_in_lane(layout, hint & (LANES - 1), false)
+    }
+
+    #[inline]
+    fn allocate_in_lane(
+        &self,
+        layout: Layout,
+        lane: usize,
+        reclaim: bool,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let route = self.route(layout)?;
+        let p = match self.allocate_route(route, lane) {
+            Ok(p) => Ok(p),
+            Err(_) if reclaim => self.reclaim_and_retry(route, lane),
+            Err(e) => Err(e),
+        };
+        #[cfg(feature = "counters")]
+        self.counters().count_alloc(p.is_ok());
+        let p = p.map_err(|_| AllocError::OutOfMemory {
+            size: layout.size(),
+        })?;
+        Ok(NonNull::slice_from_raw_parts(p, self.route_bytes(route)))
+    }
+
+    #[cold]
+    fn reclaim_and_retry(&self, route: Route, lane: usize) -> Result<NonNull<u8>, AllocError> {
+        if self.trim() == 0 {
+            return Err(AllocError::OutOfMemory { size: 0 });
+        }
+        self.allocate_route(route, lane)
+    }
+
+    #[inline]
+    fn allocate_route(&self, route: Route, lane: usize) -> Result<NonNull<u8>, AllocError> {
+        match route {
+            Route::Small { class } => self.alloc_small(class, lane),
+            Route::Normal { pages, align, .. } => {
+                let (chunk, page) = self.alloc_run(pages, tree::NORMAL, align, lane)?;
+                PageDesc::set_normal(chunk.page_map(), page, pages);
+                Ok(chunk.ptr(chunk.data + (page << self.config().page_shift)))
+            }
+            Route::Span { pages, align } => self.alloc_span(pages, align),
+        }
+    }
+
+    #[inline]
+    fn header_at(&self, h: *mut AtomicUsize) -> &[AtomicUsize] {
+        // SAFETY: lane slots only ever hold header pointers of this pool's
+        // chunks (type-stable metadata, alive for the pool's life).
+        unsafe { core::slice::from_raw_parts(h, self.config().header_words()) }
+    }
+
+    /// The chunk and page of a header, from its run address (slow paths).
+    pub(crate) fn header_home(&self, header: &[AtomicUsize]) -> (&ChunkInfo, usize) {
+        // ORDERING: Relaxed; written before the region was published.
+        let run = header[RUN].load(Ordering::Relaxed);
+        self.locate(run).expect("a header's run lies in its pool")
+    }
+
+    #[inline]
+    fn element(&self, header: &[AtomicUsize], class: usize, idx: usize) -> NonNull<u8> {
+        // ORDERING: Relaxed; written before the region was published.
+        let addr = header[RUN].load(Ordering::Relaxed) + idx * SIZES[class];
+        // SAFETY: a page address of one of our regions (non-null), whose
+        // provenance `region::init` exposed.
+        unsafe { NonNull::new_unchecked(ptr::with_exposed_provenance_mut(addr)) }
+    }
+
+    #[inline]
+    fn alloc_small(&self, class: usize, lane: usize) -> Result<NonNull<u8>, AllocError> {
+        let slot = self.lane_slot(class, lane);
+        loop {
+            // ORDERING: Acquire pairs with the Release store that installed the
+            // header, after its `init`.
+            let h = slot.load(Ordering::Acquire);
+            if !h.is_null() {
+                let header = self.header_at(h);
+                // ORDERING: Acquire, paired with `subpage::init`'s publication.
+                let ident = header[IDENT].load(Ordering::Acquire);
+                if ident_class(ident) == Some(class) {
+                    let (_, elems) = self.config().subpage_shape(class, is_short(ident));
+                    let relist = |now: usize| self.relist_current(header, now);
+                    match subpage::claim(header, ident, elems, relist) {
+                        Ok(Some(i)) => return Ok(self.element(header, class, i)),
+                        Ok(None) => {
+                            let (chunk, page) = self.header_home(header);
+                            subpage::unlist(header, self.listing(chunk, class, page), class, elems);
+                        }
+                        Err(()) => {}
+                    }
+                }
+            }
+            match self.refill(class, lane, slot)? {
+                Refill::Element(p) => return Ok(p),
+                Refill::Slot => {}
+            }
+        }
+    }
+
+    /// Puts a subpage back in the partial set of the class of its current
+    /// life `ident` (after a stale claim gave an element back).
+    #[cold]
+    fn relist_current(&self, header: &[AtomicUsize], ident: usize) {
+        if let Some(class) = ident_class(ident) {
+            let (chunk, page) = self.header_home(header);
+            subpage::relist(self.listing(chunk, class, page));
+        }
+    }
+
+    /// Whether a lane of `class` other than `lane` allocates from `h`.
+    fn in_other_lane(&self, class: usize, lane: usize, h: *mut AtomicUsize) -> bool {
+        self.lanes[class]
+            .iter()
+            .enumerate()
+            // ORDERING: Relaxed; a hint only.
+            .any(|(l, s)| l != lane && s.load(Ordering::Relaxed) == h)
+    }
+
+    /// Points the lane at a subpage with a free element, or creates one.
+    #[cold]
+    fn refill(
+        &self,
+        class: usize,
+        lane: usize,
+        slot: &AtomicPtr<AtomicUsize>,
+    ) -> Result<Refill, AllocError> {
+        let mut shared = ptr::null_mut();
+        // ORDERING: Relaxed; a hint: with no listed subpage of this class
+        // anywhere, skip the scan (a racing relist only costs a new run).
+        if self.partial_count[class].load(Ordering::Relaxed) > 0 {
+            for region in self.regions() {
+                let chunks = region.chunks();
+                for (k, word) in region.index(class).iter().enumerate() {
+                    // ORDERING: Acquire pairs with `Listing::set`'s index RMW.
+                    let mut w = word.load(Ordering::Acquire);
+                    while w != 0 {
+                        let b = w.trailing_zeros() as usize;
+                        w &= w - 1;
+                        let chunk = &chunks[k * BITS + b];
+                        let mut here = ptr::null_mut();
+                        if let Some(h) = self.scan_partial(chunk, class, lane, &mut here) {
+                            // ORDERING: Release; readers validate the identity
+                            // anyway.
+                            slot.store(h, Ordering::Release);
+                            return Ok(Refill::Slot);
+                        }
+                        if here.is_null() {
+                            // Nothing listed here any more: drop the chunk
+                            // from the index (it re-checks).
+                            let (index, bit) = chunk.index_slot(class);
+                            subpage::unindex(index, bit, chunk.partial(class));
+                        } else {
+                            shared = here;
+                        }
+                    }
+                }
+            }
+        }
+        // Every listed subpage serves another lane: this lane gets a run of
+        // its own (so threads do not share bitmap words), and shares only
+        // when no run can be had.
+        match self.new_subpage(class, lane, slot) {
+            Err(_) if !shared.is_null() => {
+                // ORDERING: as above.
+                slot.store(shared, Ordering::Release);
+                Ok(Refill::Slot)
+            }
+            r => r,
+        }
+    }
+
+    /// A listed subpage of `class` in `chunk` that no other lane uses, if
+    /// any; drops stale and full ones from the partial set, and remembers in
+    /// `shared` one that another lane uses.
+    fn scan_partial(
+        &self,
+        chunk: &ChunkInfo,
+        class: usize,
+        lane: usize,
+        shared: &mut *mut AtomicUsize,
+    ) -> Option<*mut AtomicUsize> {
+        for (k, word) in chunk.partial(class).iter().enumerate() {
+            // ORDERING: Acquire pairs with `Listing::set`'s AcqRel.
+            let mut w = word.load(Ordering::Acquire);
+            while w != 0 {
+                let b = w.trailing_zeros() as usize;
+                w &= w - 1;
+                let page = k * BITS + b;
+                let header = chunk.header(page);
+                let h = header.as_ptr().cast_mut();
+                // ORDERING: Acquire, paired with `subpage::init`.
+                let ident = header[IDENT].load(Ordering::Acquire);
+                let (_, elems) = self.config().subpage_shape(class, is_short(ident));
+                if ident_class(ident) != Some(class) || bitmap::is_full(&header[BITMAP..], elems) {
+                    subpage::unlist(header, self.listing(chunk, class, page), class, elems);
+                } else if self.in_other_lane(class, lane, h) {
+                    *shared = h;
+                } else {
+                    return Some(h);
+                }
+            }
+        }
+        None
+    }
+
+    /// Creates a subpage of `class` for the lane and returns its element 0:
+    /// a run of the class's usual length, or its short run when that cannot
+    /// be placed.
+    fn new_subpage(
+        &self,
+        class: usize,
+        lane: usize,
+        slot: &AtomicPtr<AtomicUsize>,
+    ) -> Result<Refill, AllocError> {
+        let cfg = self.config();
+        let (pages, _) = cfg.subpage_shape(class, false);
+        let (short, (chunk, page)) = match self.alloc_run(pages, tree::SMALL, 1, lane) {
+            Ok(at) => (false, at),
+            Err(e) if !cfg.has_short(class) => return Err(e),
+            Err(_) => {
+                let (pages, _) = cfg.subpage_shape(class, true);
+                (true, self.alloc_run(pages, tree::SMALL, 1, lane)?)
+            }
+        };
+        let (pages, elems) = cfg.subpage_shape(class, short);
+        PageDesc::set_small(chunk.page_map(), page, pages, class);
+        let header = chunk.header(page);
+        subpage::init(header, class, short, elems);
+        if elems > 1 {
+            subpage::relist(self.listing(chunk, class, page));
+        }
+        // ORDERING: Release publishes `init` to the lane's next Acquire load.
+        slot.store(header.as_ptr().cast_mut(), Ordering::Release);
+        Ok(Refill::Element(
+            chunk.ptr(chunk.data + (page << cfg.page_shift)),
+        ))
+    }
+
+    /// Claims a run of `pages` pages from the lane's chunk, else the first
+    /// chunk with room, and counts it claimed.
+    pub(crate) fn alloc_run(
+        &self,
+        pages: usize,
+        kind: usize,
+        align: usize,
+        lane: usize,
+    ) -> Result<(&ChunkInfo, usize), AllocError> {
+        let hint = &self.normal_hint[lane];
+        // ORDERING: Relaxed; a hint to a chunk that lives as long as the pool.
+        let h = hint.load(Ordering::Relaxed);
+        // SAFETY: the hint is null or a chunk of this pool.
+        if let Some(chunk) = unsafe { h.as_ref() } {
+            if let Some(p) = self.run_in(chunk, pages, kind, align) {
+                return Ok((chunk, p));
+            }
+        }
+        // Spread lanes over chunks: lane `l` starts its search at chunk `l`.
+        let n = self.chunk_count().max(1);
+        let skip = if h.is_null() { lane % n } else { 0 };
+        let found = self
+            .chunks()
+            .skip(skip)
+            .chain(self.chunks().take(skip))
+            .filter(|c| !ptr::eq(*c, h))
+            .find_map(|c| self.run_in(c, pages, kind, align).map(|p| (c, p)));
+        match found {
+            Some((chunk, p)) => {
+                // ORDERING: Relaxed; a hint.
+                hint.store(ptr::from_ref(chunk).cast_mut(), Ordering::Relaxed);
+                Ok((chunk, p))
+            }
+            None => Err(AllocError::OutOfMemory {
+                size: pages << self.config().page_shift,
+            }),
+        }
+    }
+
+    /// A run of `pages` pages claimed in `chunk` (and counted), unless its
+    /// free-page count says it cannot hold one.
+    #[inline]
+    fn run_in(&self, chunk: &ChunkInfo, pages: usize, kind: usize, align: usize) -> Option<usize> {
+        if chunk.free_pages() < pages {
+            return None;
+        }
+        let phase = (chunk.data >> self.config().page_shift) & (align - 1);
+        let p = tree::alloc(chunk.tree(), pages, kind, align, phase, 0)?;
+        chunk.count_claim(pages);
+        Some(p)
+    }
+}

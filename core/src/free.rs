@@ -1,0 +1,210 @@
+//! Frees, probes and retirement, all from one resolved [`Block`].
+//!
+//! A free is: resolve the pointer (`block.rs`: table, descriptor, identity),
+//! check the layout against the block, then one RMW that is the free's
+//! linearisation point and its double-free check: the bitmap `fetch_and` of
+//! a small element, the tree CAS of a page run, the first chunk's tree CAS of
+//! a span. Any error leaves everything as it was. A free from the pointer
+//! alone ([`Pool::deallocate_unsized`], C's `free`) is the same minus the
+//! layout check.
+//!
+//! An element free that empties its bitmap word may retire the subpage: its
+//! run goes back to the tree, unless a lane allocates from it (as Netty keeps
+//! a class's last subpage, to avoid churn).
+
+use crate::block::{Block, Kind};
+use crate::chunk::ChunkInfo;
+use crate::error::FreeError;
+use crate::pool::{stack_lane, Pool};
+use crate::subpage::{self, ident_class, is_short, BITMAP, IDENT};
+use crate::sync::{AtomicUsize, Ordering};
+use crate::{bitmap, tree};
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+
+impl Pool {
+    /// Frees a block from [`Pool::allocate`], checking the pointer against the
+    /// layout. On any error nothing changes.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this pool, the caller must own it (no other
+    /// thread frees or uses it). Any other pointer is refused with an error.
+    #[inline]
+    pub unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        let r = if layout.size() == 0 {
+            Err(FreeError::ZeroSize)
+        } else {
+            self.resolve(ptr).and_then(|block| {
+                self.check_layout(&block, layout)?;
+                self.free_block(&block)
+            })
+        };
+        #[cfg(feature = "counters")]
+        self.counters().count_free(r.is_ok());
+        r
+    }
+
+    /// Frees the block `ptr` names, found from the pointer alone (C's
+    /// `free`): the same checks as [`Pool::deallocate`] but the layout's.
+    /// Returns the bytes freed (the block's usable size).
+    ///
+    /// # Safety
+    /// As [`Pool::deallocate`].
+    #[inline]
+    pub unsafe fn deallocate_unsized(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
+        let r = self.resolve(ptr).and_then(|block| {
+            self.free_block(&block)?;
+            Ok(block.size())
+        });
+        #[cfg(feature = "counters")]
+        self.counters().count_free(r.is_ok());
+        r
+    }
+
+    /// Checks, without freeing, that `ptr` is a live block of this pool that
+    /// `layout` describes: what [`Pool::deallocate`] would accept. A snapshot:
+    /// only meaningful while the caller owns the block. Layers that cache
+    /// blocks (the std shell's thread caches) validate frees with it.
+    #[inline]
+    pub fn probe(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        if layout.size() == 0 {
+            return Err(FreeError::ZeroSize);
+        }
+        let block = self.resolve(ptr)?;
+        self.check_layout(&block, layout)?;
+        self.is_live(&block)
+    }
+
+    /// The layout of the live block that starts at `ptr`, found from the
+    /// pointer alone: one that [`Pool::deallocate`] accepts (its size is the
+    /// block's usable size). For frees that carry no size (C's `free`).
+    pub fn block_layout(&self, ptr: NonNull<u8>) -> Result<Layout, FreeError> {
+        let block = self.resolve(ptr)?;
+        self.is_live(&block)?;
+        Ok(block.layout(self))
+    }
+
+    /// Frees a resolved block: its linearisation point and double-free check.
+    #[inline]
+    fn free_block(&self, block: &Block<'_>) -> Result<(), FreeError> {
+        match block.kind {
+            Kind::Small {
+                header,
+                ident,
+                class,
+                idx,
+                elems,
+            } => self.free_small(block.chunk, block.page, header, ident, class, idx, elems),
+            Kind::Normal { pages } => {
+                tree::free(block.chunk.tree(), block.page, pages, tree::NORMAL)
+                    .map_err(|e| self.run_error(block, e))?;
+                block.chunk.count_free(pages);
+                Ok(())
+            }
+            Kind::Span { pages } => self.free_span(block.chunk, pages),
+        }
+    }
+
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn free_small(
+        &self,
+        chunk: &ChunkInfo,
+        start: usize,
+        header: &[AtomicUsize],
+        ident: usize,
+        class: usize,
+        idx: usize,
+        elems: usize,
+    ) -> Result<(), FreeError> {
+        let released =
+            bitmap::release(&header[BITMAP..], idx).map_err(|()| FreeError::NotAllocated)?;
+        if released.was_full {
+            subpage::relist(self.listing(chunk, class, start));
+        }
+        // ORDERING: Relaxed; a hint. The freeing thread's own lane usually
+        // holds the subpage, which then stays.
+        if released.word_empty(elems)
+            && self.lane_slot(class, stack_lane()).load(Ordering::Relaxed)
+                != header.as_ptr().cast_mut()
+        {
+            self.maybe_retire(chunk, start, header, ident, class);
+        }
+        Ok(())
+    }
+
+    /// Returns an empty subpage's run to the tree, unless a lane allocates
+    /// from it (as Netty keeps a class's last subpage, to avoid churn).
+    #[cold]
+    fn maybe_retire(
+        &self,
+        chunk: &ChunkInfo,
+        start: usize,
+        header: &[AtomicUsize],
+        ident: usize,
+        class: usize,
+    ) {
+        let h = header.as_ptr().cast_mut();
+        // ORDERING: Relaxed; a hint (a racing refill finds the subpage locked
+        // and moves on).
+        if self.lanes[class]
+            .iter()
+            .any(|s| s.load(Ordering::Relaxed) == h)
+        {
+            return;
+        }
+        self.retire(chunk, start, header, ident, class);
+    }
+
+    fn retire(
+        &self,
+        chunk: &ChunkInfo,
+        start: usize,
+        header: &[AtomicUsize],
+        ident: usize,
+        class: usize,
+    ) -> bool {
+        let (pages, elems) = self.config().subpage_shape(class, is_short(ident));
+        if subpage::retire(header, self.listing(chunk, class, start), ident, elems) {
+            let freed = tree::free(chunk.tree(), start, pages, tree::SMALL);
+            debug_assert_eq!(freed, Ok(()));
+            if freed.is_ok() {
+                chunk.count_free(pages);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Returns every empty subpage's pages to the tree (lanes forget their
+    /// subpages first). Returns the bytes freed. Allocation calls this once
+    /// before reporting out of memory.
+    pub fn trim(&self) -> usize {
+        for lanes in &self.lanes[..self.config().num_small] {
+            for s in lanes {
+                // ORDERING: Relaxed; hints.
+                s.store(ptr::null_mut(), Ordering::Relaxed);
+            }
+        }
+        let mut freed = 0;
+        for chunk in self.chunks() {
+            tree::walk(chunk.tree(), chunk.pages, |start, n, kind| {
+                if kind != tree::SMALL {
+                    return;
+                }
+                let header = chunk.header(start);
+                // ORDERING: Acquire, paired with `subpage::init`.
+                let ident = header[IDENT].load(Ordering::Acquire);
+                if let Some(class) = ident_class(ident) {
+                    let (_, elems) = self.config().subpage_shape(class, is_short(ident));
+                    if bitmap::is_empty(&header[BITMAP..], elems)
+                        && self.retire(chunk, start, header, ident, class)
+                    {
+                        freed += n << self.config().page_shift;
+                    }
+                }
+            });
+        }
+        freed
+    }
+}
