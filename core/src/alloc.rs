@@ -25,7 +25,7 @@ use crate::chunk::ChunkInfo;
 use crate::error::AllocError;
 use crate::page_map::PageDesc;
 use crate::pool::{stack_lane, Pool, Route, LANES};
-use crate::size_class::SIZES;
+use crate::size_class::{class_of, QUANTUM, SIZES};
 use crate::subpage::{self, ident_class, is_short, BITMAP, IDENT, RUN};
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering, BITS};
 use crate::{bitmap, tree};
@@ -70,8 +70,31 @@ impl Pool {
         self.allocate_in_lane(layout, hint & (LANES - 1), false)
     }
 
-    #[inline]
+    /// The fast path, written to a budget: a small class from the size
+    /// (alignment at most the quantum), the lane's subpage, one bitmap CAS.
+    /// Everything else (other alignments, page runs, spans, refills,
+    /// reclaim) is `allocate_slow`.
+    #[inline(always)]
     fn allocate_in_lane(
+        &self,
+        layout: Layout,
+        lane: usize,
+        reclaim: bool,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let size = layout.size();
+        if layout.align() <= QUANTUM && size.wrapping_sub(1) < self.config().max_small_size() {
+            let class = class_of(size);
+            if let Some(p) = self.claim_in_lane(class, lane) {
+                #[cfg(feature = "counters")]
+                self.counters().count_alloc(true);
+                return Ok(NonNull::slice_from_raw_parts(p, SIZES[class]));
+            }
+        }
+        self.allocate_slow(layout, lane, reclaim)
+    }
+
+    #[inline(never)]
+    fn allocate_slow(
         &self,
         layout: Layout,
         lane: usize,
@@ -99,7 +122,7 @@ impl Pool {
         self.allocate_route(route, lane)
     }
 
-    #[inline]
+    #[inline(always)]
     fn allocate_route(&self, route: Route, lane: usize) -> Result<NonNull<u8>, AllocError> {
         match route {
             Route::Small { class } => self.alloc_small(class, lane),
@@ -135,16 +158,39 @@ impl Pool {
         unsafe { NonNull::new_unchecked(ptr::with_exposed_provenance_mut(addr)) }
     }
 
-    #[inline]
+    /// An element of the lane's current subpage of `class`, if it has one:
+    /// the lane slot, the identity, one bitmap CAS, the identity again.
+    #[inline(always)]
+    fn claim_in_lane(&self, class: usize, lane: usize) -> Option<NonNull<u8>> {
+        // ORDERING: Acquire pairs with the Release store that installed the
+        // header, after its `init`.
+        let h = self.lane_slot(class, lane).load(Ordering::Acquire);
+        if h.is_null() {
+            return None;
+        }
+        let header = self.header_at(h);
+        // ORDERING: Acquire, paired with `subpage::init`'s publication.
+        let ident = header[IDENT].load(Ordering::Acquire);
+        if ident_class(ident) != Some(class) {
+            return None;
+        }
+        let (_, elems) = self.config().subpage_shape(class, is_short(ident));
+        let relist = |now: usize| self.relist_current(header, now);
+        match subpage::claim(header, ident, elems, relist) {
+            Ok(Some(i)) => Some(self.element(header, class, i)),
+            _ => None,
+        }
+    }
+
+    /// A small element: the lane's subpage, else a refill.
     fn alloc_small(&self, class: usize, lane: usize) -> Result<NonNull<u8>, AllocError> {
         let slot = self.lane_slot(class, lane);
         loop {
-            // ORDERING: Acquire pairs with the Release store that installed the
-            // header, after its `init`.
+            // ORDERING: Acquire, as in `claim_in_lane`.
             let h = slot.load(Ordering::Acquire);
             if !h.is_null() {
                 let header = self.header_at(h);
-                // ORDERING: Acquire, paired with `subpage::init`'s publication.
+                // ORDERING: Acquire, as in `claim_in_lane`.
                 let ident = header[IDENT].load(Ordering::Acquire);
                 if ident_class(ident) == Some(class) {
                     let (_, elems) = self.config().subpage_shape(class, is_short(ident));
@@ -307,6 +353,7 @@ impl Pool {
 
     /// Claims a run of `pages` pages from the lane's chunk, else the first
     /// chunk with room, and counts it claimed.
+    #[inline]
     pub(crate) fn alloc_run(
         &self,
         pages: usize,
@@ -323,6 +370,20 @@ impl Pool {
                 return Ok((chunk, p));
             }
         }
+        self.alloc_run_search(pages, kind, align, lane, h)
+    }
+
+    /// [`Pool::alloc_run`] beyond the lane's chunk: every chunk with room.
+    #[inline(never)]
+    fn alloc_run_search(
+        &self,
+        pages: usize,
+        kind: usize,
+        align: usize,
+        lane: usize,
+        h: *mut ChunkInfo,
+    ) -> Result<(&ChunkInfo, usize), AllocError> {
+        let hint = &self.normal_hint[lane];
         // Spread lanes over chunks: lane `l` starts its search at chunk `l`.
         let n = self.chunk_count().max(1);
         let skip = if h.is_null() { lane % n } else { 0 };
@@ -346,7 +407,7 @@ impl Pool {
 
     /// A run of `pages` pages claimed in `chunk` (and counted), unless its
     /// free-page count says it cannot hold one.
-    #[inline]
+    #[inline(always)]
     fn run_in(&self, chunk: &ChunkInfo, pages: usize, kind: usize, align: usize) -> Option<usize> {
         if chunk.free_pages() < pages {
             return None;

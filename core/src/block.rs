@@ -21,55 +21,58 @@ use crate::config::DIV_SHIFT;
 use crate::error::FreeError;
 use crate::page_map::PageDesc;
 use crate::pool::{Pool, Route};
-use crate::size_class::SIZES;
+use crate::size_class::{QUANTUM, SIZES};
 use crate::subpage::{is_short, life_class, BITMAP, IDENT};
-use crate::sync::{AtomicUsize, Ordering, BITS};
+use crate::sync::{Ordering, BITS};
 use crate::tree::{self, RunError, NORMAL};
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
 /// A block of a [`Pool`], found from its pointer by [`Pool::resolve`]: its
-/// kind, size and metadata. Valid while the block is live and owned by the
-/// caller; for any other pointer, resolving fails or the free refuses it.
+/// kind, size and where its metadata is. Plain word-sized fields (no nested
+/// enums), so that a free keeps it in registers. Valid while the block is live and
+/// owned by the caller; for any other pointer, resolving fails or the free
+/// refuses it.
 #[derive(Clone, Copy)]
 pub struct Block<'p> {
     pub(crate) chunk: &'p ChunkInfo,
     pub(crate) addr: usize,
-    /// Normal runs and spans: the run's first page (the pointer's). Small
-    /// blocks: the subpage's first page.
+    /// Small: the subpage's first page. Normal: the run's first page. Span: 0.
     pub(crate) page: usize,
-    pub(crate) size: usize,
-    pub(crate) kind: Kind<'p>,
+    /// Small: the element's index. Normal and span: the run's pages.
+    pub(crate) n: usize,
+    /// Small: the class, and the elements of its subpage.
+    pub(crate) class: usize,
+    pub(crate) elems: usize,
+    pub(crate) kind: Kind,
 }
 
-#[derive(Clone, Copy)]
-pub(crate) enum Kind<'p> {
-    Small {
-        header: &'p [AtomicUsize],
-        ident: usize,
-        class: usize,
-        idx: usize,
-        elems: usize,
-    },
-    Normal {
-        pages: usize,
-    },
-    Span {
-        pages: usize,
-    },
+/// What a block is, in the chunk's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum Kind {
+    /// Element `n` of the subpage of `class` starting at page `page`.
+    Small,
+    /// A page run of `n` pages starting at `page`.
+    Normal,
+    /// A span of `n` pages starting at the chunk's page 0.
+    Span,
 }
 
-impl Block<'_> {
+impl<'p> Block<'p> {
     /// Usable bytes of the block: its class size, or its pages.
     #[inline]
     pub fn size(&self) -> usize {
-        self.size
+        match self.kind {
+            Kind::Small => SIZES[self.class],
+            Kind::Normal | Kind::Span => (self.n) << self.chunk.page_shift,
+        }
     }
 
     /// Whether the block is an element of a subpage (a small class).
     #[inline]
     pub fn is_small(&self) -> bool {
-        matches!(self.kind, Kind::Small { .. })
+        self.kind == Kind::Small
     }
 
     /// The block's address.
@@ -82,31 +85,84 @@ impl Block<'_> {
     /// and an alignment its address meets that routes to the same kind of
     /// block.
     #[inline]
-    pub fn layout(&self, pool: &Pool) -> Layout {
-        let page = pool.config().page_size();
+    pub fn layout(&self) -> Layout {
+        let page = 1 << self.chunk.page_shift;
         let align = match self.kind {
-            Kind::Small { .. } => 16,
+            Kind::Small => QUANTUM,
             // A page run shorter than four pages was asked for with an
             // alignment above a page (otherwise it would be small), so its
             // address meets two pages at least.
-            Kind::Normal { pages } if pages < 4 => 2 * page,
-            Kind::Normal { .. } | Kind::Span { .. } => page,
+            Kind::Normal if self.n < 4 => 2 * page,
+            Kind::Normal | Kind::Span => page,
         };
-        Layout::from_size_align(self.size, align).expect("block sizes are valid layouts")
+        Layout::from_size_align(self.size(), align).expect("block sizes are valid layouts")
+    }
+
+    /// The block as scalars, for out-of-line paths: passing the struct
+    /// itself to a function that is not inlined makes the compiler build it
+    /// in memory on the inlined path too.
+    #[inline(always)]
+    pub(crate) fn into_raw(self) -> (&'p ChunkInfo, usize, usize, usize, usize) {
+        let meta = self.class | ((self.kind as usize) << 8) | (self.elems << 10);
+        (self.chunk, self.addr, self.page, self.n, meta)
+    }
+
+    /// The block from [`Block::into_raw`]'s scalars.
+    #[inline(always)]
+    pub(crate) fn from_raw(
+        (chunk, addr, page, n, meta): (&'p ChunkInfo, usize, usize, usize, usize),
+    ) -> Block<'p> {
+        let kind = match (meta >> 8) & 3 {
+            0 => Kind::Small,
+            1 => Kind::Normal,
+            _ => Kind::Span,
+        };
+        Block {
+            chunk,
+            addr,
+            page,
+            n,
+            class: meta & 0xff,
+            elems: meta >> 10,
+            kind,
+        }
+    }
+
+    #[inline(always)]
+    fn run(chunk: &'p ChunkInfo, addr: usize, kind: Kind, page: usize, pages: usize) -> Block<'p> {
+        Block {
+            chunk,
+            addr,
+            page,
+            n: pages,
+            class: 0,
+            elems: 0,
+            kind,
+        }
+    }
+}
+
+impl Block<'_> {
+    /// Whether `layout` describes this small block without routing it: an
+    /// alignment of at most the quantum routes by size alone, to this class
+    /// exactly when it is the first class that holds the size.
+    #[inline(always)]
+    pub(crate) fn small_fits(&self, layout: Layout) -> bool {
+        let size = layout.size();
+        self.kind == Kind::Small
+            && layout.align() <= QUANTUM
+            && size != 0
+            && size <= SIZES[self.class]
+            && (self.class == 0 || size > SIZES[self.class - 1])
     }
 }
 
 impl core::fmt::Debug for Block<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let kind = match self.kind {
-            Kind::Small { .. } => "small",
-            Kind::Normal { .. } => "normal",
-            Kind::Span { .. } => "span",
-        };
         f.debug_struct("Block")
             .field("addr", &format_args!("{:#x}", self.addr))
-            .field("kind", &kind)
-            .field("size", &self.size)
+            .field("kind", &self.kind)
+            .field("size", &self.size())
             .finish()
     }
 }
@@ -116,139 +172,155 @@ impl Pool {
     /// of loads (see the module documentation). Errors: `Foreign` outside
     /// every region, `Interior` inside a block but not at its start,
     /// `NotAllocated` where no block starts.
-    #[inline]
+    #[inline(always)]
     pub fn resolve(&self, ptr: NonNull<u8>) -> Result<Block<'_>, FreeError> {
+        match self.lookup(ptr) {
+            Some(b) => Ok(b),
+            None => self.resolve_slow(ptr),
+        }
+    }
+
+    /// The fast half of [`Pool::resolve`]: the block when the page's
+    /// descriptor names a live block that `ptr` starts (or, for a small
+    /// class, lies among the elements of); `None` sends the pointer to the
+    /// tree (`resolve_slow`), which classifies it exactly.
+    #[inline(always)]
+    pub(crate) fn lookup(&self, ptr: NonNull<u8>) -> Option<Block<'_>> {
         let addr = ptr.as_ptr() as usize;
-        let (chunk, page) = self.locate(addr).ok_or(FreeError::Foreign)?;
-        let cfg = self.config();
-        let page_offset = addr & (cfg.page_size() - 1);
+        let (chunk, page) = self.locate(addr)?;
+        let page_offset = addr & ((1 << chunk.page_shift) - 1);
         match PageDesc::load(chunk.page_map(), page) {
             PageDesc::Small { back, class } if back <= page => {
-                let start = page - back;
-                if let Some(b) = self.small_block(chunk, start, addr, class)? {
-                    return Ok(b);
+                match self.small_block(chunk, page - back, addr, class) {
+                    Small::Block(b) => Some(b),
+                    _ => None,
                 }
             }
             PageDesc::Normal { pages } if page_offset == 0 => {
-                return Ok(Block {
-                    chunk,
-                    addr,
-                    page,
-                    size: pages << cfg.page_shift,
-                    kind: Kind::Normal { pages },
-                })
+                Some(Block::run(chunk, addr, Kind::Normal, page, pages))
             }
             PageDesc::Span { pages } if page_offset == 0 && page == 0 => {
-                return Ok(Block {
-                    chunk,
-                    addr,
-                    page,
-                    size: pages << cfg.page_shift,
-                    kind: Kind::Span { pages },
-                })
+                Some(Block::run(chunk, addr, Kind::Span, 0, pages))
             }
-            _ => {}
+            _ => None,
+        }
+    }
+
+    /// The slow half of [`Pool::resolve`]: the exact answer from the tree.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn resolve_slow(&self, ptr: NonNull<u8>) -> Result<Block<'_>, FreeError> {
+        let addr = ptr.as_ptr() as usize;
+        let (chunk, page) = self.locate(addr).ok_or(FreeError::Foreign)?;
+        if let PageDesc::Small { back, class } = PageDesc::load(chunk.page_map(), page) {
+            if back <= page {
+                if let Small::Interior = self.small_block(chunk, page - back, addr, class) {
+                    return Err(FreeError::Interior);
+                }
+            }
         }
         self.resolve_by_tree(chunk, page, addr)
     }
 
     /// The element at `addr` of the subpage starting at `start`, if a live
     /// life of `class` holds the page and `addr` lies among its elements
-    /// (`Interior` if not at an element's start); `None` if not.
+    /// (`Interior` if not at an element's start); `Unknown` if not.
     ///
     /// A live life of `class` at `start` whose elements reach `addr` holds
     /// `addr`'s page even if the descriptor that led here is stale: two live
     /// runs never overlap.
-    #[inline]
+    #[inline(always)]
     fn small_block<'a>(
         &self,
         chunk: &'a ChunkInfo,
         start: usize,
         addr: usize,
         class: usize,
-    ) -> Result<Option<Block<'a>>, FreeError> {
+    ) -> Small<'a> {
         let cfg = self.config();
-        let header = chunk.header(start);
         // ORDERING: Acquire, paired with `subpage::init`'s publication.
-        let ident = header[IDENT].load(Ordering::Acquire);
+        let ident = chunk.header(start)[IDENT].load(Ordering::Acquire);
         // A life held by a retirer is still live (see `subpage::life_class`).
         if life_class(ident) != Some(class) {
-            return Ok(None);
+            return Small::Unknown;
         }
         let (_, elems) = cfg.subpage_shape(class, is_short(ident));
-        let off = addr - (chunk.data + (start << cfg.page_shift));
+        let off = addr - (chunk.data + (start << chunk.page_shift));
         let idx = ((off as u64 * cfg.div_magic[class]) >> DIV_SHIFT) as usize;
         // Past the run's elements: a stale descriptor (or the run's tail
         // waste); the tree decides.
         if idx >= elems {
-            return Ok(None);
+            return Small::Unknown;
         }
         if idx * SIZES[class] != off {
-            return Err(FreeError::Interior);
+            return Small::Interior;
         }
-        Ok(Some(Block {
+        Small::Block(Block {
             chunk,
             addr,
             page: start,
-            size: SIZES[class],
-            kind: Kind::Small {
-                header,
-                ident,
-                class,
-                idx,
-                elems,
-            },
-        }))
+            n: idx,
+            class,
+            elems,
+            kind: Kind::Small,
+        })
     }
 
     /// Resolution from the page tree, for pointers whose descriptor does not
     /// name a live block: exact errors, on a cold path.
-    #[cold]
     fn resolve_by_tree<'a>(
         &self,
         chunk: &'a ChunkInfo,
         page: usize,
         addr: usize,
     ) -> Result<Block<'a>, FreeError> {
-        let cfg = self.config();
         let (start, kind) = tree::run_containing(chunk.tree(), page).map_err(|e| match e {
             RunError::NotAllocated => FreeError::NotAllocated,
             _ => FreeError::Interior,
         })?;
         if kind == NORMAL {
-            if start != page || addr & (cfg.page_size() - 1) != 0 {
+            if start != page || addr & ((1 << chunk.page_shift) - 1) != 0 {
                 return Err(FreeError::Interior);
             }
             let (_, pages) =
                 tree::run_at(chunk.tree(), page).map_err(|_| FreeError::NotAllocated)?;
-            return Ok(Block {
-                chunk,
-                addr,
-                page,
-                size: pages << cfg.page_shift,
-                kind: Kind::Normal { pages },
-            });
+            return Ok(Block::run(chunk, addr, Kind::Normal, page, pages));
         }
         // ORDERING: Acquire, paired with `subpage::init`'s publication.
         let ident = chunk.header(start)[IDENT].load(Ordering::Acquire);
         let class = life_class(ident).ok_or(FreeError::NotAllocated)?;
-        self.small_block(chunk, start, addr, class)?
-            .ok_or(FreeError::NotAllocated)
+        match self.small_block(chunk, start, addr, class) {
+            Small::Block(b) => Ok(b),
+            Small::Interior => Err(FreeError::Interior),
+            Small::Unknown => Err(FreeError::NotAllocated),
+        }
     }
 
     /// Checks that `layout` describes `block`: what [`Pool::deallocate`]
     /// requires of its layout. Nothing changes.
     #[inline]
-    pub fn check_layout(&self, block: &Block<'_>, layout: Layout) -> Result<(), FreeError> {
+    pub fn check_layout(&self, block: Block<'_>, layout: Layout) -> Result<(), FreeError> {
+        if block.small_fits(layout) {
+            return Ok(());
+        }
+        self.check_layout_slow(block.into_raw(), layout)
+    }
+
+    #[inline(never)]
+    fn check_layout_slow(
+        &self,
+        raw: (&ChunkInfo, usize, usize, usize, usize),
+        layout: Layout,
+    ) -> Result<(), FreeError> {
+        let block = Block::from_raw(raw);
         if layout.size() == 0 {
             return Err(FreeError::ZeroSize);
         }
+        let aligned = block.addr & (layout.align() - 1) == 0;
         let ok = match (self.route(layout), block.kind) {
-            (Ok(Route::Small { class: c }), Kind::Small { class, .. }) => c == class,
-            (Ok(Route::Normal { pages: p, .. }), Kind::Normal { pages })
-            | (Ok(Route::Span { pages: p, .. }), Kind::Span { pages }) => {
-                p == pages && block.addr & (layout.align() - 1) == 0
-            }
+            (Ok(Route::Small { class }), Kind::Small) => class == block.class,
+            (Ok(Route::Normal { pages, .. }), Kind::Normal)
+            | (Ok(Route::Span { pages, .. }), Kind::Span) => pages == block.n && aligned,
             _ => false,
         };
         if ok {
@@ -261,7 +333,7 @@ impl Pool {
     /// really there (the descriptor of a page run may be stale), else what
     /// the tree says.
     #[cold]
-    fn layout_error(&self, block: &Block<'_>, layout: Layout) -> FreeError {
+    fn layout_error(&self, block: Block<'_>, layout: Layout) -> FreeError {
         let expected = self.route_size(layout);
         let expected = if expected == 0 {
             layout.size()
@@ -269,31 +341,37 @@ impl Pool {
             expected
         };
         let found = match block.kind {
-            Kind::Small { .. } => block.size,
-            Kind::Normal { .. } => match tree::run_at(block.chunk.tree(), block.page) {
-                Ok((NORMAL, n)) => n << self.config().page_shift,
-                _ => {
-                    return self
-                        .resolve_by_tree(block.chunk, block.page, block.addr)
-                        .err()
-                        .unwrap_or(FreeError::NotAllocated)
-                }
+            Kind::Small => block.size(),
+            Kind::Normal => match tree::run_at(block.chunk.tree(), block.page) {
+                Ok((NORMAL, n)) => n << block.chunk.page_shift,
+                _ => return self.tree_error(block),
             },
-            Kind::Span { pages } => {
-                if self.span_is_live(block.chunk, pages).is_err() {
+            Kind::Span => {
+                if self.span_is_live(block.chunk, block.n).is_err() {
                     return FreeError::NotAllocated;
                 }
-                block.size
+                block.size()
             }
         };
         FreeError::LayoutMismatch { expected, found }
     }
 
+    /// The error the tree gives for `block`'s pointer.
+    #[cold]
+    fn tree_error(&self, block: Block<'_>) -> FreeError {
+        let page = (block.addr - block.chunk.data) >> block.chunk.page_shift;
+        self.resolve_by_tree(block.chunk, page, block.addr)
+            .err()
+            .unwrap_or(FreeError::NotAllocated)
+    }
+
     /// Whether the block is live now (a snapshot: it may be freed right
     /// after), as its free would find it.
-    pub fn is_live(&self, block: &Block<'_>) -> Result<(), FreeError> {
+    pub fn is_live(&self, block: Block<'_>) -> Result<(), FreeError> {
         match block.kind {
-            Kind::Small { header, idx, .. } => {
+            Kind::Small => {
+                let header = block.chunk.header(block.page);
+                let idx = block.n;
                 // ORDERING: Acquire; a snapshot of the element's state.
                 let word = header[BITMAP + idx / BITS].load(Ordering::Acquire);
                 if word & (1 << (idx % BITS)) == 0 {
@@ -301,27 +379,30 @@ impl Pool {
                 }
                 Ok(())
             }
-            Kind::Normal { pages } => {
-                tree::check_live(block.chunk.tree(), block.page, pages, NORMAL)
-                    .map_err(|e| self.run_error(block, e))
-            }
-            Kind::Span { pages } => self.span_is_live(block.chunk, pages),
+            Kind::Normal => tree::check_live(block.chunk.tree(), block.page, block.n, NORMAL)
+                .map_err(|e| self.run_error(block, e)),
+            Kind::Span => self.span_is_live(block.chunk, block.n),
         }
     }
 
     /// The error for a page-run free the tree refused.
     #[cold]
-    pub(crate) fn run_error(&self, block: &Block<'_>, e: RunError) -> FreeError {
+    pub(crate) fn run_error(&self, block: Block<'_>, e: RunError) -> FreeError {
         match e {
             RunError::NotAllocated => FreeError::NotAllocated,
             RunError::Length(n) => FreeError::LayoutMismatch {
-                expected: block.size,
-                found: n << self.config().page_shift,
+                expected: block.size(),
+                found: n << block.chunk.page_shift,
             },
-            RunError::Interior | RunError::Kind => self
-                .resolve_by_tree(block.chunk, block.page, block.addr)
-                .err()
-                .unwrap_or(FreeError::NotAllocated),
+            RunError::Interior | RunError::Kind => self.tree_error(block),
         }
     }
+}
+
+/// What a subpage says of a pointer into it.
+enum Small<'a> {
+    Block(Block<'a>),
+    Interior,
+    /// Not a live element of the life the descriptor names: ask the tree.
+    Unknown,
 }

@@ -70,6 +70,12 @@ pub(crate) struct ChunkInfo {
     pub num_small: usize,
     /// Pages of a whole chunk (the map's length; `pages` may be fewer).
     pub full_pages: usize,
+    /// The pool's page shift (blocks compute their size from it).
+    pub page_shift: u32,
+    /// The page map and the first header slot, within `meta` (computed once:
+    /// the free path reads them).
+    map: *const AtomicUsize,
+    headers: *const AtomicUsize,
     /// This chunk's number in its region, and the region's chunk count (a
     /// span's chunks follow each other in the region's array).
     pub number: usize,
@@ -121,6 +127,11 @@ impl ChunkInfo {
     ) -> ChunkInfo {
         let full = config.pages_per_chunk();
         let end = data + (pages << config.page_shift);
+        let map_at = tree_words(full) + 1 + config.num_small * partial_words(full);
+        // SAFETY: (both `add`s) `meta` points at `meta_words(config)`
+        // words, which hold the tree, the count, the partial sets, `full`
+        // map words and the headers, in that order.
+        let (map, headers) = unsafe { (meta.add(map_at), meta.add(map_at + full)) };
         let link = || Link {
             next: AtomicPtr::new(core::ptr::null_mut()),
             data,
@@ -137,6 +148,9 @@ impl ChunkInfo {
             header_words: config.header_words(),
             num_small: config.num_small,
             full_pages: full,
+            page_shift: config.page_shift,
+            map,
+            headers,
             number: place.number,
             region_chunks: place.region_chunks,
             index: place.index,
@@ -205,15 +219,24 @@ impl ChunkInfo {
     /// The page map (see `page_map`).
     #[inline]
     pub(crate) fn page_map(&self) -> &[AtomicUsize] {
-        let base = self.tree_words + 1 + self.num_small * self.partial_words;
-        self.words(base, self.full_pages)
+        // SAFETY: `full_pages` initialised map words at `map` (see `new`),
+        // alive as long as the pool.
+        unsafe { slice::from_raw_parts(self.map, self.full_pages) }
     }
 
     /// The header slot of `page`.
     #[inline]
     pub(crate) fn header(&self, page: usize) -> &[AtomicUsize] {
-        let base = self.tree_words + 1 + self.num_small * self.partial_words + self.full_pages;
-        self.words(base + page * self.header_words, self.header_words)
+        debug_assert!(page < self.full_pages);
+        // SAFETY: `full_pages` header slots of `header_words` initialised
+        // words at `headers` (see `new`), alive as long as the pool; every
+        // caller's page is a page of the chunk.
+        unsafe {
+            slice::from_raw_parts(
+                self.headers.add(page * self.header_words),
+                self.header_words,
+            )
+        }
     }
 
     /// This chunk's word and bit in its region's index of small class `class`.

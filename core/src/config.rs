@@ -186,7 +186,7 @@ impl Config {
     }
     /// `(pages, elements)` of a subpage of `class`: its usual run, or its
     /// short run (see `Config::short_pages`) when `short`.
-    #[inline]
+    #[inline(always)]
     pub(crate) const fn subpage_shape(&self, class: usize, short: bool) -> (usize, usize) {
         if short {
             (

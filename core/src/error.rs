@@ -8,11 +8,11 @@ use core::fmt;
 pub enum AllocError {
     /// A zero-sized layout: the checked API has nothing to hand out.
     ZeroSize,
-    /// Larger than a chunk: the pool cannot serve it.
+    /// Larger than the largest span (`u32::MAX` pages): no pool serves it.
     TooLarge {
         /// Requested bytes.
         size: usize,
-        /// The chunk size.
+        /// The largest span in bytes.
         max: usize,
     },
     /// An alignment above the chunk size.

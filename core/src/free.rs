@@ -15,7 +15,7 @@
 use crate::block::{Block, Kind};
 use crate::chunk::ChunkInfo;
 use crate::error::FreeError;
-use crate::pool::{stack_lane, Pool};
+use crate::pool::{stack_lane, Pool, Route};
 use crate::subpage::{self, ident_class, is_short, BITMAP, IDENT};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::{bitmap, tree};
@@ -29,19 +29,62 @@ impl Pool {
     /// # Safety
     /// If `ptr` is a live block of this pool, the caller must own it (no other
     /// thread frees or uses it). Any other pointer is refused with an error.
-    #[inline]
+    #[inline(always)]
     pub unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        let r = if layout.size() == 0 {
-            Err(FreeError::ZeroSize)
-        } else {
-            self.resolve(ptr).and_then(|block| {
-                self.check_layout(&block, layout)?;
-                self.free_block(&block)
-            })
-        };
+        let r = self.free_checked(ptr, layout);
         #[cfg(feature = "counters")]
         self.counters().count_free(r.is_ok());
         r
+    }
+
+    /// The free path, written to a budget: the pointer's block from the
+    /// address table and its page's descriptor (`lookup`), the layout's
+    /// class compared with the block's, one bitmap `fetch_and`. Anything
+    /// unusual (no descriptor, a layout to route, a page run) leaves the
+    /// inlined path.
+    #[inline(always)]
+    fn free_checked(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        if layout.size() == 0 {
+            return Err(FreeError::ZeroSize);
+        }
+        let Some(block) = self.lookup(ptr) else {
+            return self.free_resolved_slow(ptr, layout);
+        };
+        if block.small_fits(layout) {
+            return self.free_small(block.chunk, block.page, block.class, block.n, block.elems);
+        }
+        self.free_general(block.into_raw(), layout)
+    }
+
+    /// A free that is not a small block with a size-routed layout: a page
+    /// run whose layout routes to its length takes the direct way; the rest
+    /// are checked in full.
+    #[inline(never)]
+    fn free_general(
+        &self,
+        raw: (&ChunkInfo, usize, usize, usize, usize),
+        layout: Layout,
+    ) -> Result<(), FreeError> {
+        let block = Block::from_raw(raw);
+        if block.kind == Kind::Normal {
+            if let Ok(Route::Normal { pages, .. }) = self.route(layout) {
+                if pages == block.n && block.addr & (layout.align() - 1) == 0 {
+                    return self.free_run(block);
+                }
+            }
+        }
+        self.check_layout(block, layout)?;
+        self.free_block(block)
+    }
+
+    /// A free whose pointer the descriptor could not resolve: the tree's
+    /// answer, then the same checks.
+    #[cold]
+    #[inline(never)]
+    fn free_resolved_slow(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        let block = self.resolve_slow(ptr)?;
+        self.check_layout(block, layout)?;
+        self.free_block(block)
     }
 
     /// Frees the block `ptr` names, found from the pointer alone (C's
@@ -53,7 +96,7 @@ impl Pool {
     #[inline]
     pub unsafe fn deallocate_unsized(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
         let r = self.resolve(ptr).and_then(|block| {
-            self.free_block(&block)?;
+            self.free_block(block)?;
             Ok(block.size())
         });
         #[cfg(feature = "counters")]
@@ -71,8 +114,8 @@ impl Pool {
             return Err(FreeError::ZeroSize);
         }
         let block = self.resolve(ptr)?;
-        self.check_layout(&block, layout)?;
-        self.is_live(&block)
+        self.check_layout(block, layout)?;
+        self.is_live(block)
     }
 
     /// The layout of the live block that starts at `ptr`, found from the
@@ -80,45 +123,45 @@ impl Pool {
     /// block's usable size). For frees that carry no size (C's `free`).
     pub fn block_layout(&self, ptr: NonNull<u8>) -> Result<Layout, FreeError> {
         let block = self.resolve(ptr)?;
-        self.is_live(&block)?;
-        Ok(block.layout(self))
+        self.is_live(block)?;
+        Ok(block.layout())
     }
 
     /// Frees a resolved block: its linearisation point and double-free check.
     #[inline]
-    fn free_block(&self, block: &Block<'_>) -> Result<(), FreeError> {
-        match block.kind {
-            Kind::Small {
-                header,
-                ident,
-                class,
-                idx,
-                elems,
-            } => self.free_small(block.chunk, block.page, header, ident, class, idx, elems),
-            Kind::Normal { pages } => {
-                tree::free(block.chunk.tree(), block.page, pages, tree::NORMAL)
-                    .map_err(|e| self.run_error(block, e))?;
-                block.chunk.count_free(pages);
-                Ok(())
-            }
-            Kind::Span { pages } => self.free_span(block.chunk, pages),
+    fn free_block(&self, block: Block<'_>) -> Result<(), FreeError> {
+        if block.kind == Kind::Small {
+            return self.free_small(block.chunk, block.page, block.class, block.n, block.elems);
         }
+        self.free_run(block)
     }
 
+    /// Frees a page run or a span.
     #[inline]
-    #[allow(clippy::too_many_arguments)]
+    fn free_run(&self, block: Block<'_>) -> Result<(), FreeError> {
+        if block.kind == Kind::Span {
+            return self.free_span(block.chunk, block.n);
+        }
+        if let Err(e) = tree::free(block.chunk.tree(), block.page, block.n, tree::NORMAL) {
+            return Err(self.run_error(block, e));
+        }
+        block.chunk.count_free(block.n);
+        Ok(())
+    }
+
+    #[inline(always)]
     fn free_small(
         &self,
         chunk: &ChunkInfo,
         start: usize,
-        header: &[AtomicUsize],
-        ident: usize,
         class: usize,
         idx: usize,
         elems: usize,
     ) -> Result<(), FreeError> {
-        let released =
-            bitmap::release(&header[BITMAP..], idx).map_err(|()| FreeError::NotAllocated)?;
+        let header = chunk.header(start);
+        let Ok(released) = bitmap::release(&header[BITMAP..], idx) else {
+            return Err(FreeError::NotAllocated);
+        };
         if released.was_full {
             subpage::relist(self.listing(chunk, class, start));
         }
@@ -128,7 +171,7 @@ impl Pool {
             && self.lane_slot(class, stack_lane()).load(Ordering::Relaxed)
                 != header.as_ptr().cast_mut()
         {
-            self.maybe_retire(chunk, start, header, ident, class);
+            self.maybe_retire(chunk, start, header, class);
         }
         Ok(())
     }
@@ -136,14 +179,7 @@ impl Pool {
     /// Returns an empty subpage's run to the tree, unless a lane allocates
     /// from it (as Netty keeps a class's last subpage, to avoid churn).
     #[cold]
-    fn maybe_retire(
-        &self,
-        chunk: &ChunkInfo,
-        start: usize,
-        header: &[AtomicUsize],
-        ident: usize,
-        class: usize,
-    ) {
+    fn maybe_retire(&self, chunk: &ChunkInfo, start: usize, header: &[AtomicUsize], class: usize) {
         let h = header.as_ptr().cast_mut();
         // ORDERING: Relaxed; a hint (a racing refill finds the subpage locked
         // and moves on).
@@ -153,7 +189,12 @@ impl Pool {
         {
             return;
         }
-        self.retire(chunk, start, header, ident, class);
+        // ORDERING: Acquire, paired with `subpage::init`; `retire` takes the
+        // life only if it is still this one, and only if it is empty.
+        let ident = header[IDENT].load(Ordering::Acquire);
+        if ident_class(ident) == Some(class) {
+            self.retire(chunk, start, header, ident, class);
+        }
     }
 
     fn retire(

@@ -24,7 +24,7 @@ use crate::chunk::{ChunkInfo, Link};
 use crate::config::{Config, MAX_SMALL};
 use crate::error::{AllocError, FreeError, Misuse, RegionError};
 use crate::region::{self, Region};
-use crate::size_class::{class_for, SIZES};
+use crate::size_class::{class_for, class_of, QUANTUM, SIZES};
 use crate::subpage::Listing;
 use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, BITS};
 use core::alloc::Layout;
@@ -253,8 +253,28 @@ impl Pool {
     }
 
     /// Where `layout` is served.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn route(&self, layout: Layout) -> Result<Route, AllocError> {
+        let c = &self.config;
+        let (size, align) = (layout.size(), layout.align());
+        // The common case: an alignment of at most the quantum, a size up to
+        // the chunk: the size alone picks the class.
+        if align <= QUANTUM && size.wrapping_sub(1) < c.chunk_size() {
+            let class = class_of(size);
+            if class < c.num_small {
+                return Ok(Route::Small { class });
+            }
+            return Ok(Route::Normal {
+                class,
+                pages: SIZES[class] >> c.page_shift,
+                align: 1,
+            });
+        }
+        self.route_general(layout)
+    }
+
+    #[inline(never)]
+    fn route_general(&self, layout: Layout) -> Result<Route, AllocError> {
         let c = &self.config;
         let (size, align) = (layout.size(), layout.align());
         if size == 0 {
@@ -267,20 +287,14 @@ impl Pool {
             });
         }
         if size > c.chunk_size() {
-            return Ok(Route::Span {
-                pages: size.div_ceil(c.page_size()),
-                align,
-            });
+            return self.span_route(size, align);
         }
         // Above a page, the run is sized by the size (whole pages) and its
         // placement meets the alignment: a 1-byte block aligned to 256 KiB
         // takes one page, not a 256 KiB class.
         let class = class_for(size, align.min(c.page_size()));
         if class >= c.num_classes {
-            return Ok(Route::Span {
-                pages: size.div_ceil(c.page_size()),
-                align,
-            });
+            return self.span_route(size, align);
         }
         if align <= c.page_size() && class < c.num_small {
             Ok(Route::Small { class })
@@ -291,6 +305,19 @@ impl Pool {
                 align: (align >> c.page_shift).max(1),
             })
         }
+    }
+
+    /// The route of a block above the chunk size: a span, of at most
+    /// `u32::MAX` pages (a block records its pages in 32 bits).
+    fn span_route(&self, size: usize, align: usize) -> Result<Route, AllocError> {
+        let pages = size.div_ceil(self.config.page_size());
+        if pages > u32::MAX as usize {
+            return Err(AllocError::TooLarge {
+                size,
+                max: (u32::MAX as usize) << self.config.page_shift,
+            });
+        }
+        Ok(Route::Span { pages, align })
     }
 
     /// The bytes a route hands out.

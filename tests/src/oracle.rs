@@ -6,7 +6,8 @@
 //!   for alignments above a page, up to the chunk size; *small* when that
 //!   class is below four pages and the alignment at most a page, else a
 //!   *normal* page run placed at the alignment. Above the chunk size it is a
-//!   *span* of whole pages over consecutive chunks.
+//!   *span* of whole pages over consecutive chunks (at most `u32::MAX`
+//!   pages; larger is `TooLarge`).
 //! * A free with the wrong layout must be refused with `LayoutMismatch`,
 //!   naming what the layout rounds to (its size when nothing serves it) and
 //!   the size of the block that is there.
@@ -67,6 +68,13 @@ pub fn route(config: &Config, layout: Layout) -> Result<Route, AllocError> {
     }
     // Above a page, the run is whole pages placed at the alignment.
     let grain = align.min(page);
+    // A span records its pages in 32 bits.
+    if size.div_ceil(page) > u32::MAX as usize {
+        return Err(AllocError::TooLarge {
+            size,
+            max: u32::MAX as usize * page,
+        });
+    }
     let span = Route::Span {
         size: size.div_ceil(page) * page,
         align,

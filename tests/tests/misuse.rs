@@ -395,8 +395,13 @@ fn spans_above_a_chunk_and_absurd_sizes() {
     let oom = |size| Err(AllocError::OutOfMemory { size });
     assert_eq!(p.allocate(l(3 * CHUNK, 8)), oom(3 * CHUNK));
     assert_eq!(p.allocate(l(1 << 40, 8)), oom(1 << 40));
+    // Beyond the largest span (2^32 - 1 pages): too large for any pool.
     let huge = isize::MAX as usize - 4095;
-    assert_eq!(p.allocate(l(huge, 4096)), oom(huge));
+    let max = (u32::MAX as usize) * PAGE;
+    assert_eq!(
+        p.allocate(l(huge, 4096)),
+        Err(AllocError::TooLarge { size: huge, max })
+    );
     for align in [2 * CHUNK, 1 << 30, 1 << 40, 1 << 62] {
         assert_eq!(
             p.allocate(l(1, align)),
