@@ -384,15 +384,24 @@ impl Pool {
         h: *mut ChunkInfo,
     ) -> Result<(&ChunkInfo, usize), AllocError> {
         let hint = &self.normal_hint[lane];
-        // Spread lanes over chunks: lane `l` starts its search at chunk `l`.
-        let n = self.chunk_count().max(1);
-        let skip = if h.is_null() { lane % n } else { 0 };
-        let found = self
-            .chunks()
-            .skip(skip)
-            .chain(self.chunks().take(skip))
-            .filter(|c| !ptr::eq(*c, h))
-            .find_map(|c| self.run_in(c, pages, kind, align).map(|p| (c, p)));
+        // Spread lanes over chunks: lane `l` starts its search at chunk `l`
+        // of the newest region (then every other chunk in order).
+        let skip = if h.is_null() { lane } else { 0 };
+        let mut found = None;
+        'regions: for (r, region) in self.regions().enumerate() {
+            let chunks = region.chunks();
+            let first = if r == 0 { skip % chunks.len() } else { 0 };
+            for k in 0..chunks.len() {
+                let c = &chunks[(first + k) % chunks.len()];
+                if ptr::eq(c, h) {
+                    continue;
+                }
+                if let Some(p) = self.run_in(c, pages, kind, align) {
+                    found = Some((c, p));
+                    break 'regions;
+                }
+            }
+        }
         match found {
             Some((chunk, p)) => {
                 // ORDERING: Relaxed; a hint.
@@ -413,7 +422,7 @@ impl Pool {
             return None;
         }
         let phase = (chunk.data >> self.config().page_shift) & (align - 1);
-        let p = tree::alloc(chunk.tree(), pages, kind, align, phase, 0)?;
+        let p = tree::alloc(chunk.tree(), chunk.summary(), pages, kind, align, phase, 0)?;
         chunk.count_claim(pages);
         Some(p)
     }

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! [ tree: pages / PAGES_PER_WORD ]
+//! [ run index: one summary per tree word (see `run_index`) ]
 //! [ free pages: 1 ]
 //! [ partial sets: num_small × ceil(pages / BITS) ]
 //! [ page map: pages ]
@@ -91,7 +92,7 @@ pub(crate) struct ChunkInfo {
 /// Metadata words of one chunk of `config`.
 pub(crate) const fn meta_words(config: &Config) -> usize {
     let pages = config.pages_per_chunk();
-    tree_words(pages)
+    2 * tree_words(pages)
         + 1
         + config.num_small * partial_words(pages)
         + pages
@@ -127,7 +128,7 @@ impl ChunkInfo {
     ) -> ChunkInfo {
         let full = config.pages_per_chunk();
         let end = data + (pages << config.page_shift);
-        let map_at = tree_words(full) + 1 + config.num_small * partial_words(full);
+        let map_at = 2 * tree_words(full) + 1 + config.num_small * partial_words(full);
         // SAFETY: (both `add`s) `meta` points at `meta_words(config)`
         // words, which hold the tree, the count, the partial sets, `full`
         // map words and the headers, in that order.
@@ -174,10 +175,16 @@ impl ChunkInfo {
         self.words(0, self.tree_words)
     }
 
+    /// The run index: a summary per tree word (see `run_index`).
+    #[inline]
+    pub(crate) fn summary(&self) -> &[AtomicUsize] {
+        self.words(self.tree_words, self.tree_words)
+    }
+
     /// The free-page count (see the module documentation).
     #[inline]
     pub(crate) fn free_count(&self) -> &AtomicUsize {
-        &self.words(self.tree_words, 1)[0]
+        &self.words(2 * self.tree_words, 1)[0]
     }
 
     /// Free pages as counted: a hint (see the module documentation).
@@ -211,7 +218,7 @@ impl ChunkInfo {
     #[inline]
     pub(crate) fn partial(&self, class: usize) -> &[AtomicUsize] {
         self.words(
-            self.tree_words + 1 + class * self.partial_words,
+            2 * self.tree_words + 1 + class * self.partial_words,
             self.partial_words,
         )
     }

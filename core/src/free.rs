@@ -142,7 +142,13 @@ impl Pool {
         if block.kind == Kind::Span {
             return self.free_span(block.chunk, block.n);
         }
-        if let Err(e) = tree::free(block.chunk.tree(), block.page, block.n, tree::NORMAL) {
+        if let Err(e) = tree::free(
+            block.chunk.tree(),
+            block.chunk.summary(),
+            block.page,
+            block.n,
+            tree::NORMAL,
+        ) {
             return Err(self.run_error(block, e));
         }
         block.chunk.count_free(block.n);
@@ -207,7 +213,7 @@ impl Pool {
     ) -> bool {
         let (pages, elems) = self.config().subpage_shape(class, is_short(ident));
         if subpage::retire(header, self.listing(chunk, class, start), ident, elems) {
-            let freed = tree::free(chunk.tree(), start, pages, tree::SMALL);
+            let freed = tree::free(chunk.tree(), chunk.summary(), start, pages, tree::SMALL);
             debug_assert_eq!(freed, Ok(()));
             if freed.is_ok() {
                 chunk.count_free(pages);

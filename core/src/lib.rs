@@ -57,6 +57,7 @@ mod bitmap;
 mod config;
 mod error;
 mod pack;
+mod run_index;
 pub mod size_class;
 mod subpage;
 mod sync;

@@ -54,7 +54,6 @@ pub struct Pool {
     config: Config,
     regions: AtomicPtr<Region>,
     region_lock: AtomicBool,
-    chunk_count: AtomicUsize,
     table: [AtomicPtr<Link>; TABLE],
     pub(crate) lanes: [[AtomicPtr<AtomicUsize>; LANES]; MAX_SMALL],
     pub(crate) normal_hint: [AtomicPtr<ChunkInfo>; LANES],
@@ -104,7 +103,6 @@ impl Pool {
             config,
             regions: AtomicPtr::new(ptr::null_mut()),
             region_lock: AtomicBool::new(false),
-            chunk_count: AtomicUsize::new(0),
             table: [const { AtomicPtr::new(ptr::null_mut()) }; TABLE],
             lanes: [const { [const { AtomicPtr::new(ptr::null_mut()) }; LANES] }; MAX_SMALL],
             normal_hint: [const { AtomicPtr::new(ptr::null_mut()) }; LANES],
@@ -163,8 +161,6 @@ impl Pool {
         // ORDERING: Release publishes the metadata written above to every
         // Acquire load of `regions` (chunk walks).
         self.regions.store(header, Ordering::Release);
-        // ORDERING: Relaxed; only a hint for spreading lanes over chunks.
-        self.chunk_count.fetch_add(reg.nchunks, Ordering::Relaxed);
         self.unlock_regions();
         Ok(plan.bytes(&self.config))
     }
@@ -220,13 +216,6 @@ impl Pool {
             r = reg.next;
             Some(reg)
         })
-    }
-
-    /// How many chunks the pool has (a hint).
-    #[inline]
-    pub(crate) fn chunk_count(&self) -> usize {
-        // ORDERING: Relaxed; a hint.
-        self.chunk_count.load(Ordering::Relaxed)
     }
 
     /// The chunk and page holding `addr`, if any region's pages do: one chain

@@ -156,6 +156,10 @@ pub(crate) unsafe fn init(
             },
         );
         tree::init(info.tree(), pages);
+        for s in info.summary() {
+            // ORDERING: Relaxed; published with the region.
+            s.store(crate::run_index::UNKNOWN, crate::sync::Ordering::Relaxed);
+        }
         // ORDERING: Relaxed; published with the region.
         info.free_count()
             .store(pages, crate::sync::Ordering::Relaxed);

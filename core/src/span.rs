@@ -77,7 +77,7 @@ impl Pool {
         let parts = run
             .iter()
             .enumerate()
-            .map(|(i, ch)| (ch.tree(), self.span_part(pages, i)));
+            .map(|(i, ch)| (ch.tree(), ch.summary(), self.span_part(pages, i)));
         if !tree::claim_parts(parts) {
             return false;
         }
@@ -112,14 +112,15 @@ impl Pool {
     /// snapshot).
     pub(crate) fn span_is_live(&self, first: &ChunkInfo, pages: usize) -> Result<(), FreeError> {
         let chunks = self.span_chunks(first, pages)?;
-        tree::check_parts(chunks.map(|(ch, n)| (ch.tree(), n))).map_err(|_| FreeError::NotAllocated)
+        tree::check_parts(chunks.map(|(ch, n)| (ch.tree(), ch.summary(), n)))
+            .map_err(|_| FreeError::NotAllocated)
     }
 
     /// Frees the span of `pages` pages starting at `first` (see the module
     /// documentation's linearisation).
     pub(crate) fn free_span(&self, first: &ChunkInfo, pages: usize) -> Result<(), FreeError> {
         let chunks = self.span_chunks(first, pages)?;
-        tree::free_parts(chunks.clone().map(|(ch, n)| (ch.tree(), n)))
+        tree::free_parts(chunks.clone().map(|(ch, n)| (ch.tree(), ch.summary(), n)))
             .map_err(|_| FreeError::NotAllocated)?;
         for (ch, n) in chunks {
             ch.count_free(n);

@@ -60,6 +60,7 @@
 //! word by CAS, then the rest by `fetch_and`.
 
 use crate::config::PAGES_PER_WORD as PPW;
+use crate::run_index;
 use crate::sync::{AtomicUsize, Ordering, BITS};
 
 pub(crate) const FREE: usize = 0b00;
@@ -239,6 +240,7 @@ fn word_bits(k: usize, i: usize, n: usize, kind: usize) -> usize {
 /// first page.
 pub(crate) fn alloc(
     words: &[AtomicUsize],
+    summary: &[AtomicUsize],
     n: usize,
     kind: usize,
     align: usize,
@@ -248,7 +250,7 @@ pub(crate) fn alloc(
     debug_assert!(n >= 1 && (kind == NORMAL || kind == SMALL));
     debug_assert!(align.is_power_of_two());
     if n > PPW {
-        return alloc_span(words, n, kind, align, phase);
+        return alloc_span(words, summary, n, kind, align, phase);
     }
     // Where the alignment the caller asks for allows a run to start...
     let mut any = LO;
@@ -280,15 +282,28 @@ pub(crate) fn alloc(
             any = 1 << (2 * r);
             pos = any;
         }
-        // ORDERING: Relaxed; the CAS below validates what we read.
+        // The run index first: most words that cannot hold the run cost one
+        // load.
+        let seen = run_index::load(&summary[j]);
+        if seen.longest() < n {
+            continue;
+        }
+        // ORDERING: Relaxed; the CAS below validates what we read (and the
+        // summary's Acquire orders it after every free the summary shows).
         let mut w = words[j].load(Ordering::Relaxed);
         loop {
-            let fit = fits(free_pages(w), n);
+            let free = free_pages(w);
+            if free == 0 {
+                run_index::lower(&summary[j], seen, w);
+                break;
+            }
+            let fit = fits(free, n);
             // The buddy position first (it keeps the rest of the word in
             // aligned blocks); failing that, the first position that fits,
             // so that free pages are never refused to a run that fits them.
             let cand = if fit & pos != 0 { fit & pos } else { fit & any };
             if cand == 0 {
+                run_index::lower(&summary[j], seen, w);
                 break;
             }
             let i = cand.trailing_zeros() as usize / 2;
@@ -309,7 +324,7 @@ pub(crate) fn alloc(
     }
     // No word holds it where the alignment allows: cross words.
     if kind == NORMAL {
-        return alloc_cross(words, n, kind, align, phase);
+        return alloc_cross(words, summary, n, kind, align, phase);
     }
     None
 }
@@ -333,6 +348,7 @@ fn free_bottom(w: usize) -> usize {
 /// so each pair of words costs two loads and a few bit operations.
 fn alloc_cross(
     words: &[AtomicUsize],
+    summary: &[AtomicUsize],
     n: usize,
     kind: usize,
     align: usize,
@@ -356,7 +372,9 @@ fn alloc_cross(
         let first = PPW - top.min(n - 1);
         for i in first..=PPW - 2 {
             let p = j * PPW + i;
-            if n - (PPW - i) <= bottom && (p + phase) % align == 0 && claim_span(words, p, n, kind)
+            if n - (PPW - i) <= bottom
+                && (p + phase) % align == 0
+                && claim_span(words, summary, p, n, kind)
             {
                 return Some(p);
             }
@@ -373,6 +391,7 @@ fn alloc_cross(
 /// so the marker fits.
 fn alloc_span(
     words: &[AtomicUsize],
+    summary: &[AtomicUsize],
     n: usize,
     kind: usize,
     align: usize,
@@ -390,7 +409,7 @@ fn alloc_span(
         while p + n <= total {
             if (p + phase) % align == 0
                 && span_free(words, &mut cache, p, n)
-                && claim_span(words, p, n, kind)
+                && claim_span(words, summary, p, n, kind)
             {
                 return Some(p);
             }
@@ -404,7 +423,7 @@ fn alloc_span(
         if i + n > PPW
             && i + 2 <= PPW
             && span_free(words, &mut cache, p, n)
-            && claim_span(words, p, n, kind)
+            && claim_span(words, summary, p, n, kind)
         {
             return Some(p);
         }
@@ -478,7 +497,13 @@ fn span_free(words: &[AtomicUsize], cache: &mut WordCache, p: usize, n: usize) -
 /// Claims a run of `n` pages of `kind` at page `p` word by word, in address
 /// order (a crossing run, or a span's part of a chunk, whose kind may be
 /// `CONT`: see `span`); on a conflict gives back the words already claimed.
-pub(crate) fn claim_span(words: &[AtomicUsize], p: usize, n: usize, kind: usize) -> bool {
+pub(crate) fn claim_span(
+    words: &[AtomicUsize],
+    summary: &[AtomicUsize],
+    p: usize,
+    n: usize,
+    kind: usize,
+) -> bool {
     let (j, i) = (p / PPW, p % PPW);
     for k in 0..(i + n).div_ceil(PPW) {
         let (first, len) = span_part(i, n, k);
@@ -508,6 +533,7 @@ pub(crate) fn claim_span(words: &[AtomicUsize], p: usize, n: usize, kind: usize)
                 let (first, len) = span_part(i, n, r);
                 // ORDERING: Release, like a free: these pages were ours.
                 words[j + r].fetch_and(!run_mask(first, len), Ordering::Release);
+                run_index::raise(&summary[j + r]);
             }
             return false;
         }
@@ -517,13 +543,14 @@ pub(crate) fn claim_span(words: &[AtomicUsize], p: usize, n: usize, kind: usize)
 
 /// Gives back the `n` pages from `p` of a run its caller claimed with
 /// [`claim_span`] and still owns (a span's rollback or free): no checks.
-pub(crate) fn unclaim(words: &[AtomicUsize], p: usize, n: usize) {
+pub(crate) fn unclaim(words: &[AtomicUsize], summary: &[AtomicUsize], p: usize, n: usize) {
     let (j, i) = (p / PPW, p % PPW);
     for k in 0..(i + n).div_ceil(PPW) {
         let (first, len) = span_part(i, n, k);
         // ORDERING: Release, like a free: the next claim of these pages
         // (Acquire) sees our writes to them.
         words[j + k].fetch_and(!run_mask(first, len), Ordering::Release);
+        run_index::raise(&summary[j + k]);
     }
 }
 
@@ -533,10 +560,10 @@ pub(crate) fn check_continuation(words: &[AtomicUsize], n: usize) -> Result<(), 
     if n == 0 || n > words.len() * PPW {
         return Err(RunError::Length(0));
     }
-    for k in 0..n.div_ceil(PPW) {
+    for (k, word) in words[..n.div_ceil(PPW)].iter().enumerate() {
         let (first, len) = span_part(0, n, k);
         // ORDERING: Acquire; a continuation is stable while its span lives.
-        let v = words[k].load(Ordering::Acquire);
+        let v = word.load(Ordering::Acquire);
         let end = first + len;
         if v & run_mask(first, len) != word_bits(k, 0, n, CONT) {
             return Err(if state(v, 0) == FREE && k == 0 {
@@ -552,19 +579,19 @@ pub(crate) fn check_continuation(words: &[AtomicUsize], n: usize) -> Result<(), 
     Ok(())
 }
 
-/// A span's part in one chunk: the chunk's tree words and the span's pages
-/// from its page 0 (see `span`).
-pub(crate) type Part<'a> = (&'a [AtomicUsize], usize);
+/// A span's part in one chunk: the chunk's tree words, their run index, and
+/// the span's pages from its page 0 (see `span`).
+pub(crate) type Part<'a> = (&'a [AtomicUsize], &'a [AtomicUsize], usize);
 
 /// Claims a span's parts in order: the first as a normal run, the others as
 /// continuations. On a conflict gives back the parts already claimed and
 /// returns `false`; the span is live once the last claim succeeded.
 pub(crate) fn claim_parts<'a>(parts: impl Iterator<Item = Part<'a>> + Clone) -> bool {
-    for (i, (words, n)) in parts.clone().enumerate() {
+    for (i, (words, summary, n)) in parts.clone().enumerate() {
         let kind = if i == 0 { NORMAL } else { CONT };
-        if !claim_span(words, 0, n, kind) {
-            for (w, n) in parts.take(i) {
-                unclaim(w, 0, n);
+        if !claim_span(words, summary, 0, n, kind) {
+            for (w, s, n) in parts.take(i) {
+                unclaim(w, s, 0, n);
             }
             return false;
         }
@@ -577,8 +604,8 @@ pub(crate) fn claim_parts<'a>(parts: impl Iterator<Item = Part<'a>> + Clone) -> 
 pub(crate) fn check_parts<'a>(
     mut parts: impl Iterator<Item = Part<'a>> + Clone,
 ) -> Result<(), RunError> {
-    let (first, n0) = parts.next().ok_or(RunError::NotAllocated)?;
-    for (w, n) in parts {
+    let (first, _, n0) = parts.next().ok_or(RunError::NotAllocated)?;
+    for (w, _, n) in parts {
         check_continuation(w, n)?;
     }
     check_live(first, 0, n0, NORMAL)
@@ -591,13 +618,13 @@ pub(crate) fn check_parts<'a>(
 pub(crate) fn free_parts<'a>(
     mut parts: impl Iterator<Item = Part<'a>> + Clone,
 ) -> Result<(), RunError> {
-    let (first, n0) = parts.next().ok_or(RunError::NotAllocated)?;
-    for (w, n) in parts.clone() {
+    let (first, first_summary, n0) = parts.next().ok_or(RunError::NotAllocated)?;
+    for (w, _, n) in parts.clone() {
         check_continuation(w, n)?;
     }
-    free(first, 0, n0, NORMAL)?;
-    for (w, n) in parts {
-        unclaim(w, 0, n);
+    free(first, first_summary, 0, n0, NORMAL)?;
+    for (w, s, n) in parts {
+        unclaim(w, s, 0, n);
     }
     Ok(())
 }
@@ -686,6 +713,7 @@ pub(crate) fn check_live(
 /// nothing, unless exactly such a run starts there.
 pub(crate) fn free(
     words: &[AtomicUsize],
+    summary: &[AtomicUsize],
     page: usize,
     n: usize,
     kind: usize,
@@ -709,11 +737,13 @@ pub(crate) fn free(
             Err(now) => w = now,
         }
     }
+    run_index::raise(&summary[j]);
     let mut k = 1;
     while (j + k) * PPW < page + n {
         let pages = (page + n - (j + k) * PPW).min(PPW);
         // ORDERING: Release, as above; these pages are still ours.
         words[j + k].fetch_and(!run_mask(0, pages), Ordering::Release);
+        run_index::raise(&summary[j + k]);
         k += 1;
     }
     Ok(())
@@ -833,6 +863,14 @@ pub(crate) fn check(words: &[AtomicUsize], pages: usize) -> Result<(), usize> {
 mod tests {
     use super::*;
 
+    /// A run index of unknown summaries for one call (a search's lowering
+    /// stays in it, so every call sees the tree itself).
+    fn fresh() -> &'static [AtomicUsize] {
+        std::boxed::Box::leak(std::boxed::Box::new(
+            [const { AtomicUsize::new(run_index::UNKNOWN) }; 8],
+        ))
+    }
+
     fn tree(pages: usize) -> ([AtomicUsize; 8], usize) {
         let words = [const { AtomicUsize::new(0) }; 8];
         init(&words[..pages.div_ceil(PPW)], pages);
@@ -843,11 +881,11 @@ mod tests {
     fn five_pages_pin_five() {
         let (w, nw) = tree(8 * PPW);
         let t = &w[..nw];
-        let a = alloc(t, 5, NORMAL, 1, 0, 0).unwrap();
+        let a = alloc(t, fresh(), 5, NORMAL, 1, 0, 0).unwrap();
         assert_eq!(a, 0);
         // The three pages after it in its buddy block serve 1- and 2-page runs.
-        assert_eq!(alloc(t, 1, NORMAL, 1, 0, 0), Some(5));
-        assert_eq!(alloc(t, 2, NORMAL, 1, 0, 0), Some(6));
+        assert_eq!(alloc(t, fresh(), 1, NORMAL, 1, 0, 0), Some(5));
+        assert_eq!(alloc(t, fresh(), 2, NORMAL, 1, 0, 0), Some(6));
         let free = walk(t, 8 * PPW, |_, _, _| {});
         assert_eq!(free, 8 * PPW - 8);
         assert_eq!(free_run(t, a, 5), Ok(()));
@@ -856,15 +894,15 @@ mod tests {
     }
 
     fn free_run(t: &[AtomicUsize], p: usize, n: usize) -> Result<(), RunError> {
-        free(t, p, n, NORMAL)
+        free(t, fresh(), p, n, NORMAL)
     }
 
     #[test]
     fn wrong_frees_change_nothing() {
         let (w, nw) = tree(4 * PPW);
         let t = &w[..nw];
-        let a = alloc(t, 3, NORMAL, 1, 0, 0).unwrap();
-        let s = alloc(t, 2, SMALL, 1, 0, 0).unwrap();
+        let a = alloc(t, fresh(), 3, NORMAL, 1, 0, 0).unwrap();
+        let s = alloc(t, fresh(), 2, SMALL, 1, 0, 0).unwrap();
         let before: [usize; 4] = core::array::from_fn(|k| t[k].load(Ordering::Relaxed));
         assert_eq!(free_run(t, a + 1, 2), Err(RunError::Interior));
         assert_eq!(free_run(t, a, 2), Err(RunError::Length(3)));
@@ -881,20 +919,20 @@ mod tests {
     fn multi_word_runs() {
         let (w, nw) = tree(8 * PPW);
         let t = &w[..nw];
-        let small = alloc(t, 1, NORMAL, 1, 0, 0).unwrap();
-        let big = alloc(t, PPW + 3, NORMAL, 1, 0, 0).unwrap();
+        let small = alloc(t, fresh(), 1, NORMAL, 1, 0, 0).unwrap();
+        let big = alloc(t, fresh(), PPW + 3, NORMAL, 1, 0, 0).unwrap();
         assert_eq!(big, 2 * PPW, "two words aligned to two");
         assert_eq!(free_run(t, big, PPW + 2), Err(RunError::Length(PPW + 3)));
         assert_eq!(free_run(t, big, PPW + 4), Err(RunError::Length(PPW + 3)));
         // The rest of the second word serves small runs.
-        let tail = alloc(t, 4, NORMAL, 1, 0, 3).unwrap();
+        let tail = alloc(t, fresh(), 4, NORMAL, 1, 0, 3).unwrap();
         assert_eq!(tail, 3 * PPW + 4);
         free_run(t, big, PPW + 3).unwrap();
         free_run(t, tail, 4).unwrap();
         free_run(t, small, 1).unwrap();
         assert_eq!(walk(t, 8 * PPW, |_, _, _| panic!("no runs left")), 8 * PPW);
-        assert!(alloc(t, 8 * PPW, NORMAL, 1, 0, 0).is_some());
-        assert!(alloc(t, 1, NORMAL, 1, 0, 0).is_none());
+        assert!(alloc(t, fresh(), 8 * PPW, NORMAL, 1, 0, 0).is_some());
+        assert!(alloc(t, fresh(), 1, NORMAL, 1, 0, 0).is_none());
     }
 
     #[test]
@@ -903,7 +941,7 @@ mod tests {
         let t = &w[..nw];
         // A word-long run aligned to 8 pages with the data at page phase 6:
         // it must start at page 2 of some word and cross into the next.
-        let p = alloc(t, PPW, NORMAL, 8, 6, 0).unwrap();
+        let p = alloc(t, fresh(), PPW, NORMAL, 8, 6, 0).unwrap();
         assert_eq!((p + 6) % 8, 0);
         assert_ne!(p % PPW, 0);
         assert_eq!(
@@ -922,7 +960,7 @@ mod tests {
         free_run(t, p, PPW).unwrap();
         assert_eq!(walk(t, 4 * PPW, |_, _, _| panic!("no runs left")), 4 * PPW);
         // A multi-word run may also start inside a word.
-        let q = alloc(t, 2 * PPW + 3, NORMAL, 4, 1, 0).unwrap();
+        let q = alloc(t, fresh(), 2 * PPW + 3, NORMAL, 4, 1, 0).unwrap();
         assert_eq!((q + 1) % 4, 0);
         free_run(t, q, 2 * PPW + 3).unwrap();
         check(t, 4 * PPW).unwrap();
@@ -934,10 +972,10 @@ mod tests {
         let t = &w[..nw];
         check(t, PPW + 5).unwrap();
         // Word 1 has only 5 usable pages: an 8-page run goes to word 0.
-        assert_eq!(alloc(t, 8, NORMAL, 1, 0, 1), Some(0));
-        assert_eq!(alloc(t, 4, NORMAL, 1, 0, 1), Some(PPW));
+        assert_eq!(alloc(t, fresh(), 8, NORMAL, 1, 0, 1), Some(0));
+        assert_eq!(alloc(t, fresh(), 4, NORMAL, 1, 0, 1), Some(PPW));
         // Absolute alignment of 8 pages with the data starting at page phase 3.
-        let p = alloc(t, 1, NORMAL, 8, 3, 0).unwrap();
+        let p = alloc(t, fresh(), 1, NORMAL, 8, 3, 0).unwrap();
         assert_eq!((p + 3) % 8, 0);
         assert_eq!(walk(t, PPW + 5, |_, _, _| {}), PPW + 5 - 13);
     }

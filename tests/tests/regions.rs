@@ -82,11 +82,12 @@ fn odd_lengths() {
             match p.add(phase, len) {
                 Ok(u) => {
                     assert!(u % page == 0 && u > 0 && u <= len);
-                    // Metadata: at most an eighth of a chunk (and 64 KiB) for
-                    // each chunk, however short; a tail too short to pay for
-                    // its own chunk's metadata is left unused.
+                    // Metadata: at most a sixth of a chunk (and 64 KiB) for
+                    // each chunk, however short (256-byte pages carry 32 bytes
+                    // each: header and descriptor); a tail too short to pay
+                    // for its own chunk's metadata is left unused.
                     let s = p.stats();
-                    let meta = (chunk / 8).min(64 << 10);
+                    let meta = (chunk / 6).min(64 << 10);
                     assert!(u + (s.chunks + 1) * meta + 2 * page >= len, "{u} of {len}");
                     assert_eq!((s.region_bytes, s.chunks), (u, u.div_ceil(chunk)));
                     let runs = fill_runs(&p);

@@ -22,6 +22,7 @@ use loom::thread;
 
 use super::model;
 use crate::config::PAGES_PER_WORD as PPW;
+use crate::run_index;
 use crate::sync::{AtomicUsize, Ordering};
 use crate::tree::{self, NORMAL};
 
@@ -32,6 +33,9 @@ const TAIL: usize = 3;
 struct Two {
     first: Vec<AtomicUsize>,
     second: Vec<AtomicUsize>,
+    /// The chunks' run indexes.
+    first_index: Vec<AtomicUsize>,
+    second_index: Vec<AtomicUsize>,
     page: UnsafeCell<usize>,
 }
 
@@ -40,6 +44,12 @@ impl Two {
         let two = Two {
             first: (0..1).map(|_| AtomicUsize::new(0)).collect(),
             second: (0..1).map(|_| AtomicUsize::new(0)).collect(),
+            first_index: (0..1)
+                .map(|_| AtomicUsize::new(run_index::UNKNOWN))
+                .collect(),
+            second_index: (0..1)
+                .map(|_| AtomicUsize::new(run_index::UNKNOWN))
+                .collect(),
             page: UnsafeCell::new(0),
         };
         tree::init(&two.first, PPW);
@@ -48,7 +58,11 @@ impl Two {
     }
 
     fn parts(&self) -> impl Iterator<Item = tree::Part<'_>> + Clone {
-        [(&self.first[..], PPW), (&self.second[..], TAIL)].into_iter()
+        [
+            (&self.first[..], &self.first_index[..], PPW),
+            (&self.second[..], &self.second_index[..], TAIL),
+        ]
+        .into_iter()
     }
 
     fn claim(&self) -> bool {
@@ -95,7 +109,9 @@ fn span_double_free_one_wins() {
 fn span_claim_races_run() {
     model("span::claim_races_run", || {
         let t = Two::new();
-        let run = spawn(&t, |t| tree::alloc(&t.second, 2, NORMAL, 1, 0, 0));
+        let run = spawn(&t, |t| {
+            tree::alloc(&t.second, &t.second_index, 2, NORMAL, 1, 0, 0)
+        });
         let span = t.claim();
         let run = run.join().unwrap();
         if span {
@@ -109,7 +125,7 @@ fn span_claim_races_run() {
             assert!(run.is_some(), "the span lost to the run");
         }
         if let Some(p) = run {
-            tree::free(&t.second, p, 2, NORMAL).unwrap();
+            tree::free(&t.second, &t.second_index, p, 2, NORMAL).unwrap();
         }
         assert!(t.all_free());
     });
@@ -129,7 +145,7 @@ fn span_free_then_reuse_is_ordered() {
             t.free().unwrap();
         });
         let next = spawn(&t, |t| {
-            let got = tree::alloc(&t.second, 1, NORMAL, 1, 0, 0)?;
+            let got = tree::alloc(&t.second, &t.second_index, 1, NORMAL, 1, 0, 0)?;
             if got == 0 {
                 // SAFETY: we own page 0 now; loom checks the hand-over.
                 let seen = t.page.with_mut(|p| unsafe {
@@ -144,7 +160,7 @@ fn span_free_then_reuse_is_ordered() {
         owner.join().unwrap();
         let got = next.join().unwrap();
         if let Some(p) = got {
-            tree::free(&t.second, p, 1, NORMAL).unwrap();
+            tree::free(&t.second, &t.second_index, p, 1, NORMAL).unwrap();
         }
         assert!(t.all_free());
     });

@@ -22,12 +22,15 @@ use loom::thread;
 
 use super::model;
 use crate::config::PAGES_PER_WORD as PPW;
+use crate::run_index;
 use crate::sync::AtomicUsize;
 use crate::tree::{self, RunError, NORMAL, SMALL};
 
 /// A chunk's tree and its pages' contents.
 struct Chunk {
     words: Vec<AtomicUsize>,
+    /// The run index beside the words.
+    summary: Vec<AtomicUsize>,
     pages: usize,
     data: Vec<UnsafeCell<usize>>,
     /// Runs taken before the model starts, to leave only a few pages free.
@@ -46,6 +49,9 @@ impl Chunk {
     fn build(words: usize, pages: usize) -> Chunk {
         let chunk = Chunk {
             words: (0..words).map(|_| AtomicUsize::new(0)).collect(),
+            summary: (0..words)
+                .map(|_| AtomicUsize::new(run_index::UNKNOWN))
+                .collect(),
             pages,
             data: (0..pages).map(|_| UnsafeCell::new(0)).collect(),
             reserved: Vec::new(),
@@ -77,11 +83,11 @@ impl Chunk {
     }
 
     fn alloc(&self, n: usize, kind: usize, start: usize) -> Option<usize> {
-        tree::alloc(&self.words, n, kind, 1, 0, start)
+        tree::alloc(&self.words, &self.summary, n, kind, 1, 0, start)
     }
 
     fn free(&self, first: usize, n: usize, kind: usize) -> Result<(), RunError> {
-        tree::free(&self.words, first, n, kind)
+        tree::free(&self.words, &self.summary, first, n, kind)
     }
 
     /// Writes `tag` into every page of the run, then reads it back: what an
@@ -380,5 +386,30 @@ fn short_chunk_last_run_frees() {
         assert_eq!((head.0, tail.0), (0, 2));
         assert_eq!(chunk.free(tail.0, tail.1, tail.2), Ok(()));
         assert_eq!(chunk.free(head.0, head.1, head.2), Ok(()));
+    });
+}
+
+/// The run index never hides room: a search that finds a full word lowers
+/// its summary while another thread frees a run in it; afterwards the freed
+/// pages can be allocated (the free's raise wins over the stale lowering).
+#[test]
+fn run_index_never_hides_a_free() {
+    model("tree::run_index_never_hides_a_free", || {
+        let chunk = Chunk::small(2);
+        let held = chunk.take(2, NORMAL, 0, 1).expect("the two free pages");
+        let c = Arc::clone(&chunk);
+        let freer = thread::spawn(move || c.free(held.0, held.1, held.2));
+        // A search for the pages that are only free once the freer is done:
+        // it may get them, or find the word full and lower its summary.
+        let got = chunk.alloc(2, NORMAL, 0);
+        freer.join().unwrap().unwrap();
+        let run = match got {
+            Some(a) => (a, 2, NORMAL),
+            // The room the free made must be found now.
+            None => chunk
+                .take(2, NORMAL, 0, 2)
+                .expect("the summary hid the freed run"),
+        };
+        chunk.free_all(&[run]);
     });
 }

@@ -11,7 +11,8 @@
 //! also checks that every hand-over (free, then allocate) is a happens-before
 //! edge, not only that ownership is exclusive.
 //!
-//! * `loom_tree`: runs claimed and freed in the page tree.
+//! * `loom_tree`: runs claimed and freed in the page tree, and the run
+//!   index's summaries racing frees.
 //! * `loom_bitmap`: elements claimed and released in a subpage bitmap, and
 //!   `lock_empty` (retirement) racing a claim.
 //! * `loom_partial`: the partial set's "no lost subpage" invariant, the chunk
