@@ -51,8 +51,13 @@ impl Pool {
         let k = pages.div_ceil(ppc);
         for region in self.regions() {
             let chunks = region.chunks();
-            let mut c = 0;
-            while c + k <= chunks.len() {
+            // Last fit: spans take the highest chunks that hold them, page
+            // runs and subpages search from low chunks (`alloc_run`), so the two
+            // grow towards each other and large free stretches stay whole.
+            for c in (0..=chunks.len().saturating_sub(k)).rev() {
+                if c + k > chunks.len() {
+                    break;
+                }
                 let run = &chunks[c..c + k];
                 // Free-page counts first: one load per chunk.
                 let room = run.iter().enumerate().all(|(i, ch)| {
@@ -63,7 +68,6 @@ impl Pool {
                     PageDesc::set_span(run[0].page_map(), pages);
                     return Ok(run[0].ptr(run[0].data));
                 }
-                c += 1;
             }
         }
         Err(AllocError::OutOfMemory {
