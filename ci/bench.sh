@@ -13,7 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-target="${CARGO_TARGET_DIR:-target}"
+# Absolute: criterion writes its results under the target directory from
+# the bench crate's own directory, so a relative path would land elsewhere.
+target="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
 export CARGO_TARGET_DIR="$target"
 out="$target/bench-summary"
 mkdir -p "$out"

@@ -69,6 +69,22 @@ impl<'p> Block<'p> {
         }
     }
 
+    /// The block's size class: its class for a small block or a page run of
+    /// a class's size; `None` for a span, or a page run that an alignment
+    /// above a page sized in whole pages off the class table.
+    #[inline]
+    pub fn class(&self) -> Option<usize> {
+        match self.kind {
+            Kind::Small => Some(self.class),
+            Kind::Normal => {
+                let size = self.size();
+                let c = crate::size_class::class_of(size);
+                (SIZES.get(c) == Some(&size)).then_some(c)
+            }
+            Kind::Span => None,
+        }
+    }
+
     /// Whether the block is an element of a subpage (a small class).
     #[inline]
     pub fn is_small(&self) -> bool {
@@ -367,18 +383,26 @@ impl Pool {
 
     /// Whether the block is live now (a snapshot: it may be freed right
     /// after), as its free would find it.
+    #[inline]
     pub fn is_live(&self, block: Block<'_>) -> Result<(), FreeError> {
-        match block.kind {
-            Kind::Small => {
-                let header = block.chunk.header(block.page);
-                let idx = block.n;
-                // ORDERING: Acquire; a snapshot of the element's state.
-                let word = header[BITMAP + idx / BITS].load(Ordering::Acquire);
-                if word & (1 << (idx % BITS)) == 0 {
-                    return Err(FreeError::NotAllocated);
-                }
-                Ok(())
+        if block.kind == Kind::Small {
+            let header = block.chunk.header(block.page);
+            let idx = block.n;
+            // ORDERING: Acquire; a snapshot of the element's state.
+            let word = header[BITMAP + idx / BITS].load(Ordering::Acquire);
+            if word & (1 << (idx % BITS)) == 0 {
+                return Err(FreeError::NotAllocated);
             }
+            return Ok(());
+        }
+        self.run_is_live(block.into_raw())
+    }
+
+    #[inline(never)]
+    fn run_is_live(&self, raw: (&ChunkInfo, usize, usize, usize, usize)) -> Result<(), FreeError> {
+        let block = Block::from_raw(raw);
+        match block.kind {
+            Kind::Small => unreachable!("small blocks are checked inline"),
             Kind::Normal => tree::check_live(block.chunk.tree(), block.page, block.n, NORMAL)
                 .map_err(|e| self.run_error(block, e)),
             Kind::Span => self.span_is_live(block.chunk, block.n),

@@ -96,8 +96,9 @@ impl Pool {
     #[inline]
     pub unsafe fn deallocate_unsized(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
         let r = self.resolve(ptr).and_then(|block| {
+            let size = block.size();
             self.free_block(block)?;
-            Ok(block.size())
+            Ok(size)
         });
         #[cfg(feature = "counters")]
         self.counters().count_free(r.is_ok());
@@ -125,6 +126,22 @@ impl Pool {
         let block = self.resolve(ptr)?;
         self.is_live(block)?;
         Ok(block.layout())
+    }
+
+    /// Frees a block resolved by [`Pool::resolve`] (and, by the caller,
+    /// checked against its layout with [`Pool::check_layout`] where it has
+    /// one): the free's one RMW, with its double-free check. For layers that
+    /// validate a free once and release the block later (the std shell's
+    /// caches), so that nothing resolves the pointer twice.
+    ///
+    /// # Safety
+    /// As [`Pool::deallocate`]: if the block is live, the caller owns it.
+    #[inline]
+    pub unsafe fn deallocate_block(&self, block: Block<'_>) -> Result<(), FreeError> {
+        let r = self.free_block(block);
+        #[cfg(feature = "counters")]
+        self.counters().count_free(r.is_ok());
+        r
     }
 
     /// Frees a resolved block: its linearisation point and double-free check.

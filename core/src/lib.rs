@@ -5,12 +5,17 @@
 //! hands it and keeps all its metadata inside that memory.
 //!
 //! ```text
-//! Pool ── regions (push-only list, region.rs)
+//! Pool ── address table (pool.rs): chunk-sized granule → chunks, O(1)
+//!   │  ── regions (push-only list, region.rs) + per class a chunk index
 //!   │       └── chunks (chunk.rs): pages + metadata kept apart
 //!   │             ├── tree (tree.rs): 2 bits per page, runs claimed by one CAS
+//!   │             ├── run index (run_index.rs): per tree word, a bound on its longest free run
+//!   │             ├── free-page count (chunk.rs)
 //!   │             ├── partial sets (subpage.rs): per small class, a bit per page
+//!   │             ├── page map (page_map.rs): per page, the run it belongs to
 //!   │             └── subpage headers (subpage.rs, bitmap.rs): identity + element bitmap
 //!   ├── lanes (pool.rs): per small class, the subpage each lane allocates from
+//!   ├── paths: alloc.rs, span.rs (above a chunk), block.rs (pointer → block), free.rs
 //!   └── stats (stats.rs), check (check.rs), GlobalAlloc / Allocator (global.rs)
 //! ```
 //!
@@ -18,12 +23,21 @@
 //!   per doubling, computed and checked at compile time.
 //! * **Small** sizes (below four pages) come from *subpages*: runs of pages cut
 //!   into equal elements tracked by atomic bitmaps. **Normal** sizes up to the
-//!   chunk are page runs. Larger requests are refused (the std shell maps them).
-//! * **Free from the pointer alone**: region lookup, then O(1) to chunk, page,
-//!   run and element; the layout is checked against what is there.
+//!   chunk are page runs. **Spans**, above the chunk size, take consecutive
+//!   chunks of one region: a wholly free region is one block.
+//! * **A pointer resolves once, in O(1)** ([`Pool::resolve`] → [`Block`]): the
+//!   address table gives the chunk, the page map the run, the subpage header
+//!   the element. Frees, probes, `block_layout` and `realloc` all start from
+//!   it; the layout is checked against what is there, and a pointer the page
+//!   map cannot vouch for is classified by the tree on a cold path.
+//! * **Room is found by index**: per chunk a free-page count, per tree word a
+//!   bound on its longest free run, per small class and region a bitmap of
+//!   chunks with partial subpages, so a search skips what cannot serve it.
 //! * **No locks** on allocation or free: every change is a CAS or an atomic
 //!   RMW on one word. See each module's documentation for its invariants and
 //!   the argument for every memory ordering (`// ORDERING:` comments).
+//! * **Packed words** (`pack.rs`): a subpage's identity and a page's
+//!   descriptor are named fields with widths checked at compile time.
 //!
 //! ```
 //! use core::alloc::Layout;

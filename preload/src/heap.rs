@@ -194,9 +194,24 @@ pub(crate) unsafe fn free_owned(ptr: NonNull<u8>, owner: Owner) -> Result<(), Fr
 /// If `ptr` is a live block of this library, the caller owns it.
 pub(crate) unsafe fn free(ptr: NonNull<u8>) -> Result<(), FreeError> {
     thread::call(|_| {
-        let owner = owner_of(ptr)?;
-        // SAFETY: the owner was just found; the caller owns the block.
-        unsafe { free_owned(ptr, owner) }
+        // One call per allocator, each resolving the pointer once: a block of
+        // MAIN is freed by the first (C's `free` carries no size).
+        // SAFETY: the caller owns the block if it is MAIN's.
+        match unsafe { MAIN.try_free(ptr) } {
+            Err(FreeError::Foreign) => {}
+            r => return r.map(|_| ()),
+        }
+        if let Some(f) = FALLBACK.get() {
+            // SAFETY: as above, for the fallback.
+            match unsafe { f.try_free(ptr) } {
+                Err(FreeError::Foreign) => {}
+                r => return r.map(|_| ()),
+            }
+        }
+        // The emergency pool never reuses memory.
+        emergency::usable_size(ptr)
+            .map(|_| ())
+            .ok_or(FreeError::Foreign)
     })
 }
 

@@ -385,6 +385,24 @@ impl PooledAllocator {
         unsafe { inner.free(ptr, layout) }
     }
 
+    /// Frees the block at `ptr`, found from the pointer alone (C's `free`):
+    /// every check of [`PooledAllocator::try_deallocate`] but the layout's,
+    /// and the pointer resolved once. Returns the block's usable size.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it.
+    #[inline]
+    pub unsafe fn try_free(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
+        // ORDERING: Acquire, as in `inner`.
+        let Some(inner) = NonNull::new(self.inner.load(Ordering::Acquire)) else {
+            return Err(FreeError::Foreign);
+        };
+        // SAFETY: initialised, valid while the allocator lives.
+        let inner = unsafe { inner.as_ref() };
+        // SAFETY: forwarded.
+        unsafe { inner.free_unsized(ptr) }
+    }
+
     /// The layout of the live block starting at `ptr`, from the pointer
     /// alone: [`PooledAllocator::deallocate`] accepts it, and its size is the
     /// block's usable size. For callers that do not keep sizes (C's `free`,
@@ -397,11 +415,7 @@ impl PooledAllocator {
         // SAFETY: initialised, valid while the allocator lives.
         let inner = unsafe { inner.as_ref() };
         let addr = ptr.as_ptr() as usize;
-        if inner.shared.map.contains(addr) {
-            // SAFETY: the map says the chunk is registered.
-            let chunk =
-                unsafe { Chunk::of(addr, inner.shared.core.chunk_size(), inner.shared.owner) }
-                    .ok_or(FreeError::Foreign)?;
+        if let Some(chunk) = inner.chunk_of(ptr) {
             let layout = chunk.pool.block_layout(ptr)?;
             // A block in a thread cache is live for the core but free for
             // the user: its canary says so.
@@ -962,43 +976,121 @@ impl Inner {
             return Err(FreeError::ZeroSize);
         }
         if self.is_huge(layout) {
-            if self.leak.rate != 0 && self.huge.size_of(ptr).is_some() {
-                // Before the unmap: afterwards the address may be reused.
-                self.leak.forget(ptr.as_ptr() as usize, None);
-            }
             // SAFETY: forwarded.
-            unsafe { self.huge.deallocate(ptr, layout, &self.shared.limit) }?;
-            let arena = self.arena(self.current_arena());
-            arena.counters.count_huge(self.block_size(layout), true);
-            return Ok(());
+            return unsafe { self.free_huge(ptr, Some(layout)) }.map(|_| ());
         }
+        let chunk = self.chunk_of(ptr).ok_or(FreeError::Foreign)?;
+        // The one resolve of this free: the core's O(1) lookup, then the
+        // layout against the block found.
+        let block = chunk.pool.resolve(ptr)?;
+        chunk.pool.check_layout(block, layout)?;
+        // SAFETY: forwarded.
+        unsafe { self.free_block(chunk, block, ptr) }
+    }
+
+    /// Frees the block at `ptr`, found from the pointer alone (C's `free`):
+    /// the same checks as a sized free but the layout's, one resolve.
+    /// Returns the block's usable size.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it.
+    #[inline]
+    unsafe fn free_unsized(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
+        let Some(chunk) = self.chunk_of(ptr) else {
+            // SAFETY: forwarded.
+            return unsafe { self.free_huge(ptr, None) };
+        };
+        let block = chunk.pool.resolve(ptr)?;
+        // Read before the free: afterwards the chunk (and the block's view of
+        // its metadata) may be gone.
+        let size = block.size();
+        // SAFETY: forwarded.
+        unsafe { self.free_block(chunk, block, ptr) }?;
+        Ok(size)
+    }
+
+    /// The registered chunk holding `ptr`, if any.
+    #[inline]
+    fn chunk_of(&self, ptr: NonNull<u8>) -> Option<&Chunk> {
         let addr = ptr.as_ptr() as usize;
         if !self.shared.map.contains(addr) {
-            return Err(FreeError::Foreign);
+            return None;
         }
         // SAFETY: the map says the chunk is registered (mapped, initialised).
-        let chunk = unsafe { Chunk::of(addr, self.shared.core.chunk_size(), self.shared.owner) }
-            .ok_or(FreeError::Foreign)?;
-        let class = class_for(layout.size(), layout.align());
-        let size = SIZES[class];
-        if chunk.may_track(addr) {
-            self.forget_tracked(chunk, ptr, layout)?;
+        unsafe { Chunk::of(addr, self.shared.core.chunk_size(), self.shared.owner) }
+    }
+
+    /// Frees a huge block, checked against `layout` when there is one.
+    /// Returns its size.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it.
+    #[cold]
+    unsafe fn free_huge(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Option<Layout>,
+    ) -> Result<usize, FreeError> {
+        let size = self.huge.size_of(ptr);
+        let layout = match (layout, size) {
+            (Some(l), _) => l,
+            // An alignment above the page keeps the layout on the huge path
+            // whatever its size.
+            (None, Some(size)) => Layout::from_size_align(size, 2 * self.shared.core.page_size())
+                .map_err(|_| FreeError::Foreign)?,
+            (None, None) => return Err(FreeError::Foreign),
+        };
+        if self.leak.rate != 0 && size.is_some() {
+            // Before the unmap: afterwards the address may be reused.
+            self.leak.forget(ptr.as_ptr() as usize, None);
         }
+        // SAFETY: forwarded.
+        unsafe { self.huge.deallocate(ptr, layout, &self.shared.limit) }?;
+        let freed = self.block_size(layout);
+        let arena = self.arena(self.current_arena());
+        arena.counters.count_huge(freed, true);
+        Ok(freed)
+    }
+
+    /// Frees a pooled block resolved (and layout-checked) by the caller:
+    /// the cached path (live, not already cached, then a bin push) or its
+    /// chunk's.
+    ///
+    /// # Safety
+    /// If the block is live, the caller owns it.
+    #[inline]
+    unsafe fn free_block(
+        &self,
+        chunk: &Chunk,
+        block: poolalloc_core::Block<'_>,
+        ptr: NonNull<u8>,
+    ) -> Result<(), FreeError> {
+        let addr = ptr.as_ptr() as usize;
+        if chunk.may_track(addr) {
+            self.forget_tracked(chunk, block)?;
+        }
+        let size = block.size();
         if size <= self.max_cached {
-            chunk.pool.probe(ptr, layout)?;
-            // SAFETY: the probe says this is a live block of at least 16 bytes.
+            chunk.pool.is_live(block)?;
+            // SAFETY: a live block of at least 16 bytes that the caller owns.
             let first = unsafe { ptr.cast::<usize>().read() };
             if first == canary(self.secret, addr) {
                 return Err(FreeError::DoubleFree);
             }
-            if self.cache_push(class, ptr, addr) == Some(true) {
-                return Ok(());
+            if let Some(class) = block.class() {
+                if self.cache_push(class, ptr, addr) == Some(true) {
+                    return Ok(());
+                }
             }
         }
         let arena = self.arena(chunk.arena);
-        // SAFETY: a registered chunk; the core checks the block.
-        unsafe { arena.free(&self.shared, chunk, ptr, layout, size) }?;
-        arena.counters.count_free(class);
+        let class = block.class();
+        // SAFETY: a registered chunk and a block of its pool; the core checks
+        // that it is live.
+        unsafe { arena.free(&self.shared, chunk, block) }?;
+        if let Some(class) = class {
+            arena.counters.count_free(class);
+        }
         Ok(())
     }
 
@@ -1010,11 +1102,10 @@ impl Inner {
     fn forget_tracked(
         &self,
         chunk: &Chunk,
-        ptr: NonNull<u8>,
-        layout: Layout,
+        block: poolalloc_core::Block<'_>,
     ) -> Result<(), FreeError> {
-        chunk.pool.probe(ptr, layout)?;
-        let addr = ptr.as_ptr() as usize;
+        chunk.pool.is_live(block)?;
+        let addr = block.addr();
         self.leak.forget(addr, Some(chunk.gate(addr)));
         Ok(())
     }
@@ -1050,11 +1141,10 @@ impl Inner {
         let bin = unsafe { &mut *p.bins.add(class) };
         let n = n.min(bin.len as usize);
         let size = bin.size as usize;
-        let layout = Layout::from_size_align(size, 16).expect("class sizes are valid layouts");
         for i in 0..n {
             // SAFETY: `i < len` items are initialised.
             let ptr = unsafe { *bin.items.add(i) };
-            self.free_uncached(ptr, layout, size);
+            self.free_uncached(ptr);
         }
         // SAFETY: shifting the remaining initialised items down.
         unsafe { ptr::copy(bin.items.add(n), bin.items, bin.len as usize - n) };
@@ -1062,16 +1152,19 @@ impl Inner {
         p.bytes -= n * size;
     }
 
-    fn free_uncached(&self, ptr: NonNull<u8>, layout: Layout, size: usize) {
-        let addr = ptr.as_ptr() as usize;
-        // SAFETY: cached blocks are live blocks of registered chunks.
-        let chunk = unsafe { Chunk::of(addr, self.shared.core.chunk_size(), self.shared.owner) }
+    /// Frees a cached block to its chunk. It was validated when it was
+    /// cached; the core's O(1) lookup finds its metadata again, and its free
+    /// RMW is the only check left.
+    fn free_uncached(&self, ptr: NonNull<u8>) {
+        let chunk = self
+            .chunk_of(ptr)
             .expect("cached blocks belong to this allocator");
-        // SAFETY: we own the cached block.
-        if let Err(e) = unsafe {
-            self.arena(chunk.arena)
-                .free(&self.shared, chunk, ptr, layout, size)
-        } {
+        let freed = chunk.pool.resolve(ptr).and_then(|block| {
+            // SAFETY: we own the cached block, a block of this chunk's pool.
+            unsafe { self.arena(chunk.arena).free(&self.shared, chunk, block) }
+        });
+        if let Err(e) = freed {
+            let layout = Layout::from_size_align(16, 16).expect("a valid layout");
             misuse(e.into(), ptr, layout);
         }
     }

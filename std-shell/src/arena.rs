@@ -35,7 +35,7 @@ use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
 use poolalloc_core::size_class::NUM_SIZES;
-use poolalloc_core::{Config as CoreConfig, FreeError};
+use poolalloc_core::{Block, Config as CoreConfig, FreeError};
 
 /// `(min, max)` usage in percent of each band; a chunk stays while
 /// `min <= usage < max` (q100: usage 100).
@@ -461,27 +461,28 @@ impl Arena {
         n
     }
 
-    /// Frees a block of `size` bytes to its chunk, moving the chunk across
-    /// bands if it crosses a boundary. Returns the bytes of chunks released
-    /// to the OS.
+    /// Frees a block (resolved once by the caller in `chunk`'s pool) to its
+    /// chunk, moving the chunk across bands if it crosses a boundary. Returns
+    /// the bytes of chunks released to the OS.
     ///
     /// # Safety
-    /// `chunk` is a registered chunk of this arena and `ptr` a block the
-    /// caller owns (the core checks the rest).
+    /// `chunk` is a registered chunk of this arena and `block` one of its
+    /// pool's blocks that the caller owns if it is live (the core's free
+    /// checks that it is).
     pub(crate) unsafe fn free(
         &self,
         sh: &Shared,
         chunk: &Chunk,
-        ptr: NonNull<u8>,
-        layout: Layout,
-        size: usize,
+        block: Block<'_>,
     ) -> Result<usize, FreeError> {
+        let size = block.size();
         // Read before the block is released: afterwards the chunk may go.
         // ORDERING: Relaxed; a heuristic rechecked under the lock.
         let band = chunk.band.load(Ordering::Relaxed) as usize;
         let (usable, addr) = (chunk.usable, ptr::from_ref(chunk) as usize);
-        // SAFETY: forwarded contract.
-        unsafe { chunk.pool.deallocate(ptr, layout) }?;
+        // SAFETY: forwarded contract; the block was resolved in this chunk's
+        // pool.
+        unsafe { chunk.pool.deallocate_block(block) }?;
         // ORDERING: Release: the core free happens before an arena that sees
         // the lower count (Acquire, under the lock) releases the chunk.
         let after = chunk.active.fetch_sub(size, Ordering::Release) - size;

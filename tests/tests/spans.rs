@@ -86,16 +86,11 @@ fn spans_are_checked_like_any_block() {
         // SAFETY: inside the span; the pool refuses it.
         let inner = unsafe { b.add(off) };
         // SAFETY: as above.
-        assert_eq!(
-            unsafe { p.deallocate(inner, layout) },
-            Err(FreeError::Interior),
-            "+{off}"
-        );
+        let sized = unsafe { p.deallocate(inner, layout) };
         // SAFETY: as above.
-        assert_eq!(
-            unsafe { p.deallocate_unsized(inner) },
-            Err(FreeError::Interior)
-        );
+        let unsized_ = unsafe { p.deallocate_unsized(inner) };
+        assert_eq!(sized, Err(FreeError::Interior), "+{off}");
+        assert_eq!(unsized_, Err(FreeError::Interior), "+{off}");
     }
     // SAFETY: the live span with a layout of another length: refused.
     let r = unsafe { p.deallocate(b, l(2 * chunk + 4 * page, 4096)) };
@@ -112,15 +107,11 @@ fn spans_are_checked_like_any_block() {
     // SAFETY: the live span, freed from its pointer alone.
     assert_eq!(unsafe { p.deallocate_unsized(b) }, Ok(2 * chunk + 5 * page));
     // SAFETY: freed already: refused.
-    assert_eq!(
-        unsafe { p.deallocate_unsized(b) },
-        Err(FreeError::NotAllocated)
-    );
+    let again = unsafe { p.deallocate_unsized(b) };
+    assert_eq!(again, Err(FreeError::NotAllocated));
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { p.deallocate(b, layout) },
-        Err(FreeError::NotAllocated)
-    );
+    let again = unsafe { p.deallocate(b, layout) };
+    assert_eq!(again, Err(FreeError::NotAllocated));
     // SAFETY: the live run.
     unsafe { p.deallocate(run.cast(), l(16 * page, 8)) }.unwrap();
     p.check().unwrap();
