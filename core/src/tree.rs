@@ -631,6 +631,7 @@ pub(crate) fn free_parts<'a>(
 
 /// Checks that a run of `n` pages of `kind` starts at `page`, given the word
 /// `w` that holds its first page. Reads only the run's own words.
+#[inline]
 fn check_run(
     words: &[AtomicUsize],
     w: usize,
@@ -711,6 +712,7 @@ pub(crate) fn check_live(
 
 /// Frees the run of `n` pages of `kind` starting at `page`. Fails, changing
 /// nothing, unless exactly such a run starts there.
+#[inline]
 pub(crate) fn free(
     words: &[AtomicUsize],
     summary: &[AtomicUsize],
