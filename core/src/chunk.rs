@@ -78,8 +78,10 @@ pub(crate) struct ChunkInfo {
     map: *const AtomicUsize,
     headers: *const AtomicUsize,
     /// This chunk's number in its region, and the region's chunk count (a
-    /// span's chunks follow each other in the region's array).
+    /// span's chunks follow each other in the region's array, which starts
+    /// at `siblings`).
     pub number: usize,
+    pub siblings: *const ChunkInfo,
     pub region_chunks: usize,
     /// The region's chunk index (see `subpage::Listing`): `index_words` words
     /// per small class.
@@ -111,6 +113,7 @@ const fn partial_words(pages: usize) -> usize {
 #[derive(Clone, Copy)]
 pub(crate) struct Place {
     pub number: usize,
+    pub siblings: *const ChunkInfo,
     pub region_chunks: usize,
     pub index: *const AtomicUsize,
     pub index_words: usize,
@@ -153,6 +156,7 @@ impl ChunkInfo {
             map,
             headers,
             number: place.number,
+            siblings: place.siblings,
             region_chunks: place.region_chunks,
             index: place.index,
             index_words: place.index_words,
@@ -267,8 +271,10 @@ impl ChunkInfo {
             return None;
         }
         // SAFETY: a region's `ChunkInfo`s form one array of `region_chunks`
-        // entries (`region::init`), and this is entry `number`.
-        Some(unsafe { &*core::ptr::from_ref(self).add(k) })
+        // initialised entries at `siblings` (`region::init`), alive as long
+        // as the pool, and this is entry `number`; the pointer has the
+        // array's provenance, not this entry's.
+        Some(unsafe { &*self.siblings.add(self.number + k) })
     }
 
     /// A pointer to `addr`, which lies in this chunk's region.

@@ -100,6 +100,8 @@ mod span;
 #[cfg(not(loom))]
 mod stats;
 
+#[cfg(all(test, not(loom)))]
+mod pool_tests;
 #[cfg(all(test, loom))]
 mod tests;
 

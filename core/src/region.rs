@@ -150,6 +150,7 @@ pub(crate) unsafe fn init(
             meta,
             Place {
                 number: c,
+                siblings: infos,
                 region_chunks: plan.nchunks,
                 index,
                 index_words: plan.index_words,

@@ -867,10 +867,8 @@ mod tests {
 
     /// A run index of unknown summaries for one call (a search's lowering
     /// stays in it, so every call sees the tree itself).
-    fn fresh() -> &'static [AtomicUsize] {
-        std::boxed::Box::leak(std::boxed::Box::new(
-            [const { AtomicUsize::new(run_index::UNKNOWN) }; 8],
-        ))
+    fn fresh() -> std::boxed::Box<[AtomicUsize; 8]> {
+        std::boxed::Box::new([const { AtomicUsize::new(run_index::UNKNOWN) }; 8])
     }
 
     fn tree(pages: usize) -> ([AtomicUsize; 8], usize) {
@@ -883,11 +881,11 @@ mod tests {
     fn five_pages_pin_five() {
         let (w, nw) = tree(8 * PPW);
         let t = &w[..nw];
-        let a = alloc(t, fresh(), 5, NORMAL, 1, 0, 0).unwrap();
+        let a = alloc(t, &*fresh(), 5, NORMAL, 1, 0, 0).unwrap();
         assert_eq!(a, 0);
         // The three pages after it in its buddy block serve 1- and 2-page runs.
-        assert_eq!(alloc(t, fresh(), 1, NORMAL, 1, 0, 0), Some(5));
-        assert_eq!(alloc(t, fresh(), 2, NORMAL, 1, 0, 0), Some(6));
+        assert_eq!(alloc(t, &*fresh(), 1, NORMAL, 1, 0, 0), Some(5));
+        assert_eq!(alloc(t, &*fresh(), 2, NORMAL, 1, 0, 0), Some(6));
         let free = walk(t, 8 * PPW, |_, _, _| {});
         assert_eq!(free, 8 * PPW - 8);
         assert_eq!(free_run(t, a, 5), Ok(()));
@@ -896,15 +894,15 @@ mod tests {
     }
 
     fn free_run(t: &[AtomicUsize], p: usize, n: usize) -> Result<(), RunError> {
-        free(t, fresh(), p, n, NORMAL)
+        free(t, &*fresh(), p, n, NORMAL)
     }
 
     #[test]
     fn wrong_frees_change_nothing() {
         let (w, nw) = tree(4 * PPW);
         let t = &w[..nw];
-        let a = alloc(t, fresh(), 3, NORMAL, 1, 0, 0).unwrap();
-        let s = alloc(t, fresh(), 2, SMALL, 1, 0, 0).unwrap();
+        let a = alloc(t, &*fresh(), 3, NORMAL, 1, 0, 0).unwrap();
+        let s = alloc(t, &*fresh(), 2, SMALL, 1, 0, 0).unwrap();
         let before: [usize; 4] = core::array::from_fn(|k| t[k].load(Ordering::Relaxed));
         assert_eq!(free_run(t, a + 1, 2), Err(RunError::Interior));
         assert_eq!(free_run(t, a, 2), Err(RunError::Length(3)));
@@ -921,20 +919,20 @@ mod tests {
     fn multi_word_runs() {
         let (w, nw) = tree(8 * PPW);
         let t = &w[..nw];
-        let small = alloc(t, fresh(), 1, NORMAL, 1, 0, 0).unwrap();
-        let big = alloc(t, fresh(), PPW + 3, NORMAL, 1, 0, 0).unwrap();
+        let small = alloc(t, &*fresh(), 1, NORMAL, 1, 0, 0).unwrap();
+        let big = alloc(t, &*fresh(), PPW + 3, NORMAL, 1, 0, 0).unwrap();
         assert_eq!(big, 2 * PPW, "two words aligned to two");
         assert_eq!(free_run(t, big, PPW + 2), Err(RunError::Length(PPW + 3)));
         assert_eq!(free_run(t, big, PPW + 4), Err(RunError::Length(PPW + 3)));
         // The rest of the second word serves small runs.
-        let tail = alloc(t, fresh(), 4, NORMAL, 1, 0, 3).unwrap();
+        let tail = alloc(t, &*fresh(), 4, NORMAL, 1, 0, 3).unwrap();
         assert_eq!(tail, 3 * PPW + 4);
         free_run(t, big, PPW + 3).unwrap();
         free_run(t, tail, 4).unwrap();
         free_run(t, small, 1).unwrap();
         assert_eq!(walk(t, 8 * PPW, |_, _, _| panic!("no runs left")), 8 * PPW);
-        assert!(alloc(t, fresh(), 8 * PPW, NORMAL, 1, 0, 0).is_some());
-        assert!(alloc(t, fresh(), 1, NORMAL, 1, 0, 0).is_none());
+        assert!(alloc(t, &*fresh(), 8 * PPW, NORMAL, 1, 0, 0).is_some());
+        assert!(alloc(t, &*fresh(), 1, NORMAL, 1, 0, 0).is_none());
     }
 
     #[test]
@@ -943,7 +941,7 @@ mod tests {
         let t = &w[..nw];
         // A word-long run aligned to 8 pages with the data at page phase 6:
         // it must start at page 2 of some word and cross into the next.
-        let p = alloc(t, fresh(), PPW, NORMAL, 8, 6, 0).unwrap();
+        let p = alloc(t, &*fresh(), PPW, NORMAL, 8, 6, 0).unwrap();
         assert_eq!((p + 6) % 8, 0);
         assert_ne!(p % PPW, 0);
         assert_eq!(
@@ -962,7 +960,7 @@ mod tests {
         free_run(t, p, PPW).unwrap();
         assert_eq!(walk(t, 4 * PPW, |_, _, _| panic!("no runs left")), 4 * PPW);
         // A multi-word run may also start inside a word.
-        let q = alloc(t, fresh(), 2 * PPW + 3, NORMAL, 4, 1, 0).unwrap();
+        let q = alloc(t, &*fresh(), 2 * PPW + 3, NORMAL, 4, 1, 0).unwrap();
         assert_eq!((q + 1) % 4, 0);
         free_run(t, q, 2 * PPW + 3).unwrap();
         check(t, 4 * PPW).unwrap();
@@ -974,10 +972,10 @@ mod tests {
         let t = &w[..nw];
         check(t, PPW + 5).unwrap();
         // Word 1 has only 5 usable pages: an 8-page run goes to word 0.
-        assert_eq!(alloc(t, fresh(), 8, NORMAL, 1, 0, 1), Some(0));
-        assert_eq!(alloc(t, fresh(), 4, NORMAL, 1, 0, 1), Some(PPW));
+        assert_eq!(alloc(t, &*fresh(), 8, NORMAL, 1, 0, 1), Some(0));
+        assert_eq!(alloc(t, &*fresh(), 4, NORMAL, 1, 0, 1), Some(PPW));
         // Absolute alignment of 8 pages with the data starting at page phase 3.
-        let p = alloc(t, fresh(), 1, NORMAL, 8, 3, 0).unwrap();
+        let p = alloc(t, &*fresh(), 1, NORMAL, 8, 3, 0).unwrap();
         assert_eq!((p + 3) % 8, 0);
         assert_eq!(walk(t, PPW + 5, |_, _, _| {}), PPW + 5 - 13);
     }
