@@ -264,62 +264,26 @@ pub(crate) fn alloc(
     }
     // ...and, preferred, where its buddy block starts.
     let buddy = n.next_power_of_two().min(PPW);
-    let mut pos = any & ALIGN[buddy.trailing_zeros() as usize];
+    let pos = any & ALIGN[buddy.trailing_zeros() as usize];
     let nw = words.len();
     let start = if start < nw { start } else { 0 };
-    for k in 0..nw {
-        let j = if start + k < nw {
-            start + k
-        } else {
-            start + k - nw
-        };
-        if align > PPW {
-            // At most one aligned page in this word.
-            let r = (align - (j * PPW + phase) % align) % align;
-            if r + n > PPW {
-                continue;
-            }
-            any = 1 << (2 * r);
-            pos = any;
-        }
-        // The run index first: most words that cannot hold the run cost one
-        // load.
-        let seen = run_index::load(&summary[j]);
-        if seen.longest() < n {
+    let place = Placement {
+        n,
+        kind,
+        align,
+        phase,
+        any,
+        pos,
+    };
+    // Words `start..`, then `..start`: the run index skips most words that
+    // cannot hold the run in one load each.
+    for j in (start..nw).chain(0..start) {
+        // ORDERING: see `run_index::load`.
+        if run_index::load(&summary[j]).longest() < n {
             continue;
         }
-        // ORDERING: Relaxed; the CAS below validates what we read (and the
-        // summary's Acquire orders it after every free the summary shows).
-        let mut w = words[j].load(Ordering::Relaxed);
-        loop {
-            let free = free_pages(w);
-            if free == 0 {
-                run_index::lower(&summary[j], seen, w);
-                break;
-            }
-            let fit = fits(free, n);
-            // The buddy position first (it keeps the rest of the word in
-            // aligned blocks); failing that, the first position that fits,
-            // so that free pages are never refused to a run that fits them.
-            let cand = if fit & pos != 0 { fit & pos } else { fit & any };
-            if cand == 0 {
-                run_index::lower(&summary[j], seen, w);
-                break;
-            }
-            let i = cand.trailing_zeros() as usize / 2;
-            // ORDERING: AcqRel on success. Acquire pairs with the Release of the
-            // free that last cleared these pages, so the previous owner's
-            // writes to them happen before ours; Release publishes the run to
-            // `run_containing` readers. Linearisation point of the allocation.
-            match words[j].compare_exchange_weak(
-                w,
-                w | run_bits(i, n, kind),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(j * PPW + i),
-                Err(now) => w = now,
-            }
+        if let Some(p) = alloc_in_word(words, summary, j, &place) {
+            return Some(p);
         }
     }
     // No word holds it where the alignment allows: cross words.
@@ -327,6 +291,73 @@ pub(crate) fn alloc(
         return alloc_cross(words, summary, n, kind, align, phase);
     }
     None
+}
+
+/// Where a single-word run may start (see `alloc`).
+struct Placement {
+    n: usize,
+    kind: usize,
+    align: usize,
+    phase: usize,
+    /// Low bit of every page the alignment allows a start at.
+    any: usize,
+    /// Of those, the buddy positions (preferred).
+    pos: usize,
+}
+
+/// Claims the run in word `j`, if it fits there; otherwise lowers the word's
+/// run index summary to what the word holds.
+#[inline]
+fn alloc_in_word(
+    words: &[AtomicUsize],
+    summary: &[AtomicUsize],
+    j: usize,
+    place: &Placement,
+) -> Option<usize> {
+    let (n, mut any, mut pos) = (place.n, place.any, place.pos);
+    if place.align > PPW {
+        // At most one aligned page in this word.
+        let r = (place.align - (j * PPW + place.phase) % place.align) % place.align;
+        if r + n > PPW {
+            return None;
+        }
+        any = 1 << (2 * r);
+        pos = any;
+    }
+    let seen = run_index::load(&summary[j]);
+    // ORDERING: Relaxed; the CAS below validates what we read (and the
+    // summary's Acquire orders it after every free the summary shows).
+    let mut w = words[j].load(Ordering::Relaxed);
+    loop {
+        let free = free_pages(w);
+        if free == 0 {
+            run_index::lower(&summary[j], seen, w);
+            return None;
+        }
+        let fit = fits(free, n);
+        // The buddy position first (it keeps the rest of the word in
+        // aligned blocks); failing that, the first position that fits, so
+        // that free pages are never refused to a run that fits them.
+        let cand = if fit & pos != 0 { fit & pos } else { fit & any };
+        if cand == 0 {
+            run_index::lower(&summary[j], seen, w);
+            return None;
+        }
+        let i = cand.trailing_zeros() as usize / 2;
+        // ORDERING: AcqRel on success. Acquire pairs with the Release of the
+        // free that last cleared these pages, so the previous owner's writes
+        // to them happen before ours; Release publishes the run to
+        // `run_containing` readers. Linearisation point of the allocation.
+        match words[j].compare_exchange_weak(
+            w,
+            w | run_bits(i, n, place.kind),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return Some(j * PPW + i),
+            Err(now) => w = now,
+        }
+    }
 }
 
 /// Free pages at the top of word `w` (its highest pages).
