@@ -18,8 +18,14 @@
 //!   pool, and the bitmap that tells our chunks from foreign memory;
 //! * `arena`: chunks in Netty's usage bands, filled fullest first, empty
 //!   chunks released with hysteresis;
-//! * `thread_cache`: per-thread bins, no shared writes on the fast path;
-//! * `allocator` / `global`: the public type, `GlobalAlloc`, `Allocator`;
+//! * `thread_cache`: per-thread bins, no shared writes on the fast path
+//!   (its `registry` holds each thread's `ThreadCache` mapping, reused
+//!   across threads, and the `OwnedCache` guard to its private state);
+//! * `alloc` / `free`: the allocation and free paths (cache, arena, huge),
+//!   leak sampling, the memory limit's reclaim, misuse checks;
+//! * `allocator` / `builder` / `global`: the public type and its state, its
+//!   settings, `GlobalAlloc`, `Allocator`;
+//! * `error`: [`AllocError`] and [`FreeError`], the errors of every path;
 //! * [`metrics`]: numbers for dashboards (Netty's metric list and more),
 //!   read without locks; `Display`, Prometheus text, `serde` (feature
 //!   `serde`) and the `metrics` crate (feature `metrics`);
@@ -28,11 +34,15 @@
 
 pub use poolalloc_core as core_pool;
 
+mod alloc;
 mod allocator;
 mod arena;
+mod builder;
 mod chunk;
 mod chunk_map;
 pub mod config;
+mod error;
+mod free;
 mod global;
 pub mod huge;
 pub mod leak;
@@ -41,9 +51,11 @@ pub mod metrics;
 pub mod os;
 mod thread_cache;
 
-pub use allocator::{AllocError, Builder, FreeError, PooledAllocator};
+pub use allocator::PooledAllocator;
 pub use arena::BAND_NAMES;
+pub use builder::Builder;
 pub use config::ShellConfig;
+pub use error::{AllocError, FreeError};
 pub use leak::{LeakDetection, LeakReport, LeakSite};
 pub use limit::LimitExceeded;
 pub use metrics::{Metrics, MetricsSummary};

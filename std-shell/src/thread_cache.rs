@@ -2,13 +2,40 @@
 //! of blocks this thread freed or refilled in a batch, so the common
 //! alloc+free pair touches no shared memory at all.
 //!
-//! # Blocks and their lives
+//! This file is the caches' behaviour (binding, the pop and push paths,
+//! refill, trim, flush, reclaim, the exit flush); `registry` holds their
+//! memory and its hand-over between threads.
 //!
-//! A cache lives in a *cache block* mapped from the OS (never through the
-//! global allocator). Blocks sit in a push-only registry of their allocator
-//! and are reused: a thread claims a free block (`in_use` false → true), and
-//! on exit flushes it back to the arenas and frees it for the next thread, so
-//! thousands of short threads cost no more than the most that ran at once.
+//! # Binding
+//!
+//! A thread binds a cache at its first cached operation on an allocator
+//! (`Inner::with_cache`): it claims a free cache from the registry (one that
+//! keeps its arena) or maps a new one bound to the least used arena, and
+//! stores it in `TLS` with its owner. `TLS` has no destructor, so the fast
+//! path is a plain TLS load; binding also touches `EXIT`, whose destructor
+//! flushes and releases the cache when the thread exits (and clears `TLS`,
+//! disabling the cache). A thread caches for one allocator only: the first
+//! it binds; its operations on others take the uncached paths.
+//!
+//! # Ownership
+//!
+//! The private state of a cache (bins, `ops`, `epoch`) is reached only
+//! through an [`OwnedCache`], made where ownership is established: in
+//! `with_cache` (the cache bound in this thread's `TLS`), in `bind_cache`
+//! (just claimed) and in the exit flush (`TLS` already cleared). Every cache
+//! operation below takes `&mut OwnedCache`. A cache operation never calls
+//! `with_cache` again (a refill under the memory limit reclaims with
+//! `reclaim_from`, not `reclaim`), so one guard is alive at a time.
+//!
+//! # The fast path
+//!
+//! A pop counts an operation and takes the bin's top block; a push checks
+//! the bin's room and the cache's byte bound, writes the double-free canary
+//! into the block and stacks it. Neither writes memory another thread
+//! writes: only the cache's own counts and `cached_bytes`, which metrics
+//! read. Everything else waits for the slow path, taken when a bin is empty
+//! or `ops` reaches `next_event`: the earlier of the next trim and the next
+//! leak-detection sample.
 //!
 //! # Bounds and trimming
 //!
@@ -20,246 +47,399 @@
 //! * When the allocator's trim epoch moves (`PooledAllocator::trim`, or a
 //!   reclaim under the memory limit), each cache flushes on its next slow
 //!   path or trim; a thread that exits flushes in its TLS destructor.
-//!
-//! # Counting
-//! Each block counts, per class, the allocations it served and the frees it
-//! took (`ClassCount`): written by the owner only, with a Relaxed load and
-//! store (no read-modify-write, no shared cache line), summed by metrics.
-//! A block keeps its counts and its arena when a later thread reuses it, so
-//! totals stay exact and each arena's counts only grow.
-//!
-//! # Invariant
-//! Only the owning thread touches bins, `ops` and `epoch`, and writes the
-//! counts and `cached_bytes`; other threads only read `cached_bytes`,
-//! `counts` and `arena` (metrics) and `in_use`/`next` (registry).
 
-use core::cell::UnsafeCell;
+mod registry;
+
+pub(crate) use registry::{OwnedCache, Registry, ThreadCache};
+
+use crate::allocator::Inner;
+use crate::free::{canary, misuse};
+use crate::leak;
+use core::alloc::Layout;
+use core::cell::Cell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
+use poolalloc_core::size_class::SIZES;
+use registry::{bin_cap, Bin};
 
-/// One size class's stack.
-#[repr(C)]
-pub(crate) struct Bin {
-    pub len: u32,
-    pub cap: u32,
-    /// Pops since the last trim.
-    pub used: u32,
-    /// Class size in bytes.
-    pub size: u32,
-    pub items: *mut NonNull<u8>,
+thread_local! {
+    /// The fast path's view: no destructor, so access is a plain TLS load.
+    static TLS: Tls = const { Tls { cache: Cell::new(ptr::null()), owner: Cell::new(ptr::null()) } };
+    /// Touched once when a cache is bound, so that its destructor flushes the
+    /// cache when the thread exits (and clears `TLS`, disabling the cache).
+    static EXIT: ExitFlush = const { ExitFlush };
 }
 
-/// Operations of one class served by one cache (see the module docs).
-pub(crate) struct ClassCount {
-    pub allocs: AtomicUsize,
-    pub frees: AtomicUsize,
+/// The thread's bound cache and the allocator it belongs to (null: none
+/// yet; dangling owner: the thread is exiting, no cache any more).
+struct Tls {
+    cache: Cell<*const ThreadCache>,
+    owner: Cell<*const Inner>,
 }
 
-impl ClassCount {
-    /// Adds one to a count only the calling owner writes.
+struct ExitFlush;
+
+impl Drop for ExitFlush {
+    fn drop(&mut self) {
+        let _ = TLS.try_with(|t| {
+            // SAFETY: the owner outlives its caches (allocators are not freed
+            // while a thread cache is bound to them; see `Drop for
+            // PooledAllocator`), and the cache lives as long as its owner.
+            let bound = unsafe { (t.owner.get().as_ref(), t.cache.get().as_ref()) };
+            if let (Some(inner), Some(cache)) = bound {
+                // Disable the cache first: frees during the flush go to arenas.
+                t.cache.set(ptr::null());
+                t.owner.set(ptr::dangling());
+                // SAFETY: this thread bound the cache (claimed it), and with
+                // `TLS` cleared no `with_cache` reaches it again: this guard
+                // is the only one.
+                let mut cache = unsafe { OwnedCache::new(cache) };
+                inner.flush_cache(&mut cache);
+                inner.release_cache(cache);
+            }
+        });
+    }
+}
+
+impl OwnedCache<'_> {
+    /// Takes the top block of bin `class` (which must not be empty) and
+    /// clears its double-free canary.
     #[inline]
-    fn bump(c: &AtomicUsize) {
-        // ORDERING: Relaxed load and store: the owner is the only writer, so
-        // no increment is lost; readers take a racy snapshot.
-        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    fn pop(&mut self, class: usize) -> NonNull<u8> {
+        // SAFETY: `class < nbins`, checked by the callers.
+        let bin = unsafe { &mut *self.bins.add(class) };
+        debug_assert!(bin.len > 0);
+        bin.len -= 1;
+        bin.used += 1;
+        // SAFETY: `len < cap` items are initialised.
+        let ptr = unsafe { *bin.items.add(bin.len as usize) };
+        self.bytes -= bin.size as usize;
+        self.publish_bytes();
+        self.count_alloc(class);
+        // SAFETY: a block of at least 16 bytes that we own: clear the canary.
+        unsafe { ptr.cast::<usize>().write(0) };
+        ptr
     }
 }
 
-/// A thread's cache. Lives in an OS mapping; see the module docs.
-#[repr(C)]
-pub(crate) struct CacheBlock {
-    /// Next block in the registry (set before publication, then immutable).
-    pub next: *mut CacheBlock,
-    pub in_use: AtomicBool,
-    /// Bytes held in bins (written by the owner only; read by metrics).
-    pub cached_bytes: AtomicUsize,
-    /// The arena this block's threads are bound to (set at its first bind,
-    /// then kept: see the module docs). Read by metrics.
-    pub arena: AtomicUsize,
-    /// `classes` counts, one per bin (immutable pointer into the mapping).
-    pub counts: *const ClassCount,
-    /// Bins (and counts); immutable.
-    pub classes: usize,
-    /// Owner-private state.
-    pub private: UnsafeCell<Private>,
-    /// Bytes of this mapping.
-    pub mapped: usize,
-}
+impl Inner {
+    /// Whether `ops` cache operations call for a trim (an interval of 0
+    /// never trims by count).
+    #[inline]
+    fn trim_due(&self, ops: usize) -> bool {
+        let interval = self.config.cache_trim_interval;
+        interval != 0 && ops >= interval
+    }
 
-pub(crate) struct Private {
-    pub arena: usize,
-    /// Cache operations since the last trim.
-    pub ops: usize,
-    /// `ops` at which the fast path turns to the slow one: the earlier of
-    /// the next trim and the next leak-detection sample, so that sampling
-    /// costs the fast path nothing.
-    pub next_event: usize,
-    /// `ops` at which the next allocation is sampled (`usize::MAX`: never).
-    pub next_sample: usize,
-    pub epoch: usize,
-    pub bins: *mut Bin,
-    pub nbins: usize,
-    pub bytes: usize,
-}
+    /// Sets the cache's next slow-path event: the next trim or sample.
+    fn schedule(&self, cache: &mut OwnedCache<'_>) {
+        let trim_at = match self.config.cache_trim_interval {
+            0 => usize::MAX,
+            n => n,
+        };
+        cache.next_event = trim_at.min(cache.next_sample);
+    }
 
-// SAFETY: shared fields are atomics or immutable after publication; the
-// `private` cell is touched only by the thread that set `in_use`.
-unsafe impl Sync for CacheBlock {}
+    /// Runs `f` on the thread's cache for this allocator, binding one if
+    /// needed; `None` when the thread has no cache for it (caching off, a
+    /// cache bound to another allocator, the thread exiting).
+    #[inline]
+    pub(crate) fn with_cache<R>(&self, f: impl FnOnce(&mut OwnedCache<'_>) -> R) -> Option<R> {
+        TLS.try_with(|t| {
+            let mut cache = t.cache.get();
+            if t.owner.get() != ptr::from_ref(self) {
+                if !t.owner.get().is_null() || self.max_cached == 0 {
+                    return None;
+                }
+                // Register the exit flush first; if the thread is already
+                // exiting, run without a cache.
+                EXIT.try_with(|_| ()).ok()?;
+                cache = self.bind_cache()?;
+                t.owner.set(self);
+                t.cache.set(cache);
+            }
+            // SAFETY: the cache lives as long as the allocator.
+            let cache = unsafe { &*cache };
+            // SAFETY: the cache is bound to this thread (claimed by it), and
+            // a cache operation never re-enters `with_cache` (module docs):
+            // this guard is the only one.
+            let mut owned = unsafe { OwnedCache::new(cache) };
+            Some(f(&mut owned))
+        })
+        .ok()
+        .flatten()
+    }
 
-/// Capacity of a bin of `size`-byte blocks.
-pub(crate) fn bin_cap(
-    size: usize,
-    small: bool,
-    small_cap: usize,
-    normal_cap: usize,
-    bin_bytes: usize,
-) -> usize {
-    let by_count = if small { small_cap } else { normal_cap };
-    by_count.min(bin_bytes / size).max(1)
-}
+    #[cold]
+    fn bind_cache(&self) -> Option<*const ThreadCache> {
+        // ORDERING: Relaxed; balancing heuristics.
+        let load = |c: &ThreadCache| {
+            self.arena(c.arena.load(Ordering::Relaxed))
+                .threads
+                .load(Ordering::Relaxed)
+        };
+        let (cache, arena) = match self.caches.claim(load) {
+            // A reused cache keeps its arena, so that its counts stay there.
+            Some(c) => {
+                // ORDERING: Relaxed; set at the cache's first bind, which
+                // happens before our claim (Acquire).
+                let a = c.arena.load(Ordering::Relaxed);
+                self.arena(a).threads.fetch_add(1, Ordering::Relaxed);
+                (ptr::from_ref(c), a)
+            }
+            None => {
+                let c = &self.config;
+                let ps = self.shared.core.page_size();
+                let small_max = 4 * ps;
+                let sizes = (0..self.cache_bins).map(move |k| {
+                    let s = SIZES[k];
+                    (
+                        s,
+                        bin_cap(
+                            s,
+                            s < small_max,
+                            c.small_cache_size,
+                            c.normal_cache_size,
+                            c.cache_max_bytes / 4,
+                        ),
+                    )
+                });
+                let mut c = ThreadCache::create(sizes)?;
+                let a = self.least_used_arena();
+                // SAFETY: fresh and private until pushed.
+                let fresh = unsafe { c.as_mut() };
+                // ORDERING: Relaxed; published by the registry's Release push.
+                fresh.arena.store(a, Ordering::Relaxed);
+                self.caches.push(fresh);
+                (c.as_ptr().cast_const(), a)
+            }
+        };
+        // SAFETY: claimed by us above and not yet bound in `TLS`, so no other
+        // guard of it exists; it lives as long as the allocator.
+        let mut owned = unsafe { OwnedCache::new(&*cache) };
+        owned.arena = arena;
+        // ORDERING: Relaxed; the epoch only schedules flushes.
+        owned.epoch = self.trim_epoch.load(Ordering::Relaxed);
+        owned.next_sample = match self.leak.rate {
+            0 => usize::MAX,
+            rate => owned.ops.saturating_add(leak::gap(rate)),
+        };
+        self.schedule(&mut owned);
+        Some(cache)
+    }
 
-/// The push-only registry of an allocator's cache blocks.
-pub(crate) struct Registry {
-    head: AtomicPtr<CacheBlock>,
-}
+    /// The calling thread's arena for this allocator, without binding a
+    /// cache: its cache's arena, or a hash of its stack.
+    pub(crate) fn current_arena(&self) -> usize {
+        TLS.try_with(|t| {
+            // SAFETY: `cache` is set with `owner` and lives as long as it.
+            // ORDERING: Relaxed; the arena is set at the cache's first bind,
+            // by this thread or before its claim (Acquire).
+            (t.owner.get() == ptr::from_ref(self))
+                .then(|| unsafe { (*t.cache.get()).arena.load(Ordering::Relaxed) })
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| stack_hash() % self.n_arenas)
+    }
 
-impl Registry {
-    pub(crate) const fn new() -> Registry {
-        Registry {
-            head: AtomicPtr::new(ptr::null_mut()),
+    fn least_used_arena(&self) -> usize {
+        // ORDERING: Relaxed; a balancing heuristic.
+        let best = self
+            .arenas()
+            .min_by_key(|a| a.threads.load(Ordering::Relaxed))
+            .map_or(0, |a| a.index);
+        self.arena(best).threads.fetch_add(1, Ordering::Relaxed);
+        best
+    }
+
+    #[inline]
+    /// A block from this thread's cache, and whether the leak tracker
+    /// samples it.
+    pub(crate) fn cache_pop(&self, class: usize, layout: Layout) -> Option<(NonNull<u8>, bool)> {
+        self.with_cache(|cache| {
+            if class >= cache.nbins {
+                return None;
+            }
+            // SAFETY: `class < nbins` bins exist.
+            let bin = unsafe { &mut *cache.bins.add(class) };
+            cache.ops += 1;
+            if bin.len == 0 || cache.ops >= cache.next_event {
+                return self.cache_refill(cache, class, layout);
+            }
+            Some((cache.pop(class), false))
+        })
+        .flatten()
+    }
+
+    #[cold]
+    fn cache_refill(
+        &self,
+        cache: &mut OwnedCache<'_>,
+        class: usize,
+        layout: Layout,
+    ) -> Option<(NonNull<u8>, bool)> {
+        let sample = cache.ops >= cache.next_sample;
+        if sample {
+            cache.next_sample = cache.ops.saturating_add(leak::gap(self.leak.rate));
         }
+        // ORDERING: Relaxed; the epoch only schedules flushes.
+        let flush = cache.epoch != self.trim_epoch.load(Ordering::Relaxed);
+        if flush || self.trim_due(cache.ops) {
+            cache.next_sample = cache.next_sample.saturating_sub(cache.ops);
+            cache.ops = 0;
+            self.trim_cache(cache, flush);
+        }
+        self.schedule(cache);
+        // SAFETY: `class < nbins`, checked by the caller.
+        let bin = unsafe { &mut *cache.bins.add(class) };
+        if bin.len == 0 {
+            let want = (bin.cap as usize).div_ceil(2).max(1);
+            // SAFETY: the bin's item array has `cap >= want` slots.
+            let out = unsafe { core::slice::from_raw_parts_mut(bin.items, want) };
+            let size = bin.size as usize;
+            let arena = cache.arena;
+            // Under the limit, reclaim flushes every other bin of this cache
+            // (this one is empty and being refilled).
+            let n = self.fill(arena, layout, size, out, &mut || {
+                self.reclaim_from(cache, class)
+            });
+            if n == 0 {
+                return None;
+            }
+            bin.len = n as u32;
+            cache.bytes += n * size;
+        }
+        Some((cache.pop(class), sample))
     }
 
-    /// Every block ever registered.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &CacheBlock> {
-        // ORDERING: Acquire pairs with `push`'s Release: a block's fields are
-        // initialised before it is reachable.
-        let mut p = self.head.load(Ordering::Acquire);
-        core::iter::from_fn(move || {
-            // SAFETY: registered blocks are never unmapped while the
-            // allocator lives.
-            let b = unsafe { p.as_ref() }?;
-            p = b.next;
-            Some(b)
+    /// Pushes a validated block onto this thread's bin `class`: `None`
+    /// without a cache, `Some(false)` when it does not fit (no bin for the
+    /// class, the bin full, or the cache at `cache_max_bytes`).
+    #[inline]
+    pub(crate) fn cache_push(&self, class: usize, ptr: NonNull<u8>, addr: usize) -> Option<bool> {
+        self.with_cache(|cache| {
+            if class >= cache.nbins {
+                return false;
+            }
+            // SAFETY: `class < nbins` bins exist.
+            let bin = unsafe { &mut *cache.bins.add(class) };
+            let size = bin.size as usize;
+            if bin.len == bin.cap || cache.bytes + size > self.config.cache_max_bytes {
+                return false;
+            }
+            // SAFETY: a live block we own (probed), at least 16 bytes.
+            unsafe { ptr.cast::<usize>().write(canary(self.secret, addr)) };
+            // SAFETY: `len < cap`.
+            unsafe { bin.items.add(bin.len as usize).write(ptr) };
+            bin.len += 1;
+            cache.bytes += size;
+            cache.publish_bytes();
+            cache.count_free(class);
+            true
         })
     }
 
-    /// Claims a free block, if any, preferring the one with the least `key`
-    /// (its arena's thread count: a reused block keeps its arena).
-    pub(crate) fn claim(&self, key: impl Fn(&CacheBlock) -> usize) -> Option<&CacheBlock> {
-        loop {
-            // ORDERING: Relaxed; a hint, the CAS below decides.
-            let free = |b: &&CacheBlock| !b.in_use.load(Ordering::Relaxed);
-            let best = self.iter().filter(free).min_by_key(|b| key(b))?;
-            // ORDERING: Acquire pairs with the Release of `CacheBlock::free`:
-            // the last owner's writes to the block happen before ours.
-            if best
-                .in_use
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Some(best);
-            }
+    /// Frees `n` cached blocks of bin `class` (the oldest) to their arenas.
+    fn drain(&self, cache: &mut OwnedCache<'_>, class: usize, n: usize) {
+        // SAFETY: `class < nbins`.
+        let bin = unsafe { &mut *cache.bins.add(class) };
+        let n = n.min(bin.len as usize);
+        let size = bin.size as usize;
+        for i in 0..n {
+            // SAFETY: `i < len` items are initialised.
+            let ptr = unsafe { *bin.items.add(i) };
+            self.free_uncached(ptr);
+        }
+        // SAFETY: shifting the remaining initialised items down.
+        unsafe { ptr::copy(bin.items.add(n), bin.items, bin.len as usize - n) };
+        bin.len -= n as u32;
+        cache.bytes -= n * size;
+    }
+
+    /// Frees a cached block to its chunk. It was validated when it was
+    /// cached; the core's O(1) lookup finds its metadata again, and its free
+    /// RMW is the only check left.
+    fn free_uncached(&self, ptr: NonNull<u8>) {
+        let chunk = self
+            .chunk_of(ptr)
+            .expect("cached blocks belong to this allocator");
+        let freed = chunk.pool.resolve(ptr).and_then(|block| {
+            // SAFETY: we own the cached block, a block of this chunk's pool.
+            unsafe { self.arena(chunk.arena).free(&self.shared, chunk, block) }
+        });
+        if let Err(e) = freed {
+            let layout = Layout::from_size_align(16, 16).expect("a valid layout");
+            misuse(e.into(), ptr, layout);
         }
     }
 
-    /// Publishes a new block (already `in_use` by the caller).
-    pub(crate) fn push(&self, block: &mut CacheBlock) {
-        // ORDERING: Relaxed load; the CAS below validates.
-        let mut head = self.head.load(Ordering::Relaxed);
-        loop {
-            block.next = head;
-            // ORDERING: Release publishes the initialised block.
-            match self
-                .head
-                .compare_exchange_weak(head, block, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => return,
-                Err(h) => head = h,
+    /// Trims every bin: frees the blocks not used since the last trim, or all
+    /// of them when `all`.
+    fn trim_cache(&self, cache: &mut OwnedCache<'_>, all: bool) {
+        // ORDERING: Relaxed; the epoch only schedules flushes.
+        cache.epoch = self.trim_epoch.load(Ordering::Relaxed);
+        for class in 0..cache.nbins {
+            // SAFETY: `class < nbins`.
+            let bin: &mut Bin = unsafe { &mut *cache.bins.add(class) };
+            let keep = if all { 0 } else { bin.used.min(bin.len) };
+            let n = (bin.len - keep) as usize;
+            bin.used = 0;
+            if n > 0 {
+                self.drain(cache, class, n);
             }
         }
+        cache.publish_bytes();
+    }
+
+    /// Flushes a cache completely (thread exit, trim).
+    fn flush_cache(&self, cache: &mut OwnedCache<'_>) {
+        self.trim_cache(cache, true);
+    }
+
+    /// Gives a flushed cache back for another thread (thread exit).
+    fn release_cache(&self, cache: OwnedCache<'_>) {
+        // ORDERING: Relaxed; a balancing heuristic.
+        self.arena(cache.arena)
+            .threads
+            .fetch_sub(1, Ordering::Relaxed);
+        cache.release();
+    }
+
+    /// Flushes this thread's cache, asks every other cache to flush, and
+    /// releases empty chunks. Returns the bytes released to the OS.
+    /// Not to be called from inside a cache operation (see `reclaim_from`).
+    pub(crate) fn reclaim(&self) -> usize {
+        let _ = self.with_cache(|cache| self.trim_cache(cache, true));
+        self.reclaim_shared()
+    }
+
+    /// `reclaim` from inside a refill of bin `skip` of this thread's cache.
+    fn reclaim_from(&self, cache: &mut OwnedCache<'_>, skip: usize) -> usize {
+        for class in (0..cache.nbins).filter(|&c| c != skip) {
+            // SAFETY: `class < nbins`.
+            let len = unsafe { (*cache.bins.add(class)).len } as usize;
+            self.drain(cache, class, len);
+        }
+        cache.publish_bytes();
+        self.reclaim_shared()
+    }
+
+    fn reclaim_shared(&self) -> usize {
+        // ORDERING: Relaxed; the epoch only schedules flushes.
+        self.trim_epoch.fetch_add(1, Ordering::Relaxed);
+        let mut released = 0;
+        for a in self.arenas() {
+            released += a.trim(&self.shared);
+        }
+        released
     }
 }
 
-impl CacheBlock {
-    /// Lays out a block for bins of the given sizes and capacities in a fresh
-    /// mapping. `None` if the OS refuses.
-    pub(crate) fn create(
-        sizes: impl Iterator<Item = (usize, usize)> + Clone,
-    ) -> Option<NonNull<CacheBlock>> {
-        let nbins = sizes.clone().count();
-        let items: usize = sizes.clone().map(|(_, cap)| cap).sum();
-        let bins_off = size_of::<CacheBlock>().next_multiple_of(align_of::<Bin>());
-        let counts_off =
-            (bins_off + nbins * size_of::<Bin>()).next_multiple_of(align_of::<ClassCount>());
-        let items_off =
-            (counts_off + nbins * size_of::<ClassCount>()).next_multiple_of(align_of::<usize>());
-        let total = items_off + items * size_of::<usize>();
-        let base = crate::os::map(total)?;
-        let block = base.cast::<CacheBlock>();
-        // SAFETY: the mapping holds the block, `nbins` bins, `nbins` counts
-        // and the items at the offsets computed above, suitably aligned;
-        // zero bytes are valid `ClassCount`s (fresh mappings are zeroed).
-        unsafe {
-            let bins = base.as_ptr().add(bins_off).cast::<Bin>();
-            let counts = base.as_ptr().add(counts_off).cast::<ClassCount>();
-            let mut item = base.as_ptr().add(items_off).cast::<NonNull<u8>>();
-            for (i, (size, cap)) in sizes.enumerate() {
-                bins.add(i).write(Bin {
-                    len: 0,
-                    cap: cap as u32,
-                    used: 0,
-                    size: size as u32,
-                    items: item,
-                });
-                item = item.add(cap);
-            }
-            block.as_ptr().write(CacheBlock {
-                next: ptr::null_mut(),
-                in_use: AtomicBool::new(true),
-                cached_bytes: AtomicUsize::new(0),
-                arena: AtomicUsize::new(0),
-                counts,
-                classes: nbins,
-                private: UnsafeCell::new(Private {
-                    arena: 0,
-                    ops: 0,
-                    next_event: 0,
-                    next_sample: usize::MAX,
-                    epoch: 0,
-                    bins,
-                    nbins,
-                    bytes: 0,
-                }),
-                mapped: total,
-            });
-        }
-        Some(block)
-    }
-
-    /// This block's count for class `class < nbins`.
-    #[inline]
-    pub(crate) fn count(&self, class: usize) -> &ClassCount {
-        debug_assert!(class < self.classes);
-        // SAFETY: `counts` holds `classes` counts; callers pass a bin index.
-        unsafe { &*self.counts.add(class) }
-    }
-
-    /// Counts an allocation of class `class` served by this cache (owner only).
-    #[inline]
-    pub(crate) fn count_alloc(&self, class: usize) {
-        ClassCount::bump(&self.count(class).allocs);
-    }
-
-    /// Counts a free of class `class` taken by this cache (owner only).
-    #[inline]
-    pub(crate) fn count_free(&self, class: usize) {
-        ClassCount::bump(&self.count(class).frees);
-    }
-
-    /// Gives the block back to the registry for another thread.
-    pub(crate) fn free(&self) {
-        // ORDERING: Release pairs with `Registry::claim`.
-        self.in_use.store(false, Ordering::Release);
-    }
+/// An arena index for a thread without a cache: a hash of its stack address.
+#[inline]
+pub(crate) fn stack_hash() -> usize {
+    let marker = 0u8;
+    let a = ptr::addr_of!(marker) as usize;
+    (a >> 21) ^ (a >> 13)
 }

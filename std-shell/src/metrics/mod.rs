@@ -25,7 +25,7 @@
 //! # Counting
 //! Allocation and free counts include thread-cache hits (Netty's leave them
 //! out, which is a known source of confusion: its counts stay flat while a
-//! cached workload runs). Hits are counted in the thread's cache block by its
+//! cached workload runs). Hits are counted in the thread's cache by its
 //! owner alone (a Relaxed load and store, no read-modify-write); operations
 //! that bypass the cache are counted with a Relaxed `fetch_add` on the arena.
 //! Attribution to arenas: a cache's operations count against the arena the
@@ -105,7 +105,7 @@ pub struct MetricsSummary {
     pub deallocations: usize,
     /// Arenas.
     pub arenas: usize,
-    /// Thread caches registered (blocks are reused by later threads).
+    /// Thread caches registered (caches are reused by later threads).
     pub thread_caches: usize,
     /// Thread caches bound to a live thread now.
     pub thread_caches_in_use: usize,
@@ -335,11 +335,11 @@ impl ClassTotals {
 fn arena_totals(inner: &Inner, arena: usize, t: &mut ClassTotals) {
     let a = inner.arena_ref(arena);
     t.add(&a.counters.class_allocs, &a.counters.class_frees);
-    for b in inner.caches.iter() {
-        // ORDERING: Relaxed; set at the block's first bind, then constant.
-        if b.arena.load(Ordering::Relaxed) == arena {
-            for c in 0..b.classes {
-                let n = b.count(c);
+    for cache in inner.caches.iter() {
+        // ORDERING: Relaxed; set at the cache's first bind, then constant.
+        if cache.arena.load(Ordering::Relaxed) == arena {
+            for c in 0..cache.classes {
+                let n = cache.count(c);
                 // ORDERING: Relaxed; owner-written statistics.
                 t.allocs[c] += n.allocs.load(Ordering::Relaxed);
                 t.frees[c] += n.frees.load(Ordering::Relaxed);
@@ -421,11 +421,11 @@ impl MetricsSummary {
         self.page_size = sh.core.page_size();
         self.small_cache_size = cfg.small_cache_size;
         self.normal_cache_size = cfg.normal_cache_size;
-        for b in inner.caches.iter() {
+        for cache in inner.caches.iter() {
             self.thread_caches += 1;
             // ORDERING: Relaxed; statistics.
-            self.thread_caches_in_use += usize::from(b.in_use.load(Ordering::Relaxed));
-            self.cached_bytes += b.cached_bytes.load(Ordering::Relaxed);
+            self.thread_caches_in_use += usize::from(cache.in_use.load(Ordering::Relaxed));
+            self.cached_bytes += cache.cached_bytes.load(Ordering::Relaxed);
         }
         // Clamps: racy reads must not show an impossible snapshot.
         self.handed_out_bytes = (chunk_active + self.huge_bytes).min(self.used_memory);

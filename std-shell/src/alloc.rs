@@ -1,0 +1,180 @@
+//! The allocation paths of an allocator's state (`Inner`).
+//!
+//! # Paths
+//!
+//! * **Cached** (class size up to `max_cached_capacity`, alignment up to a
+//!   page): [`Inner::allocate`] pops the thread's bin (`thread_cache`). No
+//!   shared memory is written.
+//! * **Arena** (cache miss, other pooled sizes, no cache): the thread's arena
+//!   fills a batch under its lock, fullest chunk first (`Inner::fill`); a
+//!   cache refill keeps the batch, an uncached allocation takes one block.
+//! * **Huge** (above half a chunk, or aligned above a page): mapped one by
+//!   one (`huge`).
+//!
+//! Only the cached path is inlined into the caller; the others start at the
+//! cold `Inner::allocate_slow`.
+//!
+//! # Sampling
+//!
+//! After any of them, a sampled allocation (a thread-local countdown, see
+//! `leak`) is recorded with the leak tracker (`Inner::track`). A cache
+//! decides sampling on its slow path, so a cache hit pays nothing for it;
+//! the uncached paths draw from `leak::sample_due`.
+//!
+//! # The memory limit
+//!
+//! Every byte mapped for chunks and huge blocks is charged to the `Limit`
+//! first; when it would be exceeded, the allocator reclaims (flushes this
+//! thread's cache, asks all caches to flush, releases empty chunks) and
+//! retries once, then fails with
+//! `failed to allocate N byte(s) of memory (used: U, max: M)`. A refill
+//! reclaims with `Inner::reclaim_from`, which spares the bin being refilled.
+
+use crate::allocator::Inner;
+use crate::arena::Shortage;
+use crate::chunk::Chunk;
+use crate::error::AllocError;
+use crate::leak::{self, Origin};
+use crate::limit::LimitExceeded;
+use crate::thread_cache::stack_hash;
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use poolalloc_core::size_class::{class_for, SIZES};
+
+impl Inner {
+    /// Allocates a block for `layout`, attributing it to `origin` if the
+    /// leak tracker samples it: the fast path (a cache hit) inline, the rest
+    /// behind `allocate_slow`.
+    #[inline(always)]
+    pub(crate) fn allocate(
+        &self,
+        layout: Layout,
+        origin: Origin,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        let size = layout.size();
+        let (result, sampled) = 'done: {
+            if size <= self.max_cached
+                && layout.align() <= self.shared.core.page_size()
+                && size != 0
+            {
+                let class = class_for(size, layout.align());
+                // The cache decides sampling on its slow path (see
+                // `Private::next_event`): nothing to do here on a hit.
+                if let Some((p, sampled)) = self.cache_pop(class, layout) {
+                    break 'done (Ok(NonNull::slice_from_raw_parts(p, SIZES[class])), sampled);
+                }
+            }
+            let result = self.allocate_slow(layout);
+            let rate = self.leak.rate;
+            (
+                result,
+                rate != 0 && result.is_ok() && leak::sample_due(rate),
+            )
+        };
+        if sampled {
+            if let Ok(p) = result {
+                self.track(p.cast(), size, origin);
+            }
+        }
+        result
+    }
+
+    /// Records a sampled allocation with the leak tracker.
+    #[cold]
+    #[inline(never)]
+    fn track(&self, ptr: NonNull<u8>, size: usize, origin: Origin) {
+        let addr = ptr.as_ptr() as usize;
+        let gate = if self.shared.map.contains(addr) {
+            // SAFETY: the map says the chunk is registered; the block is live
+            // (just allocated), so the chunk stays.
+            unsafe { Chunk::of(addr, self.shared.core.chunk_size(), self.shared.owner) }
+                .map(|c| c.gate(addr))
+        } else {
+            None
+        };
+        self.leak.record(addr, size, origin, gate);
+    }
+
+    /// Fills `out` from arena `a`, mapping a new chunk if needed (charged to
+    /// the limit, with one reclaim-and-retry). Returns how many (0: failure).
+    pub(crate) fn fill(
+        &self,
+        a: usize,
+        layout: Layout,
+        size: usize,
+        out: &mut [NonNull<u8>],
+        reclaim: &mut dyn FnMut() -> usize,
+    ) -> usize {
+        let arena = self.arena(a);
+        match arena.allocate_batch(layout, size, out) {
+            Ok(n) => n,
+            Err(Shortage::NeedChunk) => match self.new_chunk(a, reclaim) {
+                Ok(chunk) => arena.adopt(chunk, layout, size, out),
+                Err(_) => 0,
+            },
+        }
+    }
+
+    fn new_chunk(
+        &self,
+        a: usize,
+        reclaim: &mut dyn FnMut() -> usize,
+    ) -> Result<&Chunk, AllocError> {
+        let size = self.shared.core.chunk_size();
+        self.shared
+            .limit
+            .reserve_or_reclaim(size, reclaim)
+            .map_err(AllocError::Limit)?;
+        match Chunk::create(self.shared.core, self.shared.owner, a) {
+            Some(c) => {
+                self.shared.map.insert(c.as_ptr() as usize);
+                // SAFETY: a registered chunk lives until its arena releases it.
+                Ok(unsafe { &*c.as_ptr() })
+            }
+            None => {
+                self.shared.limit.release(size);
+                Err(AllocError::OutOfMemory { size })
+            }
+        }
+    }
+
+    #[cold]
+    fn allocate_slow(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        if self.is_huge(layout) {
+            let b = self
+                .huge
+                .allocate_or_reclaim(layout, &self.shared.limit, || self.reclaim())?;
+            let arena = self.arena(self.current_arena());
+            arena.counters.count_huge(b.len(), false);
+            return Ok(b);
+        }
+        let class = class_for(layout.size(), layout.align());
+        let size = SIZES[class];
+        let a = self
+            .with_cache(|cache| cache.arena)
+            .unwrap_or_else(|| stack_hash() % self.n_arenas);
+        let mut one = [NonNull::dangling()];
+        if self.fill(a, layout, size, &mut one, &mut || self.reclaim()) == 1 {
+            self.arena(a).counters.count_alloc(class);
+            // SAFETY: a block we own: clear any stale canary.
+            unsafe { one[0].cast::<usize>().write(0) };
+            return Ok(NonNull::slice_from_raw_parts(one[0], size));
+        }
+        // Distinguish the limit from the OS for the error.
+        match self.shared.limit.try_reserve(self.shared.core.chunk_size()) {
+            Ok(()) => {
+                self.shared.limit.release(self.shared.core.chunk_size());
+                Err(AllocError::OutOfMemory {
+                    size: layout.size(),
+                })
+            }
+            Err(e) => Err(AllocError::Limit(LimitExceeded {
+                requested: layout.size(),
+                ..e
+            })),
+        }
+    }
+}

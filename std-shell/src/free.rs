@@ -1,0 +1,199 @@
+//! The free paths of an allocator's state (`Inner`).
+//!
+//! # One resolve, then one of two places
+//!
+//! A free finds its chunk through the chunk map (`Inner::chunk_of`; not
+//! there: huge or foreign) and resolves the pointer once with the core's
+//! O(1) lookup, which refuses a pointer inside a block; the core's `Block`
+//! found holds the block's class and size and answers whether it is live.
+//! A sized free checks its layout against that block; an unsized one (C's
+//! `free`) takes the block's size. Then `Inner::free_block` sends the block to one of two places:
+//!
+//! * **the thread's bin** (class size up to `max_cached_capacity`, a cache
+//!   bound, room in the bin and under `cache_max_bytes`): the block must be live for the core and not
+//!   carry the double-free canary (a block already in a cache is live for
+//!   the core but free for its user); the canary is written and the block
+//!   pushed (`thread_cache`). No shared memory is written.
+//! * **its chunk's pool** (otherwise): the core's lock-free free, whose
+//!   read-modify-write is the last check.
+//!
+//! A huge block is checked against the huge table and unmapped (`huge`).
+//!
+//! # Leak tracking
+//!
+//! A free asks the tracker only when its chunk and granule hold tracked
+//! blocks (`Chunk::may_track`) or it is huge, and always before the block is
+//! released, so that a reused address is never forgotten by mistake.
+//!
+//! # Misuse
+//!
+//! The checked frees return a [`FreeError`]; the aborting ones print it and
+//! abort, as glibc does (`misuse`).
+
+use crate::allocator::Inner;
+use crate::chunk::Chunk;
+use crate::error::FreeError;
+use crate::os;
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+impl Inner {
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it.
+    #[inline]
+    pub(crate) unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        if layout.size() == 0 {
+            return Err(FreeError::ZeroSize);
+        }
+        if self.is_huge(layout) {
+            // SAFETY: forwarded.
+            return unsafe { self.free_huge(ptr, Some(layout)) }.map(|_| ());
+        }
+        let chunk = self.chunk_of(ptr).ok_or(FreeError::Foreign)?;
+        // The one resolve of this free: the core's O(1) lookup, then the
+        // layout against the block found.
+        let block = chunk.pool.resolve(ptr)?;
+        chunk.pool.check_layout(block, layout)?;
+        // SAFETY: forwarded.
+        unsafe { self.free_block(chunk, block, ptr) }
+    }
+
+    /// Frees the block at `ptr`, found from the pointer alone (C's `free`):
+    /// the same checks as a sized free but the layout's, one resolve.
+    /// Returns the block's usable size.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it.
+    #[inline]
+    pub(crate) unsafe fn free_unsized(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
+        let Some(chunk) = self.chunk_of(ptr) else {
+            // SAFETY: forwarded.
+            return unsafe { self.free_huge(ptr, None) };
+        };
+        let block = chunk.pool.resolve(ptr)?;
+        // Read before the free: afterwards the chunk (and the block's view of
+        // its metadata) may be gone.
+        let size = block.size();
+        // SAFETY: forwarded.
+        unsafe { self.free_block(chunk, block, ptr) }?;
+        Ok(size)
+    }
+
+    /// The registered chunk holding `ptr`, if any.
+    #[inline]
+    pub(crate) fn chunk_of(&self, ptr: NonNull<u8>) -> Option<&Chunk> {
+        let addr = ptr.as_ptr() as usize;
+        if !self.shared.map.contains(addr) {
+            return None;
+        }
+        // SAFETY: the map says the chunk is registered (mapped, initialised).
+        unsafe { Chunk::of(addr, self.shared.core.chunk_size(), self.shared.owner) }
+    }
+
+    /// Frees a huge block, checked against `layout` when there is one.
+    /// Returns its size.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it.
+    #[cold]
+    unsafe fn free_huge(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Option<Layout>,
+    ) -> Result<usize, FreeError> {
+        let size = self.huge.size_of(ptr);
+        let layout = match (layout, size) {
+            (Some(l), _) => l,
+            // An alignment above the page keeps the layout on the huge path
+            // whatever its size.
+            (None, Some(size)) => Layout::from_size_align(size, 2 * self.shared.core.page_size())
+                .map_err(|_| FreeError::Foreign)?,
+            (None, None) => return Err(FreeError::Foreign),
+        };
+        if self.leak.rate != 0 && size.is_some() {
+            // Before the unmap: afterwards the address may be reused.
+            self.leak.forget(ptr.as_ptr() as usize, None);
+        }
+        // SAFETY: forwarded.
+        unsafe { self.huge.deallocate(ptr, layout, &self.shared.limit) }?;
+        let freed = self.block_size(layout);
+        let arena = self.arena(self.current_arena());
+        arena.counters.count_huge(freed, true);
+        Ok(freed)
+    }
+
+    /// Frees a pooled block resolved (and layout-checked) by the caller:
+    /// the cached path (live, not already cached, then a bin push) or its
+    /// chunk's.
+    ///
+    /// # Safety
+    /// If the block is live, the caller owns it.
+    #[inline]
+    unsafe fn free_block(
+        &self,
+        chunk: &Chunk,
+        block: poolalloc_core::Block<'_>,
+        ptr: NonNull<u8>,
+    ) -> Result<(), FreeError> {
+        let addr = ptr.as_ptr() as usize;
+        if chunk.may_track(addr) {
+            self.forget_tracked(chunk, block)?;
+        }
+        let size = block.size();
+        if size <= self.max_cached {
+            chunk.pool.is_live(block)?;
+            // SAFETY: a live block of at least 16 bytes that the caller owns.
+            let first = unsafe { ptr.cast::<usize>().read() };
+            if first == canary(self.secret, addr) {
+                return Err(FreeError::DoubleFree);
+            }
+            if let Some(class) = block.class() {
+                if self.cache_push(class, ptr, addr) == Some(true) {
+                    return Ok(());
+                }
+            }
+        }
+        let arena = self.arena(chunk.arena);
+        let class = block.class();
+        // SAFETY: a registered chunk and a block of its pool; the core checks
+        // that it is live.
+        unsafe { arena.free(&self.shared, chunk, block) }?;
+        if let Some(class) = class {
+            arena.counters.count_free(class);
+        }
+        Ok(())
+    }
+
+    /// Forgets a block the leak tracker may hold, once the free is known to
+    /// be valid (a refused free forgets nothing). Cold: the block's granule
+    /// holds a tracked block.
+    #[cold]
+    #[inline(never)]
+    fn forget_tracked(
+        &self,
+        chunk: &Chunk,
+        block: poolalloc_core::Block<'_>,
+    ) -> Result<(), FreeError> {
+        chunk.pool.is_live(block)?;
+        let addr = block.addr();
+        self.leak.forget(addr, Some(chunk.gate(addr)));
+        Ok(())
+    }
+}
+
+/// Reports a refused free and aborts, as glibc does.
+#[cold]
+pub(crate) fn misuse(e: FreeError, ptr: NonNull<u8>, layout: Layout) -> ! {
+    os::fatal(format_args!(
+        "free(): {e} (pointer {:p}, size {}, align {})",
+        ptr.as_ptr(),
+        layout.size(),
+        layout.align()
+    ))
+}
+
+/// The double-free canary written into the first word of a cached block.
+#[inline]
+pub(crate) fn canary(secret: usize, addr: usize) -> usize {
+    (addr ^ secret).rotate_left(17)
+}
