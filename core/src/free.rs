@@ -240,6 +240,24 @@ impl Pool {
         false
     }
 
+    /// Calls `f(start, len)` for every run of free pages of at least
+    /// `min_bytes`: a snapshot, for layers that give free pages back to the
+    /// OS (the std shell's trim). The pages may be claimed right after; the
+    /// caller must keep allocation out of the pool while it uses the ranges
+    /// (the shell holds the arena lock, under which alone its pools
+    /// allocate).
+    pub fn for_each_free_run(&self, min_bytes: usize, mut f: impl FnMut(NonNull<u8>, usize)) {
+        let shift = self.config().page_shift;
+        for chunk in self.chunks() {
+            tree::free_runs(chunk.tree(), chunk.pages, |first, n| {
+                let len = n << shift;
+                if len >= min_bytes {
+                    f(chunk.ptr(chunk.data + (first << shift)), len);
+                }
+            });
+        }
+    }
+
     /// Returns every empty subpage's pages to the tree (lanes forget their
     /// subpages first). Returns the bytes freed. Allocation calls this once
     /// before reporting out of memory.

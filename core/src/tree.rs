@@ -865,6 +865,33 @@ pub(crate) fn walk(
     free
 }
 
+/// Calls `f(first_page, pages)` for every maximal run of free pages among
+/// the first `pages` pages, from one pass of loads (a snapshot per word).
+pub(crate) fn free_runs(words: &[AtomicUsize], pages: usize, mut f: impl FnMut(usize, usize)) {
+    let mut run: Option<(usize, usize)> = None;
+    for (j, word) in words.iter().enumerate() {
+        // ORDERING: Acquire, as in `walk`; a snapshot.
+        let w = word.load(Ordering::Acquire);
+        for i in 0..PPW {
+            let p = j * PPW + i;
+            if p >= pages {
+                break;
+            }
+            if state(w, i) == FREE {
+                match run.as_mut() {
+                    Some(r) => r.1 += 1,
+                    None => run = Some((p, 1)),
+                }
+            } else if let Some((a, n)) = run.take() {
+                f(a, n);
+            }
+        }
+    }
+    if let Some((a, n)) = run {
+        f(a, n);
+    }
+}
+
 /// Structural check of invariant 1 and of the unusable tail. Returns the first
 /// bad page.
 pub(crate) fn check(words: &[AtomicUsize], pages: usize) -> Result<(), usize> {

@@ -31,6 +31,7 @@
 
 use crate::chunk::Chunk;
 use crate::chunk_map::ChunkMap;
+use crate::os;
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
@@ -536,8 +537,10 @@ impl Arena {
         released + sh.drain_retired()
     }
 
-    /// Returns empty subpages to their chunks and every empty chunk to the
-    /// OS. Returns the bytes of chunks released.
+    /// Returns empty subpages to their chunks, every empty chunk to the OS,
+    /// and the free runs of the chunks left to the OS too (decommitted: they
+    /// stay mapped and come back as zero pages). Returns the bytes of chunks
+    /// released.
     pub(crate) fn trim(&self, sh: &Shared) -> usize {
         let mut lists = self.lists.lock();
         let mut all: [*mut Chunk; 64] = [ptr::null_mut(); 64];
@@ -562,8 +565,49 @@ impl Arena {
                 break;
             }
         }
-        self.release_empty(sh, &mut lists, 0)
+        let released = self.release_empty(sh, &mut lists, 0);
+        // The chunks that still hold blocks give their free runs back.
+        for band in 0..EMPTY {
+            for c in lists.chunks(band) {
+                decommit_free(c);
+            }
+        }
+        released
     }
+}
+
+/// Free runs shorter than this stay resident: a syscall per page is not
+/// worth it.
+const DECOMMIT_MIN: usize = 64 << 10;
+
+/// Gives the chunk's free runs of at least [`DECOMMIT_MIN`] back to the OS
+/// (their OS pages whole), keeping them mapped. Returns the bytes given
+/// back. The caller holds the chunk's arena lock: the core allocates from a
+/// shell chunk only under it, so no run is claimed while this runs.
+fn decommit_free(chunk: &Chunk) -> usize {
+    let os_page = os::page_size();
+    let mut given = 0;
+    chunk.pool.for_each_free_run(DECOMMIT_MIN, |p, len| {
+        let addr = p.as_ptr() as usize;
+        let (start, end) = (
+            addr.next_multiple_of(os_page),
+            (addr + len) & !(os_page - 1),
+        );
+        if end <= start {
+            return;
+        }
+        let Some(at) = NonNull::new(p.as_ptr().with_addr(start)) else {
+            return;
+        };
+        // SAFETY: free pages of this chunk's pool, inside its mapping and
+        // page-aligned; no block lives there, no allocation can claim them
+        // while the caller holds the arena lock, and nothing reads a free
+        // page's bytes (the core's metadata lies apart from its pages).
+        if unsafe { os::decommit(at, end - start) } {
+            given += end - start;
+        }
+    });
+    given
 }
 
 /// Allocates up to `out.len()` blocks from one chunk; counts them as active.
