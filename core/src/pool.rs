@@ -23,7 +23,7 @@
 use crate::chunk::{ChunkInfo, Link};
 use crate::config::{Config, MAX_SMALL};
 use crate::error::{AllocError, FreeError, Misuse, RegionError};
-use crate::region::{self, Region};
+use crate::region::{self, Ranges, Region};
 use crate::size_class::{class_for, class_of, QUANTUM, SIZES};
 use crate::subpage::Listing;
 use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, BITS};
@@ -133,12 +133,97 @@ impl Pool {
             len,
             min: region::min_len(&self.config),
         })?;
+        let ranges = Ranges {
+            data_base: start.as_ptr(),
+            meta_base: start.as_ptr(),
+            data: (s, e),
+            meta: (s, e),
+        };
+        // SAFETY: forwarded: the caller's contract on the range.
+        unsafe { self.publish(&ranges, &plan) }
+    }
+
+    /// Hands the pool `data_len` bytes of pages at `data` and, apart from
+    /// them, `meta_len` bytes at `meta` for their metadata (at least
+    /// [`Pool::split_metadata_len`]`(data_len)`). Every page of the data from
+    /// its first boundary of two pages is usable, so a range of whole chunks
+    /// aligned to two pages is all blocks: four 1 MiB blocks fill a 4 MiB
+    /// chunk. For memory whose pages should hold nothing else (a
+    /// chunk-aligned mapping, a separate RAM bank for metadata). Returns the
+    /// bytes usable for allocations.
+    ///
+    /// # Safety
+    /// Both ranges must be valid for reads and writes, used by nothing else,
+    /// and stay so for as long as the pool is used.
+    pub unsafe fn add_region_split(
+        &self,
+        data: NonNull<u8>,
+        data_len: usize,
+        meta: NonNull<u8>,
+        meta_len: usize,
+    ) -> Result<usize, RegionError> {
+        let ds = data.as_ptr() as usize;
+        let de = ds
+            .checked_add(data_len)
+            .ok_or(RegionError::AddressOverflow)?;
+        let ms = meta.as_ptr() as usize;
+        let me = ms
+            .checked_add(meta_len)
+            .ok_or(RegionError::AddressOverflow)?;
+        if ds < me && ms < de {
+            return Err(RegionError::Overlap {
+                start: ds,
+                len: data_len,
+            });
+        }
+        let plan = region::plan_split(&self.config, (ds, de), (ms, me)).ok_or({
+            let need = region::split_meta_len(&self.config, data_len);
+            if meta_len < need {
+                RegionError::TooSmall {
+                    len: meta_len,
+                    min: need,
+                }
+            } else {
+                RegionError::TooSmall {
+                    len: data_len,
+                    min: 3 * self.config.page_size(),
+                }
+            }
+        })?;
+        let ranges = Ranges {
+            data_base: data.as_ptr(),
+            meta_base: meta.as_ptr(),
+            data: (ds, de),
+            meta: (ms, me),
+        };
+        // SAFETY: forwarded: the caller's contract on both ranges.
+        unsafe { self.publish(&ranges, &plan) }
+    }
+
+    /// Metadata bytes that [`Pool::add_region_split`] needs at most for
+    /// `data_len` bytes of pages.
+    pub const fn split_metadata_len(&self, data_len: usize) -> usize {
+        region::split_meta_len(&self.config, data_len)
+    }
+
+    /// Lays out a planned region and publishes it, unless it overlaps one
+    /// the pool has.
+    ///
+    /// # Safety
+    /// `add_region`'s contract for every range of `ranges`; `plan` is their
+    /// plan.
+    unsafe fn publish(&self, ranges: &Ranges, plan: &region::Plan) -> Result<usize, RegionError> {
+        let overlaps = |(a, b): (usize, usize), (c, d): (usize, usize)| a < d && c < b;
         self.lock_regions();
         // ORDERING: Acquire; we hold the lock, so this is the current list.
         let mut r = self.regions.load(Ordering::Acquire);
         // SAFETY: published regions are valid for the pool's life.
         while let Some(reg) = unsafe { r.as_ref() } {
-            if s < reg.end && reg.start < e {
+            let theirs = [(reg.start, reg.end), (reg.meta_start, reg.meta_end)];
+            if theirs
+                .iter()
+                .any(|&t| overlaps(t, ranges.data) || overlaps(t, ranges.meta))
+            {
                 self.unlock_regions();
                 return Err(RegionError::Overlap {
                     start: reg.start,
@@ -147,9 +232,9 @@ impl Pool {
             }
             r = reg.next.cast_mut();
         }
-        // SAFETY: the caller's contract on `start..start+len`, which `plan`
-        // lays out, and which overlaps no region of ours.
-        let header = unsafe { region::init(&self.config, start.as_ptr(), s, e, &plan) }.cast_mut();
+        // SAFETY: the caller's contract on the ranges, which `plan` lays out,
+        // and which overlap no region of ours.
+        let header = unsafe { region::init(&self.config, ranges, plan) }.cast_mut();
         // SAFETY: `init` returned a valid, still private header.
         let reg = unsafe { &mut *header };
         for chunk in reg.chunks() {

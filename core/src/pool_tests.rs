@@ -65,3 +65,48 @@ fn small_normal_and_span_blocks_resolve_and_free() {
     assert_eq!(p.stats().allocated_bytes, 0);
     drop(buf);
 }
+
+/// A split region: pages apart from their metadata, so a range of whole
+/// chunks is all blocks (four quarter-chunk blocks fill a chunk); too little
+/// metadata or overlapping ranges are refused, changing nothing.
+#[test]
+fn split_regions_are_all_pages() {
+    let chunk = CONFIG.chunk_size();
+    let p = &Pool::new(CONFIG);
+    let mut data = std::vec![0u64; 3 * chunk / 8 + 64];
+    let mut meta = std::vec![0u64; p.split_metadata_len(2 * chunk) / 8 + 1];
+    // Two whole chunks of pages, from the buffer's first boundary of two pages.
+    let page2 = 2 * CONFIG.page_size();
+    let at = (data.as_ptr() as usize).next_multiple_of(page2) - data.as_ptr() as usize;
+    let d = NonNull::new(data.as_mut_ptr().cast::<u8>().wrapping_add(at)).unwrap();
+    let m = NonNull::new(meta.as_mut_ptr().cast::<u8>()).unwrap();
+    // SAFETY: both refused: the ranges overlap, or the metadata is short.
+    unsafe {
+        assert!(matches!(
+            p.add_region_split(d, 2 * chunk, d, chunk),
+            Err(crate::RegionError::Overlap { .. })
+        ));
+        assert!(matches!(
+            p.add_region_split(d, 2 * chunk, m, 64),
+            Err(crate::RegionError::TooSmall { .. })
+        ));
+    }
+    assert_eq!(p.stats().regions, 0);
+    // SAFETY: memory used by nothing else, alive past the pool's last use.
+    let usable = unsafe { p.add_region_split(d, 2 * chunk, m, meta.len() * 8) }.unwrap();
+    assert_eq!(usable, 2 * chunk);
+    let quarter = l(chunk / 4, 8);
+    let blocks: Vec<_> = (0..8).map(|_| p.allocate(quarter).unwrap()).collect();
+    assert!(p.allocate(l(16, 8)).is_err(), "every page is handed out");
+    p.check().unwrap();
+    for b in blocks {
+        // SAFETY: live blocks with their layout.
+        unsafe { p.deallocate(b.cast(), quarter) }.unwrap();
+    }
+    let whole = l(2 * chunk, 8);
+    let b = p.allocate(whole).unwrap();
+    // SAFETY: the live span, freed from its pointer alone.
+    assert_eq!(unsafe { p.deallocate_unsized(b.cast()) }, Ok(2 * chunk));
+    assert_eq!(p.stats().allocated_bytes, 0);
+    drop((data, meta));
+}

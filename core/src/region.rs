@@ -23,9 +23,12 @@ use core::ptr;
 pub(crate) struct Region {
     /// The region added before this one (push-only list).
     pub next: *const Region,
-    /// The bytes the caller gave: `[start, end)`.
+    /// The bytes the caller gave: `[start, end)`, and, apart from them for
+    /// a split region, those for the metadata (else the same range).
     pub start: usize,
     pub end: usize,
+    pub meta_start: usize,
+    pub meta_end: usize,
     /// The pages: `[data, data_end)`.
     pub data: usize,
     pub data_end: usize,
@@ -95,6 +98,51 @@ pub(crate) fn plan(config: &Config, start: usize, end: usize) -> Option<Plan> {
     None
 }
 
+/// Lays out pages `[data_start, data_end)` with their metadata apart, in
+/// `[meta_start, meta_end)` (a *split* region): every page of the data range
+/// from its first boundary of two pages is usable. `None` if not even one
+/// page is, or the metadata does not fit.
+pub(crate) fn plan_split(
+    config: &Config,
+    (data_start, data_end): (usize, usize),
+    (meta_start, meta_end): (usize, usize),
+) -> Option<Plan> {
+    let page = config.page_size();
+    let data = align_up(data_start, 2 * page)?;
+    let pages = data_end.checked_sub(data)? / page;
+    if pages == 0 {
+        return None;
+    }
+    let n = pages.div_ceil(config.pages_per_chunk());
+    let header = align_up(meta_start, align_of::<Region>())?;
+    let meta = header + size_of::<Region>();
+    let index = meta + n * size_of::<ChunkInfo>();
+    let index_words = n.div_ceil(BITS);
+    let need = index
+        + config.num_small * index_words * size_of::<usize>()
+        + n * meta_words(config) * size_of::<usize>();
+    (need <= meta_end).then_some(Plan {
+        header,
+        meta,
+        index,
+        index_words,
+        data,
+        nchunks: n,
+        pages,
+    })
+}
+
+/// Metadata bytes that always suffice for a split region of `data_len`
+/// bytes of pages, whatever the alignment of either range.
+pub(crate) const fn split_meta_len(config: &Config, data_len: usize) -> usize {
+    let n = (data_len / config.page_size()).div_ceil(config.pages_per_chunk());
+    let n = if n == 0 { 1 } else { n };
+    align_of::<Region>()
+        + size_of::<Region>()
+        + n * (size_of::<ChunkInfo>() + meta_words(config) * size_of::<usize>())
+        + config.num_small * n.div_ceil(BITS) * size_of::<usize>()
+}
+
 /// Smallest region that holds one page, whatever its alignment.
 pub(crate) fn min_len(config: &Config) -> usize {
     align_of::<Region>()
@@ -104,24 +152,32 @@ pub(crate) fn min_len(config: &Config) -> usize {
         + 3 * config.page_size()
 }
 
+/// The caller's ranges of a region: its pages' and its metadata's (the same
+/// range unless the region is split).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ranges {
+    /// Pointers with the provenance of each range.
+    pub data_base: *mut u8,
+    pub meta_base: *mut u8,
+    /// `[start, end)` of each.
+    pub data: (usize, usize),
+    pub meta: (usize, usize),
+}
+
 /// Writes the region's metadata and returns its header, ready to publish.
 ///
 /// # Safety
-/// `base` must point at `plan`'s range, valid for writes, unused by anything
-/// else for the pool's life; `plan` must come from [`plan`] for that range.
-pub(crate) unsafe fn init(
-    config: &Config,
-    base: *mut u8,
-    start: usize,
-    end: usize,
-    plan: &Plan,
-) -> *const Region {
+/// `ranges`' pointers must point at its ranges, valid for writes, unused by
+/// anything else for the pool's life; `plan` must come from [`plan`] or
+/// [`plan_split`] for those ranges.
+pub(crate) unsafe fn init(config: &Config, ranges: &Ranges, plan: &Plan) -> *const Region {
     let ppc = config.pages_per_chunk();
+    let (base, meta_base) = (ranges.data_base, ranges.meta_base);
     // Element pointers are rebuilt from addresses kept in headers.
     let _ = base.expose_provenance();
-    let infos = base.with_addr(plan.meta).cast::<ChunkInfo>();
+    let infos = meta_base.with_addr(plan.meta).cast::<ChunkInfo>();
     let words = meta_words(config);
-    let index = base.with_addr(plan.index).cast::<AtomicUsize>();
+    let index = meta_base.with_addr(plan.index).cast::<AtomicUsize>();
     let index_len = config.num_small * plan.index_words;
     for w in 0..index_len {
         // SAFETY: the plan reserves `index_len` words at `index`, aligned for
@@ -180,13 +236,15 @@ pub(crate) unsafe fn init(
             (*chunk).links[1].chunk = chunk;
         }
     }
-    let header = base.with_addr(plan.header).cast::<Region>();
+    let header = meta_base.with_addr(plan.header).cast::<Region>();
     // SAFETY: the plan reserves `size_of::<Region>()` aligned bytes at `header`.
     unsafe {
         header.write(Region {
             next: ptr::null(),
-            start,
-            end,
+            start: ranges.data.0,
+            end: ranges.data.1,
+            meta_start: ranges.meta.0,
+            meta_end: ranges.meta.1,
             data: plan.data,
             data_end: plan.data + (plan.pages << config.page_shift),
             chunks: infos,

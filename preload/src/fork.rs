@@ -34,7 +34,11 @@
 //!
 //! Threads without a linked record (registering, or past their exit hook)
 //! take the *shared* counter with sequentially consistent read-modify-writes
-//! instead: the same handshake with the counter as the thread's word.
+//! instead: the same handshake with the counter as the thread's word. A call
+//! nested in such a hold (the allocator called into libc, which allocated)
+//! takes the counter without looking at `FORKING`: the forker waits for the
+//! outer hold, so it has not passed the gate, and waiting for it would
+//! deadlock both.
 //!
 //! # The forker
 //!
@@ -111,12 +115,25 @@ pub(crate) fn enter(rec: &Rec) -> Held {
 
 #[cold]
 fn enter_shared(rec: &Rec) -> Held {
+    let outer = rec.shared.get();
+    if outer != 0 {
+        // Nested in a hold of ours: a forker is waiting for that hold (or
+        // has not closed the gate), so it cannot have passed the gate. Wait
+        // for it and both would wait forever (a libc function called from
+        // inside the allocator that allocates: `pthread_getattr_np` from the
+        // leak tracker's stack walk, a TLS destructor's registration).
+        // ORDERING: SeqCst, as below.
+        SHARED.fetch_add(1, Ordering::SeqCst);
+        rec.shared.set(outer + 1);
+        return Held::Shared;
+    }
     loop {
         // ORDERING: SeqCst RMW then SeqCst load, paired with the forker's
         // SeqCst store of FORKING and SeqCst load of SHARED: one of the two
         // sees the other (a total order over all four).
         SHARED.fetch_add(1, Ordering::SeqCst);
         if !FORKING.load(Ordering::SeqCst) {
+            rec.shared.set(1);
             return Held::Shared;
         }
         // ORDERING: Release, as in `leave`.
@@ -165,6 +182,7 @@ pub(crate) fn leave(rec: &Rec, held: Held) {
             rec.active.store(a - 1, Ordering::Relaxed);
         }
         Held::Shared => {
+            rec.shared.set(rec.shared.get() - 1);
             // ORDERING: Release, as for `Fast`.
             SHARED.fetch_sub(1, Ordering::Release);
         }

@@ -60,6 +60,10 @@ pub(crate) struct Rec {
     pub active: AtomicU32,
     /// Shell nesting: 0 outside the shell.
     pub depth: Cell<u32>,
+    /// Gate holds this thread has on the shared counter (`fork`): a call
+    /// nested in one (a libc function the allocator called, that allocates)
+    /// must not wait for a fork, which waits for the outer hold.
+    pub shared: Cell<u32>,
     /// [`NEW`], [`REGISTERING`], [`REGISTERED`] or [`GONE`].
     pub state: Cell<u8>,
     /// Whether `HOLD`'s destructor holds the gate.
@@ -77,6 +81,7 @@ std::thread_local! {
         Rec {
             active: AtomicU32::new(0),
             depth: Cell::new(0),
+            shared: Cell::new(0),
             state: Cell::new(NEW),
             exiting: Cell::new(false),
             next: AtomicPtr::new(ptr::null_mut()),

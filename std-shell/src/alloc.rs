@@ -35,7 +35,6 @@ use crate::arena::Shortage;
 use crate::chunk::Chunk;
 use crate::error::AllocError;
 use crate::leak::{self, Origin};
-use crate::limit::LimitExceeded;
 use crate::thread_cache::stack_hash;
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -120,16 +119,18 @@ impl Inner {
         a: usize,
         reclaim: &mut dyn FnMut() -> usize,
     ) -> Result<&Chunk, AllocError> {
-        let size = self.shared.core.chunk_size();
+        let size = self.shared.chunk_mapping;
         self.shared
             .limit
             .reserve_or_reclaim(size, reclaim)
             .map_err(AllocError::Limit)?;
         match Chunk::create(self.shared.core, self.shared.owner, a) {
             Some(c) => {
-                self.shared.map.insert(c.as_ptr() as usize);
-                // SAFETY: a registered chunk lives until its arena releases it.
-                Ok(unsafe { &*c.as_ptr() })
+                // SAFETY: a chunk just created, ours until its arena releases
+                // it.
+                let chunk = unsafe { &*c.as_ptr() };
+                self.shared.map.insert(chunk.key());
+                Ok(chunk)
             }
             None => {
                 self.shared.limit.release(size);
@@ -164,17 +165,15 @@ impl Inner {
             return Ok(NonNull::slice_from_raw_parts(one[0], size));
         }
         // Distinguish the limit from the OS for the error.
-        match self.shared.limit.try_reserve(self.shared.core.chunk_size()) {
+        match self.shared.limit.try_reserve(self.shared.chunk_mapping) {
             Ok(()) => {
-                self.shared.limit.release(self.shared.core.chunk_size());
+                self.shared.limit.release(self.shared.chunk_mapping);
                 Err(AllocError::OutOfMemory {
                     size: layout.size(),
                 })
             }
-            Err(e) => Err(AllocError::Limit(LimitExceeded {
-                requested: layout.size(),
-                ..e
-            })),
+            // The chunk that could not be mapped, as Netty reports it.
+            Err(e) => Err(AllocError::Limit(e)),
         }
     }
 }

@@ -78,6 +78,9 @@ const LISTS: usize = 7;
 /// `used_memory` counts retirees until they are gone.
 pub(crate) struct Shared {
     pub core: CoreConfig,
+    /// Bytes of one chunk's mapping (`Chunk::mapping_len`): what the limit is
+    /// charged per chunk.
+    pub chunk_mapping: usize,
     /// Charged for every chunk mapped, released for every chunk unmapped.
     pub limit: crate::limit::Limit,
     pub owner: usize,
@@ -103,6 +106,7 @@ impl Shared {
             limit,
             owner,
             map,
+            chunk_mapping: Chunk::mapping_len(core),
             keep_empty: 1,
             readers: AtomicUsize::new(0),
             retired: AtomicPtr::new(ptr::null_mut()),
@@ -143,7 +147,7 @@ impl Shared {
         // bit was cleared by the caller just before).
         fence(Ordering::SeqCst);
         if self.readers.load(Ordering::SeqCst) == 0 {
-            let size = self.core.chunk_size();
+            let size = self.chunk_mapping;
             // SAFETY: the caller's contract; no walker can reach it (type docs).
             unsafe { Chunk::destroy(NonNull::from(chunk), size) };
             self.limit.release(size);
@@ -204,7 +208,7 @@ impl Shared {
             self.push_retired(first, last);
             return 0;
         }
-        let size = self.core.chunk_size();
+        let size = self.chunk_mapping;
         let (mut c, mut released) = (first, 0);
         while let Some(chunk) = NonNull::new(c) {
             // SAFETY: ours and mapped until the destroy below.
@@ -480,7 +484,7 @@ impl Arena {
         // Read before the block is released: afterwards the chunk may go.
         // ORDERING: Relaxed; a heuristic rechecked under the lock.
         let band = chunk.band.load(Ordering::Relaxed) as usize;
-        let (usable, addr) = (chunk.usable, ptr::from_ref(chunk) as usize);
+        let (usable, addr) = (chunk.usable, chunk.key());
         // SAFETY: forwarded contract; the block was resolved in this chunk's
         // pool.
         unsafe { chunk.pool.deallocate_block(block) }?;
@@ -524,8 +528,7 @@ impl Arena {
             // SAFETY: the empty list is non-empty; members are live.
             let chunk = unsafe { &*lists.heads[EMPTY] };
             lists.unlink(chunk);
-            let addr = ptr::from_ref(chunk) as usize;
-            sh.map.remove(addr);
+            sh.map.remove(chunk.key());
             // SAFETY: unregistered, unlinked, no live block (empty list), no
             // allocation possible (we hold the lock).
             released += unsafe { sh.unmap_or_retire(chunk) };

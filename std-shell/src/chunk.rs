@@ -1,8 +1,16 @@
-//! Shell chunks: chunk-aligned mappings, each carrying its own core pool.
+//! Shell chunks: chunk-aligned mappings of a whole chunk of pages, with the
+//! chunk's header and its core pool's metadata after the pages.
 //!
 //! ```text
-//! base (aligned to chunk_size) ─► [Chunk header: magic, owner, arena, usage, band links, Pool] [tracked-block map] [core region: metadata + pages]
+//! base (aligned to chunk_size) ─► [pages: chunk_size bytes, every one a block's] [Chunk header: magic, owner, arena, usage, band links, Pool] [tracked-block map] [core metadata] ◄─ base + mapping_len
 //! ```
+//!
+//! The pages hold nothing but blocks (the core pool's region is *split*: its
+//! metadata lives after the pages), so the large classes tile a chunk: four
+//! 1 MiB blocks fill a 4 MiB chunk, as in Netty. The mapping is longer than
+//! a chunk by its metadata; the rest of the next chunk-sized granule of
+//! address space stays unmapped, and the chunk map (keyed by a chunk's first
+//! page) never names it.
 //!
 //! The tracked-block map has one `AtomicU8` per [`TRACK_GRANULE`] bytes of
 //! the chunk: how many live blocks starting there the leak tracker holds. A
@@ -11,9 +19,10 @@
 //! not send every free of its chunk to the tracker. The map is zero pages of
 //! the mapping until a block is tracked (0.2 % of the chunk's address space).
 //!
-//! A pointer finds its chunk by masking (`ptr & !(chunk_size - 1)`), after
-//! the [`ChunkMap`](crate::chunk_map::ChunkMap) confirmed the chunk is ours;
-//! the core pool inside then frees it in O(1) (its region list has one entry).
+//! A pointer finds its chunk by masking (`ptr & !(chunk_size - 1)` is the
+//! first page; the header follows the pages), after the
+//! [`ChunkMap`](crate::chunk_map::ChunkMap) confirmed the chunk is ours; the
+//! core pool inside then resolves the block in O(1).
 //!
 //! # Invariants
 //! * `active` is the bytes of blocks handed out of this chunk's pool and not
@@ -65,16 +74,32 @@ const fn track_map_len(chunk_size: usize) -> usize {
     (chunk_size / TRACK_GRANULE).next_multiple_of(64)
 }
 
+/// Offset of the core pool's metadata from the header.
+const fn meta_offset(chunk_size: usize) -> usize {
+    size_of::<Chunk>() + track_map_len(chunk_size)
+}
+
 impl Chunk {
+    /// Bytes of a chunk's mapping: its pages (a whole chunk), then the
+    /// header, the tracked-block map and the core pool's metadata. What the
+    /// limit is charged per chunk.
+    pub(crate) fn mapping_len(core: CoreConfig) -> usize {
+        let cs = core.chunk_size();
+        let meta = Pool::new(core).split_metadata_len(cs);
+        (cs + meta_offset(cs) + meta).next_multiple_of(os::page_size())
+    }
+
     /// Maps and initialises a chunk. `None` if the OS refuses.
     pub(crate) fn create(core: CoreConfig, owner: usize, arena: usize) -> Option<NonNull<Chunk>> {
         let size = core.chunk_size();
-        let base = os::map_aligned(size, size)?;
+        let len = Chunk::mapping_len(core);
+        let base = os::map_aligned(len, size)?;
         // Frees find chunks by masking addresses (`Chunk::of`).
         let _ = base.as_ptr().expose_provenance();
-        let header = base.cast::<Chunk>();
-        // SAFETY: a fresh mapping of `size` bytes, aligned to `size`, larger
-        // than the header (chunks are at least 64 KiB in the shell).
+        // SAFETY: the header follows the chunk's pages inside the mapping,
+        // aligned to the chunk size (so to its own alignment).
+        let header = unsafe { NonNull::new_unchecked(base.as_ptr().add(size)) }.cast::<Chunk>();
+        // SAFETY: a fresh mapping of `len` bytes with room for the header.
         unsafe {
             header.as_ptr().write(Chunk {
                 magic: MAGIC,
@@ -89,11 +114,17 @@ impl Chunk {
                 pool: Pool::new(core),
             })
         };
-        let start = size_of::<Chunk>() + track_map_len(size);
-        // SAFETY: the bytes after the header are ours for the chunk's life.
-        let region = unsafe { NonNull::new_unchecked(base.as_ptr().add(start)) };
-        // SAFETY: as above; nothing else uses this range.
-        match unsafe { (*header.as_ptr()).pool.add_region(region, size - start) } {
+        let meta_at = size + meta_offset(size);
+        // SAFETY: inside the mapping, after the header and the tracked-block
+        // map (zero pages until written).
+        let meta = unsafe { NonNull::new_unchecked(base.as_ptr().add(meta_at)) };
+        // SAFETY: the pages and the metadata range are ours for the chunk's
+        // life, apart, and used by nothing else.
+        match unsafe {
+            (*header.as_ptr())
+                .pool
+                .add_region_split(base, size, meta, len - meta_at)
+        } {
             Ok(usable) => {
                 // SAFETY: still private to us.
                 unsafe { (*header.as_ptr()).usable = usable };
@@ -101,36 +132,48 @@ impl Chunk {
             }
             Err(_) => {
                 // SAFETY: our mapping, never published.
-                unsafe { os::unmap(base, size) };
+                unsafe { os::unmap(base, len) };
                 None
             }
         }
     }
 
-    /// Unmaps a chunk.
+    /// Unmaps a chunk whose mapping is `mapping_len` bytes.
     ///
     /// # Safety
     /// The chunk is unregistered from the chunk map and no thread will touch
     /// it again (its `active` is zero and it is in no arena list).
-    pub(crate) unsafe fn destroy(chunk: NonNull<Chunk>, chunk_size: usize) {
+    pub(crate) unsafe fn destroy(chunk: NonNull<Chunk>, mapping_len: usize) {
+        // SAFETY: the header lies in its mapping, whose provenance `create`
+        // exposed; the mapping starts a chunk before it.
+        let key = unsafe { chunk.as_ref() }.key();
+        let base = ptr::with_exposed_provenance_mut::<u8>(key);
         // SAFETY: the caller's contract; the mapping made by `create`.
-        unsafe { os::unmap(chunk.cast(), chunk_size) };
+        unsafe { os::unmap(NonNull::new_unchecked(base), mapping_len) };
     }
 
     /// The chunk holding `addr`, if its header says it belongs to `owner`.
     ///
     /// # Safety
-    /// The chunk map says the chunk at `addr & !(chunk_size - 1)` is mapped.
+    /// The chunk map says the chunk whose first page is at
+    /// `addr & !(chunk_size - 1)` is mapped.
     #[inline]
     pub(crate) unsafe fn of(
         addr: usize,
         chunk_size: usize,
         owner: usize,
     ) -> Option<&'static Chunk> {
-        let base = addr & !(chunk_size - 1);
-        // SAFETY: the caller's contract: a registered, initialised chunk.
-        let c = unsafe { &*ptr::with_exposed_provenance::<Chunk>(base) };
+        let header = (addr & !(chunk_size - 1)) + chunk_size;
+        // SAFETY: the caller's contract: a registered, initialised chunk,
+        // whose header follows its pages.
+        let c = unsafe { &*ptr::with_exposed_provenance::<Chunk>(header) };
         (c.magic == MAGIC && c.owner == owner).then_some(c)
+    }
+
+    /// The chunk's key in the chunk map: the address of its first page.
+    #[inline]
+    pub(crate) fn key(&self) -> usize {
+        ptr::from_ref(self) as usize - self.pool.config().chunk_size()
     }
 
     /// Whether the block at `addr` (in this chunk) may be tracked by the
@@ -153,9 +196,9 @@ impl Chunk {
     /// The tracked-block counter of the granule holding `addr`.
     #[inline]
     fn granule(&self, addr: usize) -> &AtomicU8 {
-        let base = ptr::from_ref(self) as usize;
+        let base = self.key();
         debug_assert!(addr >= base && addr - base < self.pool.config().chunk_size());
-        let at = base + size_of::<Chunk>() + (addr - base) / TRACK_GRANULE;
+        let at = ptr::from_ref(self) as usize + size_of::<Chunk>() + (addr - base) / TRACK_GRANULE;
         // SAFETY: `addr` lies in this chunk, so the index is below the map's
         // length, which `create` reserved (zeroed) after the header; the
         // mapping's provenance was exposed by `create`.

@@ -57,7 +57,8 @@ pub struct Limit {
 /// `failed to allocate 16777216 byte(s) of memory (used: 16777216, max: 32440320)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LimitExceeded {
-    /// Bytes asked for.
+    /// Bytes the allocator tried to map: a huge block's, or for a pooled
+    /// block the chunk it needed (as Netty's message names the chunk).
     pub requested: usize,
     /// Bytes in use when the request failed.
     pub used: usize,

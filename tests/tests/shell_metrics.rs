@@ -114,7 +114,7 @@ fn check_possible(m: &Metrics) {
             assert_eq!(l.name, name);
             for c in &l.chunks {
                 assert!(c.usage <= 100 && c.free_bytes <= c.usable_bytes, "{c:?}");
-                assert!(c.active_bytes <= c.usable_bytes && c.usable_bytes < c.chunk_size);
+                assert!(c.active_bytes <= c.usable_bytes && c.usable_bytes <= c.chunk_size);
                 held += 1;
             }
         }
