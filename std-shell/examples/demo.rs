@@ -112,7 +112,7 @@ fn the_leak() {
     assert!(copied < 30, "the limit never refused a copy");
     let m = pool.metrics();
     println!(
-        "the message and {copied} copies: {} live, in {} of chunks: the whole limit\n",
+        "the message and {copied} copies: {} live, in {} of chunks: no room for another chunk\n",
         mib(m.active_bytes),
         mib(m.used_memory)
     );
