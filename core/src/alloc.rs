@@ -28,6 +28,7 @@ use crate::pool::{stack_lane, Pool, Route, LANES};
 use crate::size_class::{class_of, QUANTUM, SIZES};
 use crate::subpage::{self, ident_class, is_short, BITMAP, IDENT, RUN};
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering, BITS};
+use crate::tree::RunKind;
 use crate::{bitmap, tree};
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
@@ -127,7 +128,7 @@ impl Pool {
         match route {
             Route::Small { class } => self.alloc_small(class, lane),
             Route::Normal { pages, align, .. } => {
-                let (chunk, page) = self.alloc_run(pages, tree::NORMAL, align, lane)?;
+                let (chunk, page) = self.alloc_run(pages, RunKind::Normal, align, lane)?;
                 PageDesc::set_normal(chunk.page_map(), page, pages);
                 Ok(chunk.ptr(chunk.data + (page << self.config().page_shift)))
             }
@@ -329,12 +330,12 @@ impl Pool {
     ) -> Result<Refill, AllocError> {
         let cfg = self.config();
         let (pages, _) = cfg.subpage_shape(class, false);
-        let (short, (chunk, page)) = match self.alloc_run(pages, tree::SMALL, 1, lane) {
+        let (short, (chunk, page)) = match self.alloc_run(pages, RunKind::Small, 1, lane) {
             Ok(at) => (false, at),
             Err(e) if !cfg.has_short(class) => return Err(e),
             Err(_) => {
                 let (pages, _) = cfg.subpage_shape(class, true);
-                (true, self.alloc_run(pages, tree::SMALL, 1, lane)?)
+                (true, self.alloc_run(pages, RunKind::Small, 1, lane)?)
             }
         };
         let (pages, elems) = cfg.subpage_shape(class, short);
@@ -357,7 +358,7 @@ impl Pool {
     pub(crate) fn alloc_run(
         &self,
         pages: usize,
-        kind: usize,
+        kind: RunKind,
         align: usize,
         lane: usize,
     ) -> Result<(&ChunkInfo, usize), AllocError> {
@@ -378,7 +379,7 @@ impl Pool {
     fn alloc_run_search(
         &self,
         pages: usize,
-        kind: usize,
+        kind: RunKind,
         align: usize,
         lane: usize,
         h: *mut ChunkInfo,
@@ -417,7 +418,13 @@ impl Pool {
     /// A run of `pages` pages claimed in `chunk` (and counted), unless its
     /// free-page count says it cannot hold one.
     #[inline(always)]
-    fn run_in(&self, chunk: &ChunkInfo, pages: usize, kind: usize, align: usize) -> Option<usize> {
+    fn run_in(
+        &self,
+        chunk: &ChunkInfo,
+        pages: usize,
+        kind: RunKind,
+        align: usize,
+    ) -> Option<usize> {
         if chunk.free_pages() < pages {
             return None;
         }

@@ -24,7 +24,7 @@ use crate::pool::{Pool, Route};
 use crate::size_class::{QUANTUM, SIZES};
 use crate::subpage::{is_short, life_class, BITMAP, IDENT};
 use crate::sync::{Ordering, BITS};
-use crate::tree::{self, RunError, NORMAL};
+use crate::tree::{self, RunError, RunKind, NORMAL};
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
@@ -403,8 +403,10 @@ impl Pool {
         let block = Block::from_raw(raw);
         match block.kind {
             Kind::Small => unreachable!("small blocks are checked inline"),
-            Kind::Normal => tree::check_live(block.chunk.tree(), block.page, block.n, NORMAL)
-                .map_err(|e| self.run_error(block, e)),
+            Kind::Normal => {
+                tree::check_live(block.chunk.tree(), block.page, block.n, RunKind::Normal)
+                    .map_err(|e| self.run_error(block, e))
+            }
             Kind::Span => self.span_is_live(block.chunk, block.n),
         }
     }

@@ -18,6 +18,7 @@ use crate::error::FreeError;
 use crate::pool::{stack_lane, Pool, Route};
 use crate::subpage::{self, ident_class, is_short, BITMAP, IDENT};
 use crate::sync::{AtomicUsize, Ordering};
+use crate::tree::RunKind;
 use crate::{bitmap, tree};
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
@@ -164,7 +165,7 @@ impl Pool {
             block.chunk.summary(),
             block.page,
             block.n,
-            tree::NORMAL,
+            RunKind::Normal,
         ) {
             return Err(self.run_error(block, e));
         }
@@ -230,7 +231,7 @@ impl Pool {
     ) -> bool {
         let (pages, elems) = self.config().subpage_shape(class, is_short(ident));
         if subpage::retire(header, self.listing(chunk, class, start), ident, elems) {
-            let freed = tree::free(chunk.tree(), chunk.summary(), start, pages, tree::SMALL);
+            let freed = tree::free(chunk.tree(), chunk.summary(), start, pages, RunKind::Small);
             debug_assert_eq!(freed, Ok(()));
             if freed.is_ok() {
                 chunk.count_free(pages);

@@ -63,10 +63,66 @@ use crate::config::PAGES_PER_WORD as PPW;
 use crate::run_index;
 use crate::sync::{AtomicUsize, Ordering, BITS};
 
-pub(crate) const FREE: usize = 0b00;
-pub(crate) const CONT: usize = 0b01;
-pub(crate) const NORMAL: usize = 0b10;
-pub(crate) const SMALL: usize = 0b11;
+/// A page's state: its two bits in a tree word (the table above). The one
+/// definition of the page states, and of a run's kind (the state of its
+/// first page).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(usize)]
+pub(crate) enum State {
+    Free = 0b00,
+    Cont = 0b01,
+    Normal = 0b10,
+    Small = 0b11,
+}
+
+/// The width of a page's state in a tree word.
+const STATE_BITS: u32 = 2;
+static_assertions::const_assert!((State::Small as usize) < 1 << STATE_BITS);
+static_assertions::const_assert_eq!(STATE_BITS as usize * PPW, BITS);
+
+impl State {
+    /// The state from its two bits.
+    #[inline]
+    const fn of(bits: usize) -> State {
+        match bits & 3 {
+            0b00 => State::Free,
+            0b01 => State::Cont,
+            0b10 => State::Normal,
+            _ => State::Small,
+        }
+    }
+
+    /// Its two bits.
+    #[inline]
+    const fn bits(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a search claims: a run of one of the two kinds a run can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunKind {
+    /// A page run (a normal block, or a span's part in its first chunk).
+    Normal,
+    /// A subpage run.
+    Small,
+}
+
+impl RunKind {
+    /// The state of the run's first page.
+    #[inline]
+    pub(crate) const fn state(self) -> State {
+        match self {
+            RunKind::Normal => State::Normal,
+            RunKind::Small => State::Small,
+        }
+    }
+}
+
+pub(crate) const FREE: State = State::Free;
+pub(crate) const CONT: State = State::Cont;
+pub(crate) const NORMAL: State = State::Normal;
+pub(crate) const SMALL: State = State::Small;
 
 /// The low bit of every page's pair.
 const LO: usize = usize::MAX / 3;
@@ -104,8 +160,8 @@ pub(crate) enum RunError {
 }
 
 #[inline]
-fn state(w: usize, i: usize) -> usize {
-    (w >> (2 * i)) & 3
+fn state(w: usize, i: usize) -> State {
+    State::of(w >> (2 * i))
 }
 
 /// Low bit set for every free page.
@@ -133,14 +189,14 @@ fn run_mask(i: usize, n: usize) -> usize {
 /// The states of a run of `n` pages of `kind` starting at page `i` of a word,
 /// truncated to the word.
 #[inline]
-fn run_bits(i: usize, n: usize, kind: usize) -> usize {
+fn run_bits(i: usize, n: usize, kind: State) -> usize {
     let n = n.min(PPW - i);
     let conts = if n > 1 {
         first_pages(n - 1) << (2 * (i + 1))
     } else {
         0
     };
-    (kind << (2 * i)) | conts
+    (kind.bits() << (2 * i)) | conts
 }
 
 /// Low bit of every page at which `n` free pages start (within the word).
@@ -196,7 +252,7 @@ pub(crate) fn init(words: &[AtomicUsize], pages: usize) {
     for (j, w) in words.iter().enumerate() {
         let first = j * PPW;
         let v = if pages >= first + PPW {
-            FREE
+            0
         } else if pages <= first {
             unusable
         } else {
@@ -220,7 +276,7 @@ fn span_part(i: usize, n: usize, k: usize) -> (usize, usize) {
 /// its first word: the first page's state and continuations, with the marker
 /// on the last page of every word but the final one.
 #[inline]
-fn word_bits(k: usize, i: usize, n: usize, kind: usize) -> usize {
+fn word_bits(k: usize, i: usize, n: usize, kind: State) -> usize {
     let (first, len) = span_part(i, n, k);
     let bits = if k == 0 {
         run_bits(first, len, kind)
@@ -228,7 +284,7 @@ fn word_bits(k: usize, i: usize, n: usize, kind: usize) -> usize {
         first_pages(len)
     };
     if (k + 1) * PPW < i + n {
-        (bits & !(3 << (2 * (PPW - 1)))) | (SMALL << (2 * (PPW - 1)))
+        (bits & !(3 << (2 * (PPW - 1)))) | (SMALL.bits() << (2 * (PPW - 1)))
     } else {
         bits
     }
@@ -242,15 +298,19 @@ pub(crate) fn alloc(
     words: &[AtomicUsize],
     summary: &[AtomicUsize],
     n: usize,
-    kind: usize,
+    kind: RunKind,
     align: usize,
     phase: usize,
     start: usize,
 ) -> Option<usize> {
-    debug_assert!(n >= 1 && (kind == NORMAL || kind == SMALL));
-    debug_assert!(align.is_power_of_two());
+    debug_assert!(n >= 1 && align.is_power_of_two());
     if n > PPW {
-        return alloc_span(words, summary, n, kind, align, phase);
+        // Only page runs cross words (a subpage is found from any of its
+        // pages within one word): a longer subpage finds no room.
+        if kind == RunKind::Small {
+            return None;
+        }
+        return alloc_span(words, summary, n, align, phase);
     }
     // Where the alignment the caller asks for allows a run to start...
     let mut any = LO;
@@ -258,7 +318,7 @@ pub(crate) fn alloc(
         let shift = (align - phase % align) % align;
         any &= ALIGN[align.trailing_zeros() as usize] << (2 * shift);
     }
-    if kind == SMALL {
+    if kind == RunKind::Small {
         // `11` on a word's last page is a marker, never a subpage start.
         any &= !(1 << (2 * (PPW - 1)));
     }
@@ -269,7 +329,7 @@ pub(crate) fn alloc(
     let start = if start < nw { start } else { 0 };
     let place = Placement {
         n,
-        kind,
+        kind: kind.state(),
         align,
         phase,
         any,
@@ -287,8 +347,8 @@ pub(crate) fn alloc(
         }
     }
     // No word holds it where the alignment allows: cross words.
-    if kind == NORMAL {
-        return alloc_cross(words, summary, n, kind, align, phase);
+    if kind == RunKind::Normal {
+        return alloc_cross(words, summary, n, align, phase);
     }
     None
 }
@@ -296,7 +356,7 @@ pub(crate) fn alloc(
 /// Where a single-word run may start (see `alloc`).
 struct Placement {
     n: usize,
-    kind: usize,
+    kind: State,
     align: usize,
     phase: usize,
     /// Low bit of every page the alignment allows a start at.
@@ -381,7 +441,6 @@ fn alloc_cross(
     words: &[AtomicUsize],
     summary: &[AtomicUsize],
     n: usize,
-    kind: usize,
     align: usize,
     phase: usize,
 ) -> Option<usize> {
@@ -405,7 +464,7 @@ fn alloc_cross(
             let p = j * PPW + i;
             if n - (PPW - i) <= bottom
                 && (p + phase) % align == 0
-                && claim_span(words, summary, p, n, kind)
+                && claim_span(words, summary, p, n, NORMAL)
             {
                 return Some(p);
             }
@@ -424,11 +483,9 @@ fn alloc_span(
     words: &[AtomicUsize],
     summary: &[AtomicUsize],
     n: usize,
-    kind: usize,
     align: usize,
     phase: usize,
 ) -> Option<usize> {
-    debug_assert_eq!(kind, NORMAL);
     let total = words.len() * PPW;
     // Starts only grow, so each word is loaded once per pass (few atomic
     // reads: cheap here, and a small state space for loom).
@@ -440,7 +497,7 @@ fn alloc_span(
         while p + n <= total {
             if (p + phase) % align == 0
                 && span_free(words, &mut cache, p, n)
-                && claim_span(words, summary, p, n, kind)
+                && claim_span(words, summary, p, n, NORMAL)
             {
                 return Some(p);
             }
@@ -454,7 +511,7 @@ fn alloc_span(
         if i + n > PPW
             && i + 2 <= PPW
             && span_free(words, &mut cache, p, n)
-            && claim_span(words, summary, p, n, kind)
+            && claim_span(words, summary, p, n, NORMAL)
         {
             return Some(p);
         }
@@ -533,7 +590,7 @@ pub(crate) fn claim_span(
     summary: &[AtomicUsize],
     p: usize,
     n: usize,
-    kind: usize,
+    kind: State,
 ) -> bool {
     let (j, i) = (p / PPW, p % PPW);
     for k in 0..(i + n).div_ceil(PPW) {
@@ -639,7 +696,7 @@ pub(crate) fn check_parts<'a>(
     for (w, _, n) in parts {
         check_continuation(w, n)?;
     }
-    check_live(first, 0, n0, NORMAL)
+    check_live(first, 0, n0, RunKind::Normal)
 }
 
 /// Frees a span: validates the continuations by loads (stable while the
@@ -653,7 +710,7 @@ pub(crate) fn free_parts<'a>(
     for (w, _, n) in parts.clone() {
         check_continuation(w, n)?;
     }
-    free(first, first_summary, 0, n0, NORMAL)?;
+    free(first, first_summary, 0, n0, RunKind::Normal)?;
     for (w, s, n) in parts {
         unclaim(w, s, 0, n);
     }
@@ -668,13 +725,13 @@ fn check_run(
     w: usize,
     page: usize,
     n: usize,
-    kind: usize,
+    kind: RunKind,
 ) -> Result<(), RunError> {
     let (j, i) = (page / PPW, page % PPW);
     match state(w, i) {
         FREE => return Err(RunError::NotAllocated),
         CONT => return Err(RunError::Interior),
-        s if s != kind => return Err(RunError::Kind),
+        s if s != kind.state() => return Err(RunError::Kind),
         _ => {}
     }
     let length = || Err(RunError::Length(run_len(words, j, i)));
@@ -708,7 +765,7 @@ fn check_run(
             words[j + k].load(Ordering::Relaxed)
         };
         let end = first + len;
-        if v & run_mask(first, len) != word_bits(k, i, n, kind)
+        if v & run_mask(first, len) != word_bits(k, i, n, kind.state())
             || (end < PPW && state(v, end) == CONT)
         {
             return length();
@@ -718,7 +775,7 @@ fn check_run(
 }
 
 /// The kind and length of the live run starting at `page` (a snapshot).
-pub(crate) fn run_at(words: &[AtomicUsize], page: usize) -> Result<(usize, usize), RunError> {
+pub(crate) fn run_at(words: &[AtomicUsize], page: usize) -> Result<(State, usize), RunError> {
     let (j, i) = (page / PPW, page % PPW);
     // ORDERING: Acquire, as in `run_containing`.
     match state(words[j].load(Ordering::Acquire), i) {
@@ -734,7 +791,7 @@ pub(crate) fn check_live(
     words: &[AtomicUsize],
     page: usize,
     n: usize,
-    kind: usize,
+    kind: RunKind,
 ) -> Result<(), RunError> {
     // ORDERING: Acquire, as in `run_containing`.
     let w = words[page / PPW].load(Ordering::Acquire);
@@ -749,7 +806,7 @@ pub(crate) fn free(
     summary: &[AtomicUsize],
     page: usize,
     n: usize,
-    kind: usize,
+    kind: RunKind,
 ) -> Result<(), RunError> {
     let (j, i) = (page / PPW, page % PPW);
     let first_mask = run_mask(i, n.min(PPW - i));
@@ -789,7 +846,7 @@ pub(crate) fn free(
 pub(crate) fn run_containing(
     words: &[AtomicUsize],
     page: usize,
-) -> Result<(usize, usize), RunError> {
+) -> Result<(usize, State), RunError> {
     let (j, i) = (page / PPW, page % PPW);
     // ORDERING: Acquire pairs with the AcqRel CAS that made the run, so the
     // subpage header written before it is visible.
@@ -824,10 +881,10 @@ pub(crate) fn run_containing(
 pub(crate) fn walk(
     words: &[AtomicUsize],
     pages: usize,
-    mut f: impl FnMut(usize, usize, usize),
+    mut f: impl FnMut(usize, usize, State),
 ) -> usize {
     let mut free = 0;
-    let mut run: Option<(usize, usize, usize)> = None;
+    let mut run: Option<(usize, usize, State)> = None;
     for (j, word) in words.iter().enumerate() {
         // ORDERING: Acquire, as in `run_containing`; a walk is a racy snapshot.
         let w = word.load(Ordering::Acquire);
@@ -939,11 +996,11 @@ mod tests {
     fn five_pages_pin_five() {
         let (w, nw) = tree(8 * PPW);
         let t = &w[..nw];
-        let a = alloc(t, &*fresh(), 5, NORMAL, 1, 0, 0).unwrap();
+        let a = alloc(t, &*fresh(), 5, RunKind::Normal, 1, 0, 0).unwrap();
         assert_eq!(a, 0);
         // The three pages after it in its buddy block serve 1- and 2-page runs.
-        assert_eq!(alloc(t, &*fresh(), 1, NORMAL, 1, 0, 0), Some(5));
-        assert_eq!(alloc(t, &*fresh(), 2, NORMAL, 1, 0, 0), Some(6));
+        assert_eq!(alloc(t, &*fresh(), 1, RunKind::Normal, 1, 0, 0), Some(5));
+        assert_eq!(alloc(t, &*fresh(), 2, RunKind::Normal, 1, 0, 0), Some(6));
         let free = walk(t, 8 * PPW, |_, _, _| {});
         assert_eq!(free, 8 * PPW - 8);
         assert_eq!(free_run(t, a, 5), Ok(()));
@@ -952,15 +1009,15 @@ mod tests {
     }
 
     fn free_run(t: &[AtomicUsize], p: usize, n: usize) -> Result<(), RunError> {
-        free(t, &*fresh(), p, n, NORMAL)
+        free(t, &*fresh(), p, n, RunKind::Normal)
     }
 
     #[test]
     fn wrong_frees_change_nothing() {
         let (w, nw) = tree(4 * PPW);
         let t = &w[..nw];
-        let a = alloc(t, &*fresh(), 3, NORMAL, 1, 0, 0).unwrap();
-        let s = alloc(t, &*fresh(), 2, SMALL, 1, 0, 0).unwrap();
+        let a = alloc(t, &*fresh(), 3, RunKind::Normal, 1, 0, 0).unwrap();
+        let s = alloc(t, &*fresh(), 2, RunKind::Small, 1, 0, 0).unwrap();
         let before: [usize; 4] = core::array::from_fn(|k| t[k].load(Ordering::Relaxed));
         assert_eq!(free_run(t, a + 1, 2), Err(RunError::Interior));
         assert_eq!(free_run(t, a, 2), Err(RunError::Length(3)));
@@ -977,20 +1034,20 @@ mod tests {
     fn multi_word_runs() {
         let (w, nw) = tree(8 * PPW);
         let t = &w[..nw];
-        let small = alloc(t, &*fresh(), 1, NORMAL, 1, 0, 0).unwrap();
-        let big = alloc(t, &*fresh(), PPW + 3, NORMAL, 1, 0, 0).unwrap();
+        let small = alloc(t, &*fresh(), 1, RunKind::Normal, 1, 0, 0).unwrap();
+        let big = alloc(t, &*fresh(), PPW + 3, RunKind::Normal, 1, 0, 0).unwrap();
         assert_eq!(big, 2 * PPW, "two words aligned to two");
         assert_eq!(free_run(t, big, PPW + 2), Err(RunError::Length(PPW + 3)));
         assert_eq!(free_run(t, big, PPW + 4), Err(RunError::Length(PPW + 3)));
         // The rest of the second word serves small runs.
-        let tail = alloc(t, &*fresh(), 4, NORMAL, 1, 0, 3).unwrap();
+        let tail = alloc(t, &*fresh(), 4, RunKind::Normal, 1, 0, 3).unwrap();
         assert_eq!(tail, 3 * PPW + 4);
         free_run(t, big, PPW + 3).unwrap();
         free_run(t, tail, 4).unwrap();
         free_run(t, small, 1).unwrap();
         assert_eq!(walk(t, 8 * PPW, |_, _, _| panic!("no runs left")), 8 * PPW);
-        assert!(alloc(t, &*fresh(), 8 * PPW, NORMAL, 1, 0, 0).is_some());
-        assert!(alloc(t, &*fresh(), 1, NORMAL, 1, 0, 0).is_none());
+        assert!(alloc(t, &*fresh(), 8 * PPW, RunKind::Normal, 1, 0, 0).is_some());
+        assert!(alloc(t, &*fresh(), 1, RunKind::Normal, 1, 0, 0).is_none());
     }
 
     #[test]
@@ -999,7 +1056,7 @@ mod tests {
         let t = &w[..nw];
         // A word-long run aligned to 8 pages with the data at page phase 6:
         // it must start at page 2 of some word and cross into the next.
-        let p = alloc(t, &*fresh(), PPW, NORMAL, 8, 6, 0).unwrap();
+        let p = alloc(t, &*fresh(), PPW, RunKind::Normal, 8, 6, 0).unwrap();
         assert_eq!((p + 6) % 8, 0);
         assert_ne!(p % PPW, 0);
         assert_eq!(
@@ -1018,7 +1075,7 @@ mod tests {
         free_run(t, p, PPW).unwrap();
         assert_eq!(walk(t, 4 * PPW, |_, _, _| panic!("no runs left")), 4 * PPW);
         // A multi-word run may also start inside a word.
-        let q = alloc(t, &*fresh(), 2 * PPW + 3, NORMAL, 4, 1, 0).unwrap();
+        let q = alloc(t, &*fresh(), 2 * PPW + 3, RunKind::Normal, 4, 1, 0).unwrap();
         assert_eq!((q + 1) % 4, 0);
         free_run(t, q, 2 * PPW + 3).unwrap();
         check(t, 4 * PPW).unwrap();
@@ -1030,10 +1087,10 @@ mod tests {
         let t = &w[..nw];
         check(t, PPW + 5).unwrap();
         // Word 1 has only 5 usable pages: an 8-page run goes to word 0.
-        assert_eq!(alloc(t, &*fresh(), 8, NORMAL, 1, 0, 1), Some(0));
-        assert_eq!(alloc(t, &*fresh(), 4, NORMAL, 1, 0, 1), Some(PPW));
+        assert_eq!(alloc(t, &*fresh(), 8, RunKind::Normal, 1, 0, 1), Some(0));
+        assert_eq!(alloc(t, &*fresh(), 4, RunKind::Normal, 1, 0, 1), Some(PPW));
         // Absolute alignment of 8 pages with the data starting at page phase 3.
-        let p = alloc(t, &*fresh(), 1, NORMAL, 8, 3, 0).unwrap();
+        let p = alloc(t, &*fresh(), 1, RunKind::Normal, 8, 3, 0).unwrap();
         assert_eq!((p + 3) % 8, 0);
         assert_eq!(walk(t, PPW + 5, |_, _, _| {}), PPW + 5 - 13);
     }

@@ -24,7 +24,7 @@ use super::model;
 use crate::config::PAGES_PER_WORD as PPW;
 use crate::run_index;
 use crate::sync::{AtomicUsize, Ordering};
-use crate::tree::{self, NORMAL};
+use crate::tree::{self, RunKind};
 
 /// Pages of the span in the second chunk.
 const TAIL: usize = 3;
@@ -110,7 +110,7 @@ fn span_claim_races_run() {
     model("span::claim_races_run", || {
         let t = Two::new();
         let run = spawn(&t, |t| {
-            tree::alloc(&t.second, &t.second_index, 2, NORMAL, 1, 0, 0)
+            tree::alloc(&t.second, &t.second_index, 2, RunKind::Normal, 1, 0, 0)
         });
         let span = t.claim();
         let run = run.join().unwrap();
@@ -125,7 +125,7 @@ fn span_claim_races_run() {
             assert!(run.is_some(), "the span lost to the run");
         }
         if let Some(p) = run {
-            tree::free(&t.second, &t.second_index, p, 2, NORMAL).unwrap();
+            tree::free(&t.second, &t.second_index, p, 2, RunKind::Normal).unwrap();
         }
         assert!(t.all_free());
     });
@@ -145,7 +145,7 @@ fn span_free_then_reuse_is_ordered() {
             t.free().unwrap();
         });
         let next = spawn(&t, |t| {
-            let got = tree::alloc(&t.second, &t.second_index, 1, NORMAL, 1, 0, 0)?;
+            let got = tree::alloc(&t.second, &t.second_index, 1, RunKind::Normal, 1, 0, 0)?;
             if got == 0 {
                 // SAFETY: we own page 0 now; loom checks the hand-over.
                 let seen = t.page.with_mut(|p| unsafe {
@@ -160,7 +160,7 @@ fn span_free_then_reuse_is_ordered() {
         owner.join().unwrap();
         let got = next.join().unwrap();
         if let Some(p) = got {
-            tree::free(&t.second, &t.second_index, p, 1, NORMAL).unwrap();
+            tree::free(&t.second, &t.second_index, p, 1, RunKind::Normal).unwrap();
         }
         assert!(t.all_free());
     });

@@ -24,7 +24,7 @@ use super::model;
 use crate::config::PAGES_PER_WORD as PPW;
 use crate::run_index;
 use crate::sync::AtomicUsize;
-use crate::tree::{self, RunError, NORMAL, SMALL};
+use crate::tree::{self, RunError, RunKind, State, NORMAL, SMALL};
 
 /// A chunk's tree and its pages' contents.
 struct Chunk {
@@ -37,8 +37,17 @@ struct Chunk {
     reserved: Vec<Run>,
 }
 
+/// The kind of run whose first page has state `s`.
+fn run_kind(s: State) -> RunKind {
+    if s == SMALL {
+        RunKind::Small
+    } else {
+        RunKind::Normal
+    }
+}
+
 /// A run as `(first page, pages, kind)`.
-type Run = (usize, usize, usize);
+type Run = (usize, usize, State);
 
 impl Chunk {
     /// A tree of `words` words with `pages` usable pages, all free.
@@ -82,12 +91,12 @@ impl Chunk {
         Arc::new(chunk)
     }
 
-    fn alloc(&self, n: usize, kind: usize, start: usize) -> Option<usize> {
-        tree::alloc(&self.words, &self.summary, n, kind, 1, 0, start)
+    fn alloc(&self, n: usize, kind: State, start: usize) -> Option<usize> {
+        tree::alloc(&self.words, &self.summary, n, run_kind(kind), 1, 0, start)
     }
 
-    fn free(&self, first: usize, n: usize, kind: usize) -> Result<(), RunError> {
-        tree::free(&self.words, &self.summary, first, n, kind)
+    fn free(&self, first: usize, n: usize, kind: State) -> Result<(), RunError> {
+        tree::free(&self.words, &self.summary, first, n, run_kind(kind))
     }
 
     /// Writes `tag` into every page of the run, then reads it back: what an
@@ -110,10 +119,13 @@ impl Chunk {
     /// Allocates, takes ownership, returns the run. The owner's view of its
     /// run is stable whatever the other threads do in the same words: the
     /// pool's checks (`check_live`, `run_containing`) see it as allocated.
-    fn take(&self, n: usize, kind: usize, start: usize, tag: usize) -> Option<Run> {
+    fn take(&self, n: usize, kind: State, start: usize, tag: usize) -> Option<Run> {
         let first = self.alloc(n, kind, start)?;
         self.own(first, n, tag);
-        assert_eq!(tree::check_live(&self.words, first, n, kind), Ok(()));
+        assert_eq!(
+            tree::check_live(&self.words, first, n, run_kind(kind)),
+            Ok(())
+        );
         // A run within one word is found from any of its pages; a run that
         // crosses words only from its first word (it is a normal run).
         if first % PPW + n <= PPW {
