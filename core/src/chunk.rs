@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! [ tree: pages / PAGES_PER_WORD ]
-//! [ run index: one summary per tree word (see `run_index`) ]
+//! [ run index: one summary per tree word, and the chunk's (see `run_index`) ]
 //! [ free pages: 1 ]
 //! [ partial sets: num_small × ceil(pages / BITS) ]
 //! [ page map: pages ]
@@ -95,7 +95,7 @@ pub(crate) struct ChunkInfo {
 pub(crate) const fn meta_words(config: &Config) -> usize {
     let pages = config.pages_per_chunk();
     2 * tree_words(pages)
-        + 1
+        + 2
         + config.num_small * partial_words(pages)
         + pages
         + pages * config.header_words()
@@ -131,7 +131,7 @@ impl ChunkInfo {
     ) -> ChunkInfo {
         let full = config.pages_per_chunk();
         let end = data + (pages << config.page_shift);
-        let map_at = 2 * tree_words(full) + 1 + config.num_small * partial_words(full);
+        let map_at = 2 * tree_words(full) + 2 + config.num_small * partial_words(full);
         // SAFETY: (both `add`s) `meta` points at `meta_words(config)`
         // words, which hold the tree, the count, the partial sets, `full`
         // map words and the headers, in that order.
@@ -179,16 +179,17 @@ impl ChunkInfo {
         self.words(0, self.tree_words)
     }
 
-    /// The run index: a summary per tree word (see `run_index`).
+    /// The run index: a summary per tree word, then the chunk's (see
+    /// `run_index`).
     #[inline]
     pub(crate) fn summary(&self) -> &[AtomicUsize] {
-        self.words(self.tree_words, self.tree_words)
+        self.words(self.tree_words, self.tree_words + 1)
     }
 
     /// The free-page count (see the module documentation).
     #[inline]
     pub(crate) fn free_count(&self) -> &AtomicUsize {
-        &self.words(2 * self.tree_words, 1)[0]
+        &self.words(2 * self.tree_words + 1, 1)[0]
     }
 
     /// Free pages as counted: a hint (see the module documentation).
@@ -222,7 +223,7 @@ impl ChunkInfo {
     #[inline]
     pub(crate) fn partial(&self, class: usize) -> &[AtomicUsize] {
         self.words(
-            2 * self.tree_words + 1 + class * self.partial_words,
+            2 * self.tree_words + 2 + class * self.partial_words,
             self.partial_words,
         )
     }

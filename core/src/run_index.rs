@@ -17,6 +17,15 @@
 //!   the word's exact longest run, by a CAS from the summary it read: the CAS
 //!   fails if any free raised it since.
 //!
+//! # The chunk's summary
+//!
+//! One more summary, after the words', bounds the longest run within any
+//! word of the chunk: the same protocol one level up. Every free raises it
+//! after the word's; a search that read it (before the words' summaries) and
+//! found no word with room lowers it to the largest word bound it saw. So a
+//! search for a run that no word of a chunk can hold costs one load (what
+//! the std shell's arenas, trying chunk after chunk, pay per chunk).
+//!
 //! # Invariant: the summary never under-reports
 //!
 //! Whenever no free is between its tree RMW and its raise, `longest` is at
@@ -80,17 +89,28 @@ pub(crate) fn raise(summary: &AtomicUsize) {
 
 /// A search found no room for its run in `word` (read after `seen`): the
 /// summary becomes the word's exact longest run, unless a free raised it
-/// since.
+/// since. Returns the bound the summary holds as far as this thread knows
+/// (`UNKNOWN` if a free raised it).
 #[inline]
-pub(crate) fn lower(summary: &AtomicUsize, seen: Snapshot, word: usize) {
-    let longest = longest_free(word);
-    if longest >= seen.longest() {
-        return;
+pub(crate) fn lower(summary: &AtomicUsize, seen: Snapshot, word: usize) -> usize {
+    lower_to(summary, seen, longest_free(word))
+}
+
+/// Lowers a summary read as `seen` to `bound`, a bound on the longest run
+/// computed from reads made after `seen`, unless a free raised it since.
+/// Returns the bound it holds as far as this thread knows.
+#[inline]
+pub(crate) fn lower_to(summary: &AtomicUsize, seen: Snapshot, bound: usize) -> usize {
+    if bound >= seen.longest() {
+        return seen.longest();
     }
-    let new = (seen.0 & VERSION.mask()) | LONGEST.put(longest);
+    let new = (seen.0 & VERSION.mask()) | LONGEST.put(bound);
     // ORDERING: Relaxed; only the value matters: a raise since our load
     // changed the version, and then the CAS fails.
-    let _ = summary.compare_exchange(seen.0, new, Ordering::Relaxed, Ordering::Relaxed);
+    match summary.compare_exchange(seen.0, new, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => bound,
+        Err(_) => UNKNOWN,
+    }
 }
 
 /// The longest run of free pages (state `00`) in a tree word.

@@ -335,16 +335,29 @@ pub(crate) fn alloc(
         any,
         pos,
     };
-    // Words `start..`, then `..start`: the run index skips most words that
-    // cannot hold the run in one load each.
-    for j in (start..nw).chain(0..start) {
-        // ORDERING: see `run_index::load`.
-        if run_index::load(&summary[j]).longest() < n {
-            continue;
+    // The chunk's summary first (the last one, after the words'): one load
+    // when no word can hold the run.
+    debug_assert_eq!(summary.len(), nw + 1);
+    let chunk_seen = run_index::load(&summary[nw]);
+    if chunk_seen.longest() >= n {
+        // Words `start..`, then `..start`: the run index skips most words
+        // that cannot hold the run in one load each.
+        let mut bound = 0;
+        for j in (start..nw).chain(0..start) {
+            // ORDERING: see `run_index::load`.
+            let seen = run_index::load(&summary[j]).longest();
+            if seen < n {
+                bound = bound.max(seen);
+                continue;
+            }
+            match alloc_in_word(words, summary, j, &place) {
+                Ok(p) => return Some(p),
+                Err(b) => bound = bound.max(b),
+            }
         }
-        if let Some(p) = alloc_in_word(words, summary, j, &place) {
-            return Some(p);
-        }
+        // No word holds it: the chunk's bound is the largest word bound seen
+        // (read after `chunk_seen`).
+        run_index::lower_to(&summary[nw], chunk_seen, bound);
     }
     // No word holds it where the alignment allows: cross words.
     if kind == RunKind::Normal {
@@ -366,33 +379,32 @@ struct Placement {
 }
 
 /// Claims the run in word `j`, if it fits there; otherwise lowers the word's
-/// run index summary to what the word holds.
+/// run index summary to what the word holds and returns the bound it leaves.
 #[inline]
 fn alloc_in_word(
     words: &[AtomicUsize],
     summary: &[AtomicUsize],
     j: usize,
     place: &Placement,
-) -> Option<usize> {
+) -> Result<usize, usize> {
     let (n, mut any, mut pos) = (place.n, place.any, place.pos);
+    let seen = run_index::load(&summary[j]);
     if place.align > PPW {
         // At most one aligned page in this word.
         let r = (place.align - (j * PPW + place.phase) % place.align) % place.align;
         if r + n > PPW {
-            return None;
+            return Err(seen.longest());
         }
         any = 1 << (2 * r);
         pos = any;
     }
-    let seen = run_index::load(&summary[j]);
     // ORDERING: Relaxed; the CAS below validates what we read (and the
     // summary's Acquire orders it after every free the summary shows).
     let mut w = words[j].load(Ordering::Relaxed);
     loop {
         let free = free_pages(w);
         if free == 0 {
-            run_index::lower(&summary[j], seen, w);
-            return None;
+            return Err(run_index::lower(&summary[j], seen, w));
         }
         let fit = fits(free, n);
         // The buddy position first (it keeps the rest of the word in
@@ -400,8 +412,7 @@ fn alloc_in_word(
         // that free pages are never refused to a run that fits them.
         let cand = if fit & pos != 0 { fit & pos } else { fit & any };
         if cand == 0 {
-            run_index::lower(&summary[j], seen, w);
-            return None;
+            return Err(run_index::lower(&summary[j], seen, w));
         }
         let i = cand.trailing_zeros() as usize / 2;
         // ORDERING: AcqRel on success. Acquire pairs with the Release of the
@@ -414,10 +425,20 @@ fn alloc_in_word(
             Ordering::AcqRel,
             Ordering::Relaxed,
         ) {
-            Ok(_) => return Some(j * PPW + i),
+            Ok(_) => return Ok(j * PPW + i),
             Err(now) => w = now,
         }
     }
+}
+
+/// Raises the run index summaries of words `j..j + k` and then the chunk's
+/// (the last summary), after a free of pages in those words.
+#[inline]
+fn raise(summary: &[AtomicUsize], j: usize, k: usize) {
+    for s in &summary[j..j + k] {
+        run_index::raise(s);
+    }
+    run_index::raise(&summary[summary.len() - 1]);
 }
 
 /// Free pages at the top of word `w` (its highest pages).
@@ -621,8 +642,8 @@ pub(crate) fn claim_span(
                 let (first, len) = span_part(i, n, r);
                 // ORDERING: Release, like a free: these pages were ours.
                 words[j + r].fetch_and(!run_mask(first, len), Ordering::Release);
-                run_index::raise(&summary[j + r]);
             }
+            raise(summary, j, k);
             return false;
         }
     }
@@ -638,8 +659,8 @@ pub(crate) fn unclaim(words: &[AtomicUsize], summary: &[AtomicUsize], p: usize, 
         // ORDERING: Release, like a free: the next claim of these pages
         // (Acquire) sees our writes to them.
         words[j + k].fetch_and(!run_mask(first, len), Ordering::Release);
-        run_index::raise(&summary[j + k]);
     }
+    raise(summary, j, (i + n).div_ceil(PPW));
 }
 
 /// Checks that the first `n` pages of a chunk continue a span (all `CONT`,
@@ -827,15 +848,14 @@ pub(crate) fn free(
             Err(now) => w = now,
         }
     }
-    run_index::raise(&summary[j]);
     let mut k = 1;
     while (j + k) * PPW < page + n {
         let pages = (page + n - (j + k) * PPW).min(PPW);
         // ORDERING: Release, as above; these pages are still ours.
         words[j + k].fetch_and(!run_mask(0, pages), Ordering::Release);
-        run_index::raise(&summary[j + k]);
         k += 1;
     }
+    raise(summary, j, k);
     Ok(())
 }
 
@@ -982,8 +1002,10 @@ mod tests {
 
     /// A run index of unknown summaries for one call (a search's lowering
     /// stays in it, so every call sees the tree itself).
-    fn fresh() -> std::boxed::Box<[AtomicUsize; 8]> {
-        std::boxed::Box::new([const { AtomicUsize::new(run_index::UNKNOWN) }; 8])
+    fn fresh(t: &[AtomicUsize]) -> std::vec::Vec<AtomicUsize> {
+        (0..=t.len())
+            .map(|_| AtomicUsize::new(run_index::UNKNOWN))
+            .collect()
     }
 
     fn tree(pages: usize) -> ([AtomicUsize; 8], usize) {
@@ -996,11 +1018,11 @@ mod tests {
     fn five_pages_pin_five() {
         let (w, nw) = tree(8 * PPW);
         let t = &w[..nw];
-        let a = alloc(t, &*fresh(), 5, RunKind::Normal, 1, 0, 0).unwrap();
+        let a = alloc(t, &fresh(t), 5, RunKind::Normal, 1, 0, 0).unwrap();
         assert_eq!(a, 0);
         // The three pages after it in its buddy block serve 1- and 2-page runs.
-        assert_eq!(alloc(t, &*fresh(), 1, RunKind::Normal, 1, 0, 0), Some(5));
-        assert_eq!(alloc(t, &*fresh(), 2, RunKind::Normal, 1, 0, 0), Some(6));
+        assert_eq!(alloc(t, &fresh(t), 1, RunKind::Normal, 1, 0, 0), Some(5));
+        assert_eq!(alloc(t, &fresh(t), 2, RunKind::Normal, 1, 0, 0), Some(6));
         let free = walk(t, 8 * PPW, |_, _, _| {});
         assert_eq!(free, 8 * PPW - 8);
         assert_eq!(free_run(t, a, 5), Ok(()));
@@ -1009,15 +1031,15 @@ mod tests {
     }
 
     fn free_run(t: &[AtomicUsize], p: usize, n: usize) -> Result<(), RunError> {
-        free(t, &*fresh(), p, n, RunKind::Normal)
+        free(t, &fresh(t), p, n, RunKind::Normal)
     }
 
     #[test]
     fn wrong_frees_change_nothing() {
         let (w, nw) = tree(4 * PPW);
         let t = &w[..nw];
-        let a = alloc(t, &*fresh(), 3, RunKind::Normal, 1, 0, 0).unwrap();
-        let s = alloc(t, &*fresh(), 2, RunKind::Small, 1, 0, 0).unwrap();
+        let a = alloc(t, &fresh(t), 3, RunKind::Normal, 1, 0, 0).unwrap();
+        let s = alloc(t, &fresh(t), 2, RunKind::Small, 1, 0, 0).unwrap();
         let before: [usize; 4] = core::array::from_fn(|k| t[k].load(Ordering::Relaxed));
         assert_eq!(free_run(t, a + 1, 2), Err(RunError::Interior));
         assert_eq!(free_run(t, a, 2), Err(RunError::Length(3)));
@@ -1034,20 +1056,20 @@ mod tests {
     fn multi_word_runs() {
         let (w, nw) = tree(8 * PPW);
         let t = &w[..nw];
-        let small = alloc(t, &*fresh(), 1, RunKind::Normal, 1, 0, 0).unwrap();
-        let big = alloc(t, &*fresh(), PPW + 3, RunKind::Normal, 1, 0, 0).unwrap();
+        let small = alloc(t, &fresh(t), 1, RunKind::Normal, 1, 0, 0).unwrap();
+        let big = alloc(t, &fresh(t), PPW + 3, RunKind::Normal, 1, 0, 0).unwrap();
         assert_eq!(big, 2 * PPW, "two words aligned to two");
         assert_eq!(free_run(t, big, PPW + 2), Err(RunError::Length(PPW + 3)));
         assert_eq!(free_run(t, big, PPW + 4), Err(RunError::Length(PPW + 3)));
         // The rest of the second word serves small runs.
-        let tail = alloc(t, &*fresh(), 4, RunKind::Normal, 1, 0, 3).unwrap();
+        let tail = alloc(t, &fresh(t), 4, RunKind::Normal, 1, 0, 3).unwrap();
         assert_eq!(tail, 3 * PPW + 4);
         free_run(t, big, PPW + 3).unwrap();
         free_run(t, tail, 4).unwrap();
         free_run(t, small, 1).unwrap();
         assert_eq!(walk(t, 8 * PPW, |_, _, _| panic!("no runs left")), 8 * PPW);
-        assert!(alloc(t, &*fresh(), 8 * PPW, RunKind::Normal, 1, 0, 0).is_some());
-        assert!(alloc(t, &*fresh(), 1, RunKind::Normal, 1, 0, 0).is_none());
+        assert!(alloc(t, &fresh(t), 8 * PPW, RunKind::Normal, 1, 0, 0).is_some());
+        assert!(alloc(t, &fresh(t), 1, RunKind::Normal, 1, 0, 0).is_none());
     }
 
     #[test]
@@ -1056,7 +1078,7 @@ mod tests {
         let t = &w[..nw];
         // A word-long run aligned to 8 pages with the data at page phase 6:
         // it must start at page 2 of some word and cross into the next.
-        let p = alloc(t, &*fresh(), PPW, RunKind::Normal, 8, 6, 0).unwrap();
+        let p = alloc(t, &fresh(t), PPW, RunKind::Normal, 8, 6, 0).unwrap();
         assert_eq!((p + 6) % 8, 0);
         assert_ne!(p % PPW, 0);
         assert_eq!(
@@ -1075,7 +1097,7 @@ mod tests {
         free_run(t, p, PPW).unwrap();
         assert_eq!(walk(t, 4 * PPW, |_, _, _| panic!("no runs left")), 4 * PPW);
         // A multi-word run may also start inside a word.
-        let q = alloc(t, &*fresh(), 2 * PPW + 3, RunKind::Normal, 4, 1, 0).unwrap();
+        let q = alloc(t, &fresh(t), 2 * PPW + 3, RunKind::Normal, 4, 1, 0).unwrap();
         assert_eq!((q + 1) % 4, 0);
         free_run(t, q, 2 * PPW + 3).unwrap();
         check(t, 4 * PPW).unwrap();
@@ -1087,10 +1109,10 @@ mod tests {
         let t = &w[..nw];
         check(t, PPW + 5).unwrap();
         // Word 1 has only 5 usable pages: an 8-page run goes to word 0.
-        assert_eq!(alloc(t, &*fresh(), 8, RunKind::Normal, 1, 0, 1), Some(0));
-        assert_eq!(alloc(t, &*fresh(), 4, RunKind::Normal, 1, 0, 1), Some(PPW));
+        assert_eq!(alloc(t, &fresh(t), 8, RunKind::Normal, 1, 0, 1), Some(0));
+        assert_eq!(alloc(t, &fresh(t), 4, RunKind::Normal, 1, 0, 1), Some(PPW));
         // Absolute alignment of 8 pages with the data starting at page phase 3.
-        let p = alloc(t, &*fresh(), 1, RunKind::Normal, 8, 3, 0).unwrap();
+        let p = alloc(t, &fresh(t), 1, RunKind::Normal, 8, 3, 0).unwrap();
         assert_eq!((p + 3) % 8, 0);
         assert_eq!(walk(t, PPW + 5, |_, _, _| {}), PPW + 5 - 13);
     }

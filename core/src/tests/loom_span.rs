@@ -44,10 +44,10 @@ impl Two {
         let two = Two {
             first: (0..1).map(|_| AtomicUsize::new(0)).collect(),
             second: (0..1).map(|_| AtomicUsize::new(0)).collect(),
-            first_index: (0..1)
+            first_index: (0..2)
                 .map(|_| AtomicUsize::new(run_index::UNKNOWN))
                 .collect(),
-            second_index: (0..1)
+            second_index: (0..2)
                 .map(|_| AtomicUsize::new(run_index::UNKNOWN))
                 .collect(),
             page: UnsafeCell::new(0),

@@ -20,7 +20,7 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 
-use super::model;
+use super::{model, model_capped};
 use crate::config::PAGES_PER_WORD as PPW;
 use crate::run_index;
 use crate::sync::AtomicUsize;
@@ -58,7 +58,8 @@ impl Chunk {
     fn build(words: usize, pages: usize) -> Chunk {
         let chunk = Chunk {
             words: (0..words).map(|_| AtomicUsize::new(0)).collect(),
-            summary: (0..words)
+            // A summary per word, then the chunk's.
+            summary: (0..=words)
                 .map(|_| AtomicUsize::new(run_index::UNKNOWN))
                 .collect(),
             pages,
@@ -193,7 +194,10 @@ fn allocations_are_disjoint() {
 /// happen before the next owner's (free is Release, alloc is AcqRel).
 #[test]
 fn free_then_reuse_is_ordered() {
-    model("tree::free_then_reuse_is_ordered", || {
+    // Bound 3: each free's run index raises (two CASes) and each search's
+    // summary loads multiply the interleavings; at 4 this model runs for
+    // more than ten minutes.
+    model_capped("tree::free_then_reuse_is_ordered", 3, || {
         let chunk = Chunk::small(1);
         let (first, n, kind) = chunk.take(1, NORMAL, 0, 1).unwrap();
         let owner = {
@@ -315,7 +319,8 @@ fn multi_word_races_multi_word() {
 /// writes. A one-page allocation in the second word races them both.
 #[test]
 fn multi_word_free_then_reuse_is_ordered() {
-    model("tree::multi_word_free_then_reuse_is_ordered", || {
+    // Bound 3, as for `free_then_reuse_is_ordered`.
+    model_capped("tree::multi_word_free_then_reuse_is_ordered", 3, || {
         let chunk = Chunk::new(2, 2 * PPW);
         let big = chunk.take(PPW + 1, NORMAL, 0, 1).unwrap();
         let owner = {
@@ -402,8 +407,9 @@ fn short_chunk_last_run_frees() {
 }
 
 /// The run index never hides room: a search that finds a full word lowers
-/// its summary while another thread frees a run in it; afterwards the freed
-/// pages can be allocated (the free's raise wins over the stale lowering).
+/// its summary and the chunk's while another thread frees a run in it;
+/// afterwards the freed pages can be allocated (the free's raises win over
+/// the stale lowerings, at both levels).
 #[test]
 fn run_index_never_hides_a_free() {
     model("tree::run_index_never_hides_a_free", || {
