@@ -943,29 +943,18 @@ pub(crate) fn walk(
 }
 
 /// Calls `f(first_page, pages)` for every maximal run of free pages among
-/// the first `pages` pages, from one pass of loads (a snapshot per word).
+/// the first `pages` pages: the gaps between the runs [`walk`] reports (a
+/// snapshot per word).
 pub(crate) fn free_runs(words: &[AtomicUsize], pages: usize, mut f: impl FnMut(usize, usize)) {
-    let mut run: Option<(usize, usize)> = None;
-    for (j, word) in words.iter().enumerate() {
-        // ORDERING: Acquire, as in `walk`; a snapshot.
-        let w = word.load(Ordering::Acquire);
-        for i in 0..PPW {
-            let p = j * PPW + i;
-            if p >= pages {
-                break;
-            }
-            if state(w, i) == FREE {
-                match run.as_mut() {
-                    Some(r) => r.1 += 1,
-                    None => run = Some((p, 1)),
-                }
-            } else if let Some((a, n)) = run.take() {
-                f(a, n);
-            }
+    let mut next = 0;
+    walk(words, pages, |first, n, _| {
+        if first > next {
+            f(next, first - next);
         }
-    }
-    if let Some((a, n)) = run {
-        f(a, n);
+        next = first + n;
+    });
+    if pages > next {
+        f(next, pages - next);
     }
 }
 
@@ -1032,6 +1021,21 @@ mod tests {
 
     fn free_run(t: &[AtomicUsize], p: usize, n: usize) -> Result<(), RunError> {
         free(t, &fresh(t), p, n, RunKind::Normal)
+    }
+
+    #[test]
+    fn free_runs_are_the_gaps_between_runs() {
+        let (w, nw) = tree(2 * PPW);
+        let t = &w[..nw];
+        let a = alloc(t, &fresh(t), 3, RunKind::Normal, 1, 0, 0).unwrap();
+        let b = alloc(t, &fresh(t), PPW + 2, RunKind::Normal, 1, 0, 0).unwrap();
+        let mut gaps = std::vec::Vec::new();
+        free_runs(t, 2 * PPW, |p, n| gaps.push((p, n)));
+        let used: usize = 3 + PPW + 2;
+        assert_eq!(gaps.iter().map(|g| g.1).sum::<usize>(), 2 * PPW - used);
+        assert!(gaps
+            .iter()
+            .all(|&(p, n)| p + n <= a || p >= a + 3 && (p + n <= b || p >= b + PPW + 2)));
     }
 
     #[test]
