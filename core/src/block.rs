@@ -401,14 +401,12 @@ impl Pool {
     #[inline(never)]
     fn run_is_live(&self, raw: (&ChunkInfo, usize, usize, usize, usize)) -> Result<(), FreeError> {
         let block = Block::from_raw(raw);
-        match block.kind {
-            Kind::Small => unreachable!("small blocks are checked inline"),
-            Kind::Normal => {
-                tree::check_live(block.chunk.tree(), block.page, block.n, RunKind::Normal)
-                    .map_err(|e| self.run_error(block, e))
-            }
-            Kind::Span => self.span_is_live(block.chunk, block.n),
+        // Small blocks are checked inline (`is_live`); a page run otherwise.
+        if block.kind == Kind::Span {
+            return self.span_is_live(block.chunk, block.n);
         }
+        tree::check_live(block.chunk.tree(), block.page, block.n, RunKind::Normal)
+            .map_err(|e| self.run_error(block, e))
     }
 
     /// The error for a page-run free the tree refused.
