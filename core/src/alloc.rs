@@ -38,6 +38,15 @@ enum Refill {
     Slot,
 }
 
+/// What a lane's subpage gave (see `Pool::claim_from_slot`).
+enum FromSlot<'a> {
+    Element(NonNull<u8>),
+    /// Full: its header and element count, to take it out of its partial
+    /// set.
+    Full(&'a [AtomicUsize], usize),
+    Nothing,
+}
+
 impl Pool {
     /// Allocates a block for `layout`. The slice is the block as rounded to
     /// its size class (or, above a chunk, to whole pages), all of it usable.
@@ -163,23 +172,35 @@ impl Pool {
     /// the lane slot, the identity, one bitmap CAS, the identity again.
     #[inline(always)]
     fn claim_in_lane(&self, class: usize, lane: usize) -> Option<NonNull<u8>> {
+        match self.claim_from_slot(class, self.lane_slot(class, lane)) {
+            FromSlot::Element(p) => Some(p),
+            FromSlot::Full(..) | FromSlot::Nothing => None,
+        }
+    }
+
+    /// What the subpage a lane slot names gives for `class`: an element, or
+    /// that it is full (its header and elements), or nothing (no subpage, or
+    /// a stale one).
+    #[inline(always)]
+    fn claim_from_slot(&self, class: usize, slot: &AtomicPtr<AtomicUsize>) -> FromSlot<'_> {
         // ORDERING: Acquire pairs with the Release store that installed the
         // header, after its `init`.
-        let h = self.lane_slot(class, lane).load(Ordering::Acquire);
+        let h = slot.load(Ordering::Acquire);
         if h.is_null() {
-            return None;
+            return FromSlot::Nothing;
         }
         let header = self.header_at(h);
         // ORDERING: Acquire, paired with `subpage::init`'s publication.
         let ident = header[IDENT].load(Ordering::Acquire);
         if ident_class(ident) != Some(class) {
-            return None;
+            return FromSlot::Nothing;
         }
         let (_, elems) = self.config().subpage_shape(class, is_short(ident));
         let relist = |now: usize| self.relist_current(header, now);
         match subpage::claim(header, ident, elems, relist) {
-            Ok(Some(i)) => Some(self.element(header, class, i)),
-            _ => None,
+            Ok(Some(i)) => FromSlot::Element(self.element(header, class, i)),
+            Ok(None) => FromSlot::Full(header, elems),
+            Err(()) => FromSlot::Nothing,
         }
     }
 
@@ -187,24 +208,13 @@ impl Pool {
     fn alloc_small(&self, class: usize, lane: usize) -> Result<NonNull<u8>, AllocError> {
         let slot = self.lane_slot(class, lane);
         loop {
-            // ORDERING: Acquire, as in `claim_in_lane`.
-            let h = slot.load(Ordering::Acquire);
-            if !h.is_null() {
-                let header = self.header_at(h);
-                // ORDERING: Acquire, as in `claim_in_lane`.
-                let ident = header[IDENT].load(Ordering::Acquire);
-                if ident_class(ident) == Some(class) {
-                    let (_, elems) = self.config().subpage_shape(class, is_short(ident));
-                    let relist = |now: usize| self.relist_current(header, now);
-                    match subpage::claim(header, ident, elems, relist) {
-                        Ok(Some(i)) => return Ok(self.element(header, class, i)),
-                        Ok(None) => {
-                            let (chunk, page) = self.header_home(header);
-                            subpage::unlist(header, self.listing(chunk, class, page), class, elems);
-                        }
-                        Err(()) => {}
-                    }
+            match self.claim_from_slot(class, slot) {
+                FromSlot::Element(p) => return Ok(p),
+                FromSlot::Full(header, elems) => {
+                    let (chunk, page) = self.header_home(header);
+                    subpage::unlist(header, self.listing(chunk, class, page), class, elems);
                 }
+                FromSlot::Nothing => {}
             }
             match self.refill(class, lane, slot)? {
                 Refill::Element(p) => return Ok(p),

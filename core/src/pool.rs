@@ -256,10 +256,9 @@ impl Pool {
         let shift = self.config.chunk_shift;
         let end = chunk.data + (chunk.pages << self.config.page_shift);
         let (g0, g1) = (chunk.data >> shift, (end - 1) >> shift);
-        for (link, g) in chunk.links.iter().zip([g0, g1]) {
-            if g == g0 && !ptr::eq(link, &chunk.links[0]) {
-                break;
-            }
+        // A chunk is at most a granule long: it overlaps one or two.
+        let granules = if g1 == g0 { 1 } else { 2 };
+        for (link, g) in chunk.links.iter().zip([g0, g1]).take(granules) {
             let head = &self.table[g % TABLE];
             // ORDERING: Relaxed: we hold the region lock, the only writer.
             link.next

@@ -441,18 +441,23 @@ fn raise(summary: &[AtomicUsize], j: usize, k: usize) {
     run_index::raise(&summary[summary.len() - 1]);
 }
 
+/// Both bits set for every page of `w` that is not free.
+#[inline]
+fn taken(w: usize) -> usize {
+    let f = free_pages(w);
+    !(f | (f << 1))
+}
+
 /// Free pages at the top of word `w` (its highest pages).
 #[inline]
 fn free_top(w: usize) -> usize {
-    let f = free_pages(w);
-    (!(f | (f << 1))).leading_zeros() as usize / 2
+    taken(w).leading_zeros() as usize / 2
 }
 
 /// Free pages at the bottom of word `w` (its lowest pages).
 #[inline]
 fn free_bottom(w: usize) -> usize {
-    let f = free_pages(w);
-    (!(f | (f << 1))).trailing_zeros() as usize / 2
+    taken(w).trailing_zeros() as usize / 2
 }
 
 /// A normal run of `n <= PPW` pages across two words: only where the free
@@ -494,12 +499,10 @@ fn alloc_cross(
     None
 }
 
-/// Multi-word run: whole words from a start word aligned to the next power of
-/// A run that crosses words: first at word-aligned starts on its buddy step
-/// (runs longer than a word), then at every start the alignment allows, in
-/// address order. Only normal runs cross words (a subpage is found from any of
-/// its pages within one word). Its first word holds at least two of its pages,
-/// so the marker fits.
+/// A run longer than a word: first at word-aligned starts on its buddy step,
+/// then at every start the alignment allows, in address order. Only normal
+/// runs cross words (a subpage is found from any of its pages within one
+/// word). Its first word holds at least two of its pages, so the marker fits.
 fn alloc_span(
     words: &[AtomicUsize],
     summary: &[AtomicUsize],

@@ -152,22 +152,21 @@ impl Inner {
         if chunk.may_track(addr) {
             self.forget_tracked(chunk, block)?;
         }
-        let size = block.size();
-        if size <= self.max_cached {
+        let class = block.class();
+        if block.size() <= self.max_cached {
             chunk.pool.is_live(block)?;
             // SAFETY: a live block of at least 16 bytes that the caller owns.
             let first = unsafe { ptr.cast::<usize>().read() };
             if first == canary(self.secret, addr) {
                 return Err(FreeError::DoubleFree);
             }
-            if let Some(class) = block.class() {
+            if let Some(class) = class {
                 if self.cache_push(class, ptr, addr) == Some(true) {
                     return Ok(());
                 }
             }
         }
         let arena = self.arena(chunk.arena);
-        let class = block.class();
         // SAFETY: a registered chunk and a block of its pool; the core checks
         // that it is live.
         unsafe { arena.free(&self.shared, chunk, block) }?;

@@ -349,7 +349,7 @@ impl Inner {
         for i in 0..n {
             // SAFETY: `i < len` items are initialised.
             let ptr = unsafe { *bin.items.add(i) };
-            self.free_uncached(ptr);
+            self.free_uncached(ptr, size);
         }
         // SAFETY: shifting the remaining initialised items down.
         unsafe { ptr::copy(bin.items.add(n), bin.items, bin.len as usize - n) };
@@ -360,7 +360,7 @@ impl Inner {
     /// Frees a cached block to its chunk. It was validated when it was
     /// cached; the core's O(1) lookup finds its metadata again, and its free
     /// RMW is the only check left.
-    fn free_uncached(&self, ptr: NonNull<u8>) {
+    fn free_uncached(&self, ptr: NonNull<u8>, size: usize) {
         let chunk = self
             .chunk_of(ptr)
             .expect("cached blocks belong to this allocator");
@@ -369,7 +369,7 @@ impl Inner {
             unsafe { self.arena(chunk.arena).free(&self.shared, chunk, block) }
         });
         if let Err(e) = freed {
-            let layout = Layout::from_size_align(16, 16).expect("a valid layout");
+            let layout = Layout::from_size_align(size, 16).expect("class sizes are valid layouts");
             misuse(e.into(), ptr, layout);
         }
     }
