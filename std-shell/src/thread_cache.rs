@@ -44,6 +44,12 @@
 //!   at most `cache_max_bytes`.
 //! * Every `cache_trim_interval` operations each bin frees the blocks it did
 //!   not need since the last trim (Netty's allocation-count trim).
+//! * A refill asks the arena for `fill` blocks, a count that follows demand
+//!   (as jemalloc's tcache fill count does): it starts at `FIRST_FILL`,
+//!   doubles each time the bin runs dry (up to half the bin) and halves at
+//!   a trim that found blocks nobody used. A thread that touches a class
+//!   once holds a few blocks of it, not half a bin; one that streams through
+//!   a class refills in large batches after a few misses.
 //! * When the allocator's trim epoch moves (`PooledAllocator::trim`, or a
 //!   reclaim under the memory limit), each cache flushes on its next slow
 //!   path or trim; a thread that exits flushes in its TLS destructor.
@@ -60,7 +66,7 @@ use core::cell::Cell;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering;
 use poolalloc_core::size_class::SIZES;
-use registry::{bin_cap, Bin};
+use registry::{bin_cap, max_fill, Bin};
 
 thread_local! {
     /// The fast path's view: no destructor, so access is a plain TLS load.
@@ -294,7 +300,9 @@ impl Inner {
         // SAFETY: `class < nbins`, checked by the caller.
         let bin = unsafe { &mut *cache.bins.add(class) };
         if bin.len == 0 {
-            let want = (bin.cap as usize).div_ceil(2).max(1);
+            let want = bin.fill as usize;
+            // Demand: a bin that runs dry asks for twice as many next time.
+            bin.fill = (bin.fill * 2).min(max_fill(bin.cap));
             // SAFETY: the bin's item array has `cap >= want` slots.
             let out = unsafe { core::slice::from_raw_parts_mut(bin.items, want) };
             let size = bin.size as usize;
@@ -385,6 +393,10 @@ impl Inner {
             let keep = if all { 0 } else { bin.used.min(bin.len) };
             let n = (bin.len - keep) as usize;
             bin.used = 0;
+            if n > 0 && !all {
+                // Blocks nobody needed since the last trim: refill less.
+                bin.fill = (bin.fill / 2).max(1);
+            }
             if n > 0 {
                 self.drain(cache, class, n);
             }

@@ -48,7 +48,20 @@ pub(crate) struct Bin {
     pub used: u32,
     /// Class size in bytes.
     pub size: u32,
+    /// Blocks the next refill asks for: follows demand between 1 and
+    /// `max_fill(cap)` (see `thread_cache`, "Bounds and trimming").
+    pub fill: u32,
     pub items: *mut NonNull<u8>,
+}
+
+/// Blocks a bin's first refill asks for.
+pub(crate) const FIRST_FILL: u32 = 4;
+
+/// The largest refill of a bin of `cap` blocks: half of it, so a refill
+/// followed by frees does not overflow straight into a drain.
+#[inline]
+pub(crate) fn max_fill(cap: u32) -> u32 {
+    cap.div_ceil(2).max(1)
 }
 
 /// Operations of one class served by one cache (see the module docs).
@@ -215,6 +228,7 @@ impl ThreadCache {
                     cap: cap as u32,
                     used: 0,
                     size: size as u32,
+                    fill: FIRST_FILL.min(max_fill(cap as u32)),
                     items: item,
                 });
                 item = item.add(cap);
