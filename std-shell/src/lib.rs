@@ -30,6 +30,9 @@
 //!   read without locks; `Display`, Prometheus text, `serde` (feature
 //!   `serde`) and the `metrics` crate (feature `metrics`);
 //! * [`leak`]: leak detection, with reports grouped by allocation site.
+//!
+//! On top of the allocator, [`buf`] (feature `bytes`, default): pooled byte
+//! buffers (`BufPool`, `PooledBuf`), Netty's `ByteBuf` on the `bytes` crate.
 #![warn(missing_docs)]
 
 pub use poolalloc_core as core_pool;
@@ -37,6 +40,8 @@ pub use poolalloc_core as core_pool;
 mod alloc;
 mod allocator;
 mod arena;
+#[cfg(feature = "bytes")]
+pub mod buf;
 mod builder;
 mod chunk;
 mod chunk_map;

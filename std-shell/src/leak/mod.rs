@@ -27,6 +27,26 @@
 //! drawn uniformly from `1..2·rate` per thread, so periodic allocation
 //! patterns do not alias with the sampling.
 //!
+//! # Touches and views
+//!
+//! A pooled buffer (`crate::buf`) adds two things, as Netty's
+//! `AdvancedLeakAwareByteBuf` does:
+//!
+//! * **Touches.** At `Advanced` and `Paranoid`, `touch(hint)` on a tracked
+//!   buffer stores the caller's location and the hint in its entry, keeping
+//!   the last [`TOUCHES`](table::TOUCHES) ([`Tracker::touch`]); a report
+//!   prints them under the allocation's site, most recent first. The
+//!   entries live in the table's OS mapping, so a touch allocates nothing.
+//!   At `Simple` a touch is not kept (it would cost a table lookup for 1
+//!   buffer in 128).
+//! * **Views.** A buffer split off another shares its block, so no
+//!   allocation stands for it; [`Tracker::record_view`] samples it like an
+//!   allocation and records an entry under a key of its own (never a block
+//!   address: blocks are 16-byte aligned, view keys are 8 modulo 16), which
+//!   the buffer forgets when it is dropped. A view's bytes lie inside its
+//!   block, which is listed too when tracked: a report lists what each
+//!   creation site still holds, so such bytes are counted at both sites.
+//!
 //! # Cost
 //!
 //! * An allocation that is not sampled pays nothing on the thread-cache fast
@@ -59,14 +79,14 @@ mod stack;
 mod table;
 
 pub use crate::config::LeakDetection;
-pub use report::{Frame, LeakReport, LeakSite};
+pub use report::{Frame, LeakReport, LeakSite, Touch, TouchTrail};
 
 use crate::os;
 use core::cell::Cell;
 use core::panic::Location;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use stack::MAX_FRAMES;
-use table::{Entry, LiveTable, SiteTable};
+use table::{Entry, LiveTable, SiteTable, TouchRec, Touches};
 
 /// Allocations per sample at `Simple` and `Advanced` (Netty's default).
 pub const SAMPLE_RATE: u32 = 128;
@@ -93,6 +113,8 @@ pub(crate) struct Tracker {
     sites: SiteTable,
     /// Samples lost because the OS refused memory for the table.
     dropped: AtomicUsize,
+    /// The next view key (see the module docs), counted in steps of 16.
+    views: AtomicUsize,
 }
 
 impl Tracker {
@@ -107,6 +129,7 @@ impl Tracker {
             live: LiveTable::new(),
             sites: SiteTable::new(),
             dropped: AtomicUsize::new(0),
+            views: AtomicUsize::new(0),
         }
     }
 
@@ -115,8 +138,13 @@ impl Tracker {
     #[cold]
     #[inline(never)]
     pub(crate) fn record(&self, addr: usize, size: usize, origin: Origin, gate: Option<Gate<'_>>) {
+        self.insert(addr, size, origin, gate);
+    }
+
+    /// [`Tracker::record`], saying whether the entry now exists.
+    fn insert(&self, addr: usize, size: usize, origin: Origin, gate: Option<Gate<'_>>) -> bool {
         let Some(_busy) = Busy::enter() else {
-            return;
+            return false;
         };
         let mut frames = [0usize; MAX_FRAMES];
         let (caller, n) = match (origin, self.level) {
@@ -143,6 +171,7 @@ impl Tracker {
             born: os::monotonic_ns(),
             site,
             weight: self.rate,
+            touches: Touches::default(),
         };
         // The gate goes up before the entry exists, so a free that finds the
         // entry always passed the gate. No free of this block can run yet: it
@@ -151,7 +180,7 @@ impl Tracker {
             g.raise();
         }
         match self.live.insert(entry) {
-            table::Insert::Added => {}
+            table::Insert::Added => true,
             outcome => {
                 if let Some(g) = &gate {
                     g.lower();
@@ -160,7 +189,72 @@ impl Tracker {
                     // ORDERING: Relaxed; a statistic.
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
+                false
             }
+        }
+    }
+
+    /// Samples a view of `size` bytes (a buffer sharing another's block, see
+    /// the module docs) and records it if due: its key for
+    /// [`Tracker::touch`] and [`Tracker::forget`], or 0 when not tracked.
+    #[inline]
+    pub(crate) fn record_view(&self, size: usize, at: &'static Location<'static>) -> usize {
+        if self.rate == 0 || !sample_due(self.rate) {
+            return 0;
+        }
+        self.record_view_slow(size, at)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_view_slow(&self, size: usize, at: &'static Location<'static>) -> usize {
+        // ORDERING: Relaxed; only uniqueness matters, which the RMW gives.
+        let n = self.views.fetch_add(1, Ordering::Relaxed);
+        // 8 modulo 16: never a block's address, never EMPTY or TOMB. After
+        // 2^60 views the keys wrap; a clash then replaces an old entry.
+        let key = (n << 4) | 8;
+        if self.insert(key, size, Origin::Caller(at), None) {
+            key
+        } else {
+            0
+        }
+    }
+
+    /// Whether touches are kept (`Advanced` and `Paranoid`).
+    #[inline]
+    pub(crate) fn keeps_touches(&self) -> bool {
+        matches!(
+            self.level,
+            LeakDetection::Advanced | LeakDetection::Paranoid
+        )
+    }
+
+    /// Adds a touch at `at` with `hint` to the entry under `key` (a block's
+    /// address or a view's key), if it is tracked and touches are kept.
+    pub(crate) fn touch(&self, key: usize, at: &'static Location<'static>, hint: &'static str) {
+        if key != 0 && self.keeps_touches() {
+            let t = TouchRec {
+                at: at as *const _ as usize,
+                hint,
+            };
+            self.live.update(key, |e| e.touches.push(t));
+        }
+    }
+
+    /// The touches of the entry under `key`, if it is tracked and has any:
+    /// for a buffer moving to another block ([`Tracker::set_touches`]).
+    pub(crate) fn touches(&self, key: usize) -> Option<Touches> {
+        let mut out = None;
+        if key != 0 && self.keeps_touches() {
+            self.live.update(key, |e| out = Some(e.touches));
+        }
+        out.filter(|t| t.count > 0)
+    }
+
+    /// Replaces the touches of the entry under `key`, if it is tracked.
+    pub(crate) fn set_touches(&self, key: usize, touches: Touches) {
+        if key != 0 {
+            self.live.update(key, |e| e.touches = touches);
         }
     }
 

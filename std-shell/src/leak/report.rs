@@ -7,8 +7,13 @@
 //! is not allocator or standard-library code as *the* site, and merge groups
 //! that resolve to the same site. The symboliser's caches are dropped
 //! afterwards, so a report leaves no memory behind.
+//!
+//! A site's allocations that were touched (pooled buffers' `touch`, see
+//! [`crate::leak`]) are grouped again by their trail of last touches:
+//! [`LeakSite::touches`] lists the distinct trails, each with how many
+//! allocations followed it, and `Display` prints them under the site.
 
-use super::table::{Entry, SHARDS};
+use super::table::{self, Entry, SHARDS, TOUCHES};
 use super::{Busy, LeakDetection, Tracker};
 use crate::os;
 use core::fmt;
@@ -50,6 +55,28 @@ impl fmt::Display for Frame {
     }
 }
 
+/// One touch of a buffer (its `touch(hint)`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Touch {
+    /// The hint given.
+    pub hint: String,
+    /// Where `touch` was called (file and line, no function).
+    pub at: Frame,
+}
+
+/// The last touches shared by some of a site's allocations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct TouchTrail {
+    /// Allocations whose last touches these are.
+    pub count: usize,
+    /// The touches kept, most recent first (at most four).
+    pub touches: Vec<Touch>,
+    /// Touches before these, not kept (the most over the allocations).
+    pub earlier: u64,
+}
+
 /// Live tracked allocations from one site.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -71,6 +98,9 @@ pub struct LeakSite {
     pub estimated_bytes: usize,
     /// Age of the oldest.
     pub oldest: Duration,
+    /// Their last touches (at `Advanced` and `Paranoid`), one trail per
+    /// distinct sequence, most allocations first; empty if none was touched.
+    pub touches: Vec<TouchTrail>,
 }
 
 impl LeakSite {
@@ -147,7 +177,9 @@ pub(super) fn build(t: &Tracker, min_age_ns: u64) -> LeakReport {
             estimated_count: 0,
             estimated_bytes: 0,
             oldest: Duration::ZERO,
+            touches: Vec::new(),
         });
+        merge_trails(&mut s.touches, g.trails);
         s.count += g.count;
         s.bytes += g.bytes;
         s.estimated_count += g.est_count;
@@ -186,6 +218,9 @@ pub(super) fn build(t: &Tracker, min_age_ns: u64) -> LeakReport {
 /// A resolved site: function, file, line.
 type SiteKey = (String, Option<String>, Option<u32>);
 
+/// A trail of kept touches, most recent first (unused slots `at == 0`).
+type TrailKey = [table::TouchRec; TOUCHES];
+
 #[derive(Default)]
 struct Group {
     count: usize,
@@ -193,11 +228,23 @@ struct Group {
     est_count: usize,
     est_bytes: usize,
     oldest_ns: u64,
+    /// Touched allocations by trail: (count, most touches before the trail).
+    trails: HashMap<TrailKey, (usize, u64)>,
 }
 
 impl Group {
     fn add(&mut self, e: &Entry, now: u64) {
         let w = e.weight.max(1) as usize;
+        if e.touches.count > 0 {
+            let mut key = TrailKey::default();
+            for (k, t) in key.iter_mut().zip(e.touches.recent()) {
+                *k = t;
+            }
+            let earlier = e.touches.count.saturating_sub(TOUCHES as u64);
+            let trail = self.trails.entry(key).or_default();
+            trail.0 += 1;
+            trail.1 = trail.1.max(earlier);
+        }
         self.count += 1;
         self.bytes += e.size;
         self.est_count += w;
@@ -234,16 +281,7 @@ fn resolve(t: &Tracker, id: u32) -> (Option<Frame>, Vec<Frame>) {
     let Some(rec) = t.sites.get(id) else {
         return (None, Vec::new());
     };
-    let caller = (rec.caller != 0).then(|| {
-        // SAFETY: `caller` was taken from a `&'static Location` in `record`.
-        let loc: &'static Location<'static> = unsafe { &*(rec.caller as *const Location<'static>) };
-        Frame {
-            function: String::new(),
-            file: Some(loc.file().into()),
-            line: Some(loc.line()),
-            address: 0,
-        }
-    });
+    let caller = (rec.caller != 0).then(|| location_frame(rec.caller));
     let mut frames = Vec::new();
     for &ip in &rec.frames[..rec.n] {
         symbolize(ip, &mut frames);
@@ -258,6 +296,46 @@ fn resolve(t: &Tracker, id: u32) -> (Option<Frame>, Vec<Frame>) {
     }
     let site = caller.or_else(|| backtrace.first().cloned());
     (site, backtrace)
+}
+
+/// Adds a group's trails to a site's (groups merged into one site may
+/// share trails), keeping them sorted by count, largest first.
+fn merge_trails(into: &mut Vec<TouchTrail>, trails: HashMap<TrailKey, (usize, u64)>) {
+    for (key, (count, earlier)) in trails {
+        let touches: Vec<Touch> = key
+            .iter()
+            .take_while(|t| t.at != 0)
+            .map(|t| Touch {
+                hint: t.hint.into(),
+                at: location_frame(t.at),
+            })
+            .collect();
+        match into.iter_mut().find(|x| x.touches == touches) {
+            Some(x) => {
+                x.count += count;
+                x.earlier = x.earlier.max(earlier);
+            }
+            None => into.push(TouchTrail {
+                count,
+                touches,
+                earlier,
+            }),
+        }
+    }
+    into.sort_by(|a, b| b.count.cmp(&a.count).then(b.earlier.cmp(&a.earlier)));
+}
+
+/// The frame naming a `&'static Location` recorded as an address.
+fn location_frame(addr: usize) -> Frame {
+    // SAFETY: every caller address in the tracker was taken from a
+    // `&'static Location` (`Tracker::record`, `Tracker::touch`).
+    let loc: &'static Location<'static> = unsafe { &*(addr as *const Location<'static>) };
+    Frame {
+        function: String::new(),
+        file: Some(loc.file().into()),
+        line: Some(loc.line()),
+        address: 0,
+    }
 }
 
 /// Appends the frames at return address `ip` (inlined ones first).
@@ -410,9 +488,36 @@ impl fmt::Display for LeakReport {
             for frame in s.backtrace.iter().skip(1) {
                 writeln!(f, "        from {frame}")?;
             }
+            write_trails(f, &s.touches)?;
         }
         Ok(())
     }
+}
+
+/// Trails printed per site; the rest are counted.
+const TRAILS_SHOWN: usize = 3;
+
+/// A site's touch trails, under its site and backtrace.
+fn write_trails(f: &mut fmt::Formatter<'_>, trails: &[TouchTrail]) -> fmt::Result {
+    for t in trails.iter().take(TRAILS_SHOWN) {
+        let plural = if t.count == 1 { "" } else { "s" };
+        write!(f, "        last touches of {} allocation{plural}", t.count)?;
+        if t.earlier > 0 {
+            write!(f, " ({} earlier not kept)", t.earlier)?;
+        }
+        writeln!(f, ", most recent first:")?;
+        for touch in &t.touches {
+            writeln!(f, "          {:?} at {}", touch.hint, touch.at)?;
+        }
+    }
+    if trails.len() > TRAILS_SHOWN {
+        writeln!(
+            f,
+            "        ({} more touch trails)",
+            trails.len() - TRAILS_SHOWN
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

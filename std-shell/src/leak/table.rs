@@ -32,6 +32,42 @@ const EMPTY: usize = 0;
 const TOMB: usize = 1;
 const MIN_CAP: usize = 64;
 
+/// Touches kept per tracked allocation (Netty keeps 4 access records by
+/// default too).
+pub(crate) const TOUCHES: usize = 4;
+
+/// One touch of a tracked buffer: where, and the caller's hint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct TouchRec {
+    /// `&'static Location` of the toucher, as an address (0: none).
+    pub at: usize,
+    /// The hint passed to `touch`.
+    pub hint: &'static str,
+}
+
+/// The last [`TOUCHES`] touches of an allocation, in a ring: touch `i`
+/// (counting from 0) is in slot `i % TOUCHES`; `count` says how many there
+/// were in all, so the kept ones are the last `min(count, TOUCHES)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Touches {
+    pub count: u64,
+    pub ring: [TouchRec; TOUCHES],
+}
+
+impl Touches {
+    /// Records a touch, overwriting the oldest kept one.
+    pub(crate) fn push(&mut self, t: TouchRec) {
+        self.ring[(self.count % TOUCHES as u64) as usize] = t;
+        self.count += 1;
+    }
+
+    /// The kept touches, most recent first.
+    pub(crate) fn recent(&self) -> impl Iterator<Item = TouchRec> + '_ {
+        let kept = self.count.min(TOUCHES as u64);
+        (1..=kept).map(move |k| self.ring[((self.count - k) % TOUCHES as u64) as usize])
+    }
+}
+
 /// One live tracked allocation.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Entry {
@@ -45,6 +81,8 @@ pub(crate) struct Entry {
     pub site: u32,
     /// Allocations this one stands for (the sampling rate when sampled).
     pub weight: u32,
+    /// Its last touches (buffers' `touch`, at `Advanced` and `Paranoid`).
+    pub touches: Touches,
 }
 
 struct Slots {
@@ -196,6 +234,17 @@ impl LiveTable {
         s.tombs += 1;
         // ORDERING: Relaxed; a statistic.
         self.live.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Applies `f` to the entry at `addr`, if there is one, under its
+    /// shard's lock (`f` must not allocate); whether there was one.
+    pub(crate) fn update(&self, addr: usize, f: impl FnOnce(&mut Entry)) -> bool {
+        let mut s = self.shard(addr).lock();
+        let Some(i) = s.find(addr) else {
+            return false;
+        };
+        f(&mut s.slots()[i]);
         true
     }
 
@@ -407,7 +456,38 @@ mod tests {
             born: 0,
             site: 1,
             weight: 1,
+            touches: Touches::default(),
         }
+    }
+
+    #[test]
+    fn touches_keep_the_last_four() {
+        let mut t = Touches::default();
+        assert_eq!(t.recent().count(), 0);
+        for (i, hint) in ["a", "b", "c", "d", "e", "f"].into_iter().enumerate() {
+            t.push(TouchRec { at: i + 1, hint });
+        }
+        let hints: Vec<&str> = t.recent().map(|t| t.hint).collect();
+        assert_eq!(hints, ["f", "e", "d", "c"]);
+        assert_eq!(t.count, 6);
+    }
+
+    #[test]
+    fn entries_are_updated_in_place() {
+        let t = LiveTable::new();
+        assert_eq!(t.insert(entry(64)), Insert::Added);
+        assert!(t.update(64, |e| e.touches.push(TouchRec { at: 1, hint: "x" })));
+        assert!(!t.update(80, |_| unreachable!("no entry at 80")));
+        let mut out = vec![Entry::default(); t.shard_len(0) + 64];
+        let mut found = None;
+        for k in 0..SHARDS {
+            let n = t.copy_shard(k, &mut out);
+            found = found.or(out[..n].iter().find(|e| e.addr == 64).copied());
+        }
+        assert_eq!(
+            found.expect("entry").touches.recent().next().unwrap().hint,
+            "x"
+        );
     }
 
     #[test]
