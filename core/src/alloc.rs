@@ -25,6 +25,7 @@ use crate::chunk::ChunkInfo;
 use crate::error::AllocError;
 use crate::page_map::PageDesc;
 use crate::pool::{stack_lane, Pool, Route, LANES};
+use crate::run_index;
 use crate::size_class::{class_of, QUANTUM, SIZES};
 use crate::subpage::{self, ident_class, is_short, BITMAP, IDENT, RUN};
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering, BITS};
@@ -78,6 +79,38 @@ impl Pool {
         hint: usize,
     ) -> Result<NonNull<[u8]>, AllocError> {
         self.allocate_in_lane(layout, hint & (LANES - 1), false)
+    }
+
+    /// Whether an allocation of `layout` may succeed now: `false` means it
+    /// cannot, until a block is freed after this call. For layers that keep
+    /// many pools (the std shell: one per chunk) and look for one that can
+    /// serve, this costs a few loads per pool where a failed allocation
+    /// costs a route, a partial-set scan and a tree search.
+    ///
+    /// A small class may be served when a subpage of it is listed (the
+    /// class's partial count) or when a chunk's run index says a word holds
+    /// its run (or short run); a page run when a chunk has enough free pages
+    /// (runs may cross words, which the index does not bound); a span or an
+    /// invalid layout always "may" (the allocation gives the answer).
+    #[inline]
+    pub fn may_serve(&self, layout: Layout) -> bool {
+        let cfg = self.config();
+        match self.route(layout) {
+            Ok(Route::Small { class }) => {
+                // ORDERING: Relaxed, here and in the run checks: a hint that
+                // the allocation's own RMWs validate.
+                if self.partial_count[class].load(Ordering::Relaxed) > 0 {
+                    return true;
+                }
+                let (pages, _) = cfg.subpage_shape(class, cfg.has_short(class));
+                self.chunks().any(|c| {
+                    c.free_pages() >= pages
+                        && run_index::load(&c.summary()[c.summary().len() - 1]).longest() >= pages
+                })
+            }
+            Ok(Route::Normal { pages, .. }) => self.chunks().any(|c| c.free_pages() >= pages),
+            Ok(Route::Span { .. }) | Err(_) => true,
+        }
     }
 
     /// The fast path, written to a budget: a small class from the size

@@ -138,6 +138,7 @@ impl Pool {
             meta_base: start.as_ptr(),
             data: (s, e),
             meta: (s, e),
+            meta_zeroed: false,
         };
         // SAFETY: forwarded: the caller's contract on the range.
         unsafe { self.publish(&ranges, &plan) }
@@ -161,6 +162,39 @@ impl Pool {
         data_len: usize,
         meta: NonNull<u8>,
         meta_len: usize,
+    ) -> Result<usize, RegionError> {
+        // SAFETY: forwarded.
+        unsafe { self.add_split(data, data_len, meta, meta_len, false) }
+    }
+
+    /// [`Pool::add_region_split`] for metadata memory that reads as zero (a
+    /// fresh anonymous mapping): the pool skips zeroing it, so it writes
+    /// (and makes resident) only the words that start non-zero.
+    ///
+    /// # Safety
+    /// [`Pool::add_region_split`]'s contract, and every byte of the `meta`
+    /// range reads as zero.
+    pub unsafe fn add_region_split_zeroed(
+        &self,
+        data: NonNull<u8>,
+        data_len: usize,
+        meta: NonNull<u8>,
+        meta_len: usize,
+    ) -> Result<usize, RegionError> {
+        // SAFETY: forwarded.
+        unsafe { self.add_split(data, data_len, meta, meta_len, true) }
+    }
+
+    /// # Safety
+    /// [`Pool::add_region_split`]'s contract; with `meta_zeroed`, the
+    /// metadata range reads as zero.
+    unsafe fn add_split(
+        &self,
+        data: NonNull<u8>,
+        data_len: usize,
+        meta: NonNull<u8>,
+        meta_len: usize,
+        meta_zeroed: bool,
     ) -> Result<usize, RegionError> {
         let ds = data.as_ptr() as usize;
         let de = ds
@@ -195,6 +229,7 @@ impl Pool {
             meta_base: meta.as_ptr(),
             data: (ds, de),
             meta: (ms, me),
+            meta_zeroed,
         };
         // SAFETY: forwarded: the caller's contract on both ranges.
         unsafe { self.publish(&ranges, &plan) }

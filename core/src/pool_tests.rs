@@ -110,3 +110,64 @@ fn split_regions_are_all_pages() {
     assert_eq!(p.stats().allocated_bytes, 0);
     drop((data, meta));
 }
+
+#[test]
+fn zeroed_split_metadata_is_not_rewritten_and_works() {
+    let chunk = CONFIG.chunk_size();
+    let p = &Pool::new(CONFIG);
+    let mut data = std::vec![0u64; 2 * chunk / 8 + 64];
+    let meta = std::vec![0u64; p.split_metadata_len(chunk) / 8 + 1];
+    let page2 = 2 * CONFIG.page_size();
+    let at = (data.as_ptr() as usize).next_multiple_of(page2) - data.as_ptr() as usize;
+    let d = NonNull::new(data.as_mut_ptr().cast::<u8>().wrapping_add(at)).unwrap();
+    let mut meta = meta;
+    let m = NonNull::new(meta.as_mut_ptr().cast::<u8>()).unwrap();
+    // SAFETY: memory used by nothing else, alive past the pool's last use;
+    // `vec![0; n]` reads as zero.
+    let usable = unsafe { p.add_region_split_zeroed(d, chunk, m, meta.len() * 8) }.unwrap();
+    assert_eq!(usable, chunk);
+    p.check().unwrap();
+    let small = l(48, 8);
+    let run = p.allocate(l(chunk / 4, 8)).unwrap();
+    let blocks: Vec<_> = (0..20).map(|_| p.allocate(small).unwrap()).collect();
+    p.check().unwrap();
+    for b in blocks {
+        // SAFETY: live blocks with their layout.
+        unsafe { p.deallocate(b.cast(), small) }.unwrap();
+    }
+    // SAFETY: the live run, freed once.
+    unsafe { p.deallocate(run.cast(), l(chunk / 4, 8)) }.unwrap();
+    assert_eq!(p.stats().allocated_bytes, 0);
+    drop((data, meta));
+}
+
+#[test]
+fn may_serve_is_false_only_when_an_allocation_would_fail() {
+    let p = &Pool::new(CONFIG);
+    let mut data = std::vec![0u64; CONFIG.chunk_size() / 8 * 2];
+    let d = NonNull::new(data.as_mut_ptr().cast::<u8>()).unwrap();
+    // SAFETY: memory used by nothing else, alive past the pool's last use.
+    unsafe { p.add_region(d, data.len() * 8) }.unwrap();
+    for (layout, exact) in [(l(48, 8), true), (l(3 * CONFIG.page_size(), 8), false)] {
+        let mut held = std::vec::Vec::new();
+        while let Ok(b) = p.allocate(layout) {
+            assert!(p.may_serve(layout) || p.allocate(layout).is_err());
+            held.push(b);
+        }
+        // A small class: no listed subpage and no word with room for a run.
+        // A page run: free pages may be too scattered, which only the tree
+        // knows, so the hint may still say "may".
+        if exact {
+            assert!(!p.may_serve(layout), "a full pool says it cannot");
+        }
+        let last = held.pop().unwrap();
+        // SAFETY: a live block with its layout.
+        unsafe { p.deallocate(last.cast(), layout) }.unwrap();
+        assert!(p.may_serve(layout), "a free makes room again");
+        for b in held {
+            // SAFETY: live blocks with their layout.
+            unsafe { p.deallocate(b.cast(), layout) }.unwrap();
+        }
+    }
+    p.check().unwrap();
+}

@@ -162,6 +162,9 @@ pub(crate) struct Ranges {
     /// `[start, end)` of each.
     pub data: (usize, usize),
     pub meta: (usize, usize),
+    /// The metadata range already reads as zero (a fresh OS mapping), so
+    /// `init` writes only what is not zero.
+    pub meta_zeroed: bool,
 }
 
 /// Writes the region's metadata and returns its header, ready to publish.
@@ -179,7 +182,7 @@ pub(crate) unsafe fn init(config: &Config, ranges: &Ranges, plan: &Plan) -> *con
     let words = meta_words(config);
     let index = meta_base.with_addr(plan.index).cast::<AtomicUsize>();
     let index_len = config.num_small * plan.index_words;
-    for w in 0..index_len {
+    for w in (0..index_len).filter(|_| !ranges.meta_zeroed) {
         // SAFETY: the plan reserves `index_len` words at `index`, aligned for
         // `usize` (after the header and `ChunkInfo`s, multiples of it); the
         // memory is ours and uninitialised, so it is written.
@@ -193,9 +196,10 @@ pub(crate) unsafe fn init(config: &Config, ranges: &Ranges, plan: &Plan) -> *con
         // inside the region, aligned for `usize` (ChunkInfo is a multiple of
         // it and the header is aligned).
         let meta = unsafe { meta0.add(c * words) };
-        for w in 0..words {
+        for w in (0..words).filter(|_| !ranges.meta_zeroed) {
             // SAFETY: as above; the memory is ours and uninitialised, so it is
-            // written, not assigned.
+            // written, not assigned. (Zeroed memory is already a valid
+            // `AtomicUsize` of 0 in every word.)
             unsafe { meta.add(w).write(AtomicUsize::new(0)) };
         }
         let info = ChunkInfo::new(

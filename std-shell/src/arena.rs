@@ -615,6 +615,11 @@ fn decommit_free(chunk: &Chunk) -> usize {
 
 /// Allocates up to `out.len()` blocks from one chunk; counts them as active.
 fn fill(chunk: &Chunk, layout: Layout, size: usize, out: &mut [NonNull<u8>]) -> usize {
+    // A chunk that cannot serve costs a few loads, not a failed allocation
+    // (the core's run index and partial counts answer).
+    if !chunk.pool.may_serve(layout) {
+        return 0;
+    }
     let mut n = 0;
     while n < out.len() {
         match chunk.pool.allocate_no_reclaim(layout, 0) {

@@ -119,11 +119,12 @@ impl Chunk {
         // map (zero pages until written).
         let meta = unsafe { NonNull::new_unchecked(base.as_ptr().add(meta_at)) };
         // SAFETY: the pages and the metadata range are ours for the chunk's
-        // life, apart, and used by nothing else.
+        // life, apart, and used by nothing else; the metadata is untouched
+        // memory of a fresh anonymous mapping, so it reads as zero.
         match unsafe {
             (*header.as_ptr())
                 .pool
-                .add_region_split(base, size, meta, len - meta_at)
+                .add_region_split_zeroed(base, size, meta, len - meta_at)
         } {
             Ok(usable) => {
                 // SAFETY: still private to us.
