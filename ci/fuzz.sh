@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# A short libFuzzer run of the allocation-sequence target (fuzz/).
+# Short libFuzzer runs of the fuzz targets (fuzz/): the allocation
+# sequences, then the pooled-buffer operations (seeded from the committed
+# corpus, which the stable tests replay).
 #
-#   FUZZ_SECONDS   run time (default 60)
+#   FUZZ_SECONDS       run time of alloc_sequences (default 60)
+#   FUZZ_BUF_SECONDS   run time of buf_ops (default 30)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -28,3 +31,15 @@ if [ -n "${CARGO_TARGET_DIR:-}" ]; then
 fi
 cd fuzz
 ci_run cargo +nightly fuzz run "${args[@]}" "$target" -- -max_total_time="$seconds"
+
+target=buf_ops
+if grep -q "name = \"$target\"" Cargo.toml; then
+    seconds="${FUZZ_BUF_SECONDS:-30}"
+    ci_say "fuzz: $target for ${seconds}s"
+    # A scratch corpus dir seeded from the committed one (libFuzzer writes
+    # new inputs into the first directory; the committed corpus stays as is).
+    scratch="$(mktemp -d)"
+    ci_run cargo +nightly fuzz run "${args[@]}" "$target" "$scratch" ../tests/corpus/buf_ops -- \
+        -max_total_time="$seconds"
+    rm -rf "$scratch"
+fi
