@@ -2,25 +2,28 @@
 //! leak until the allocator's limit refuses them, and how the leak report
 //! finds the line. Three parts:
 //!
-//! 1. **The leak.** A 1 MiB message copied 30 times, never freed, under a
-//!    32 MiB limit: the copies fail with the limit's error; the report names
-//!    the copying line.
-//! 2. **The fix.** The same with each copy freed: all 30 succeed and memory
-//!    returns to its baseline.
+//! 1. **The leak.** The seed's Netty test, line for line: a 1 MiB
+//!    `ByteBuf` written byte by byte, then `buffer.copy()` in a loop and
+//!    never `release()`d, under a 32 MiB limit (Netty's
+//!    `-Dio.netty.maxDirectMemory`): a copy fails with the limit's error
+//!    (Netty's `OutOfDirectMemoryError`); the report names the copying line
+//!    and shows the copies' last touch.
+//! 2. **The fix.** The same with each copy released (dropped): all 30
+//!    succeed and memory returns to its baseline.
 //! 3. **A server.** Framed messages on four threads through the global
 //!    allocator at the default `Simple` level; one stage keeps its copies in
 //!    a store that only grows, and the report names that stage.
 //!
 //! Run: `cargo run --release -p poolalloc --example demo`
 
-use core::alloc::Layout;
-use core::ptr::NonNull;
-use poolalloc::{AllocError, LeakDetection, LeakReport, PooledAllocator};
+use poolalloc::buf::bytes::BufMut;
+use poolalloc::buf::BufPool;
+use poolalloc::{LeakDetection, LeakReport, PooledAllocator};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Part 3 runs through this (parts 1 and 2 have allocators of their own).
+/// Part 3 runs through this (parts 1 and 2 have pools of their own).
 /// `POOLALLOC_LEAK_DETECTION` unset: `Simple`, 1 allocation in 128 tracked.
 #[global_allocator]
 static GLOBAL: PooledAllocator = PooledAllocator::new();
@@ -38,70 +41,39 @@ pub fn main() {
 // ---------------------------------------------------------------------------
 // 1. The leak
 
-/// A pooled buffer, as a server wraps the allocator (Netty's `ByteBuf`).
-/// Dropping it frees the block (Netty's `release()`).
-struct Buf<'a> {
-    pool: &'a PooledAllocator,
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl<'a> Buf<'a> {
-    /// A buffer of `len` bytes of `byte`. `#[track_caller]`, as is every
-    /// constructor below: the leak report names the line that called it.
-    #[track_caller]
-    fn filled(pool: &'a PooledAllocator, len: usize, byte: u8) -> Result<Buf<'a>, AllocError> {
-        let layout = Layout::from_size_align(len, 8).expect("layout");
-        let ptr = pool.try_allocate(layout)?.cast::<u8>();
-        // SAFETY: a fresh block of at least `len` bytes.
-        unsafe { ptr.as_ptr().write_bytes(byte, len) };
-        Ok(Buf { pool, ptr, len })
-    }
-
-    /// A new buffer with the same bytes (Netty's `ByteBuf.copy()`).
-    #[track_caller]
-    fn copy(&self) -> Result<Buf<'a>, AllocError> {
-        let copy = Buf::filled(self.pool, self.len, 0)?;
-        // SAFETY: two live blocks of `len` bytes each, distinct.
-        unsafe { core::ptr::copy_nonoverlapping(self.ptr.as_ptr(), copy.ptr.as_ptr(), self.len) };
-        Ok(copy)
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: our block, `len` bytes written at construction.
-        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for Buf<'_> {
-    fn drop(&mut self) {
-        let layout = Layout::from_size_align(self.len, 8).expect("layout");
-        // SAFETY: our block, with the layout it was allocated with.
-        unsafe { self.pool.deallocate(self.ptr, layout) };
-    }
-}
-
-/// The allocator of parts 1 and 2: a 32 MiB limit, every allocation tracked.
-fn limited_pool() -> PooledAllocator {
-    PooledAllocator::builder()
-        .max_memory(32 * MIB)
-        .leak_detection(LeakDetection::Paranoid)
-        .build()
+/// The buffers' pool of parts 1 and 2, Netty's direct arena: a 32 MiB limit
+/// (`-Dio.netty.maxDirectMemory`), every buffer tracked.
+fn direct_pool() -> BufPool {
+    BufPool::new(
+        PooledAllocator::builder()
+            .max_memory(32 * MIB)
+            .leak_detection(LeakDetection::Paranoid)
+            .build(),
+    )
 }
 
 fn the_leak() {
-    println!("== 1. The leak: a 1 MiB message copied 30 times, never freed (32 MiB limit)");
-    println!("   (leak detection Paranoid: every allocation tracked, for hunting; production runs Simple)");
-    let pool = limited_pool();
-    let message = Buf::filled(&pool, MIB, 0x01).expect("the message");
+    println!("== 1. The leak: a 1 MiB buffer copied 30 times, never released (32 MiB limit)");
+    println!("   (leak detection Paranoid: every buffer tracked, for hunting; production runs Simple)");
+    let pool = direct_pool();
+    // ByteBuf buffer = PooledByteBufAllocator.DEFAULT.buffer(_1M, _1M);
+    let mut buffer = pool.buffer(MIB);
+    for _ in 0..MIB {
+        buffer.put_u8(0x01); // buffer.writeByte(0x01);
+    }
     let mut copied = 0;
     let mut copy_line = 0;
     for i in 0..30 {
-        let (copy, line) = (message.copy(), line!());
+        // ByteBuf ref = buffer.copy();
+        let (copy, line) = (buffer.try_copy(), line!());
         copy_line = line;
         match copy {
-            // The seed's commented-out `ref.release()`: the copy is never freed.
-            Ok(copy) => core::mem::forget(copy),
+            Ok(copy) => {
+                copy.touch("allocate"); // System.out.println("allocate - " + i);
+                // ref.release(); -- commented out in the seed: never released.
+                core::mem::forget(copy);
+            }
+            // Netty: io.netty.util.internal.OutOfDirectMemoryError
             Err(e) => {
                 println!("copy {i}: {e}");
                 break;
@@ -110,25 +82,31 @@ fn the_leak() {
         copied += 1;
     }
     assert!(copied < 30, "the limit never refused a copy");
-    let m = pool.metrics();
+    let m = pool.allocator().metrics();
     println!(
-        "the message and {copied} copies: {} live, in {} of chunks: no room for another chunk\n",
+        "the buffer and {copied} copies: {} live, in {} of chunks: no room for another chunk\n",
         mib(m.active_bytes),
         mib(m.used_memory)
     );
-    print_metrics(&pool);
+    print_metrics(pool.allocator());
 
-    let report = pool.leak_report();
+    let report = pool.allocator().leak_report();
     print_report(&report, 2);
-    let top = report.sites[0].site.as_ref().expect("a site");
+    let top = &report.sites[0];
+    let site = top.site.as_ref().expect("a site");
     assert!(
-        top.file.as_deref().is_some_and(|f| f.ends_with("demo.rs")) && top.line == Some(copy_line),
+        site.file.as_deref().is_some_and(|f| f.ends_with("demo.rs")) && site.line == Some(copy_line),
         "the report does not name the copying line {copy_line}:\n{report}"
+    );
+    let touched = top.touches.first().and_then(|t| t.touches.first());
+    assert!(
+        touched.is_some_and(|t| t.hint == "allocate"),
+        "the report does not show the copies' touch:\n{report}"
     );
     println!(
         "-> {} leaked copies, {}, at demo.rs:{copy_line}: the line to fix",
-        report.sites[0].count,
-        mib(report.sites[0].bytes)
+        top.count,
+        mib(top.bytes)
     );
 }
 
@@ -136,21 +114,22 @@ fn the_leak() {
 // 2. The fix
 
 fn the_fix() {
-    println!("\n== 2. The fix: each copy freed after use");
-    let pool = limited_pool();
-    let message = Buf::filled(&pool, MIB, 0x01).expect("the message");
-    let before = pool.metrics().used_memory;
+    println!("\n== 2. The fix: each copy released after use");
+    let pool = direct_pool();
+    let mut buffer = pool.buffer(MIB);
+    buffer.put_bytes(0x01, MIB);
+    let before = pool.allocator().metrics().used_memory;
     let mut during = 0;
     let mut sum = 0usize;
     for _ in 0..30 {
-        let copy = message.copy().expect("the limit is never reached");
-        sum += copy.bytes().iter().map(|&b| b as usize).sum::<usize>();
-        during = during.max(pool.metrics().used_memory);
-        drop(copy); // `ref.release()`
+        let copy = buffer.copy(); // the limit is never reached
+        sum += copy.iter().map(|&b| b as usize).sum::<usize>();
+        during = during.max(pool.allocator().metrics().used_memory);
+        drop(copy); // ref.release();
     }
     assert_eq!(sum, 30 * MIB);
-    pool.trim();
-    let m = pool.metrics();
+    pool.allocator().trim();
+    let m = pool.allocator().metrics();
     println!(
         "30 of 30 copies made; used memory: before {}, during {} (peak), after trim() {}",
         mib(before),
@@ -161,10 +140,10 @@ fn the_fix() {
         m.used_memory, before,
         "memory did not return to its baseline"
     );
-    let report = pool.leak_report();
+    let report = pool.allocator().leak_report();
     assert_eq!(report.count, 1, "{report}");
     println!(
-        "-> back to the baseline ({} of {} limit); the leak report lists only the message itself ({})",
+        "-> back to the baseline ({} of {} limit); the leak report lists only the buffer itself ({})",
         mib(m.used_memory),
         mib(m.max_memory),
         report.sites[0].site.as_ref().map_or("?".into(), short)
@@ -290,23 +269,24 @@ fn a_server() {
 // Printing
 
 /// The report's header and its first `sites` sites, each with at most two
-/// frames of its backtrace.
+/// frames of its backtrace (and its touches, if any).
 fn print_report(report: &LeakReport, sites: usize) {
     let text = report.to_string();
     let mut shown = 0;
     let mut frames = 0;
     let mut hidden = 0;
     for line in text.lines() {
+        let frame = line.trim_start().starts_with("from ");
         if line.starts_with('#') {
             shown += 1;
             frames = 0;
-        } else if line.trim_start().starts_with("from ") {
+        } else if frame {
             frames += 1;
         }
         if shown > sites {
             break;
         }
-        if frames > 2 {
+        if frame && frames > 2 {
             hidden += 1;
             continue;
         }
