@@ -54,7 +54,9 @@ fn direct_pool() -> BufPool {
 
 fn the_leak() {
     println!("== 1. The leak: a 1 MiB buffer copied 30 times, never released (32 MiB limit)");
-    println!("   (leak detection Paranoid: every buffer tracked, for hunting; production runs Simple)");
+    println!(
+        "   (leak detection Paranoid: every buffer tracked, for hunting; production runs Simple)"
+    );
     let pool = direct_pool();
     // ByteBuf buffer = PooledByteBufAllocator.DEFAULT.buffer(_1M, _1M);
     let mut buffer = pool.buffer(MIB);
@@ -69,7 +71,8 @@ fn the_leak() {
         copy_line = line;
         match copy {
             Ok(copy) => {
-                copy.touch("allocate"); // System.out.println("allocate - " + i);
+                // System.out.println("allocate - " + i);
+                copy.touch("allocate");
                 // ref.release(); -- commented out in the seed: never released.
                 core::mem::forget(copy);
             }
@@ -95,7 +98,8 @@ fn the_leak() {
     let top = &report.sites[0];
     let site = top.site.as_ref().expect("a site");
     assert!(
-        site.file.as_deref().is_some_and(|f| f.ends_with("demo.rs")) && site.line == Some(copy_line),
+        site.file.as_deref().is_some_and(|f| f.ends_with("demo.rs"))
+            && site.line == Some(copy_line),
         "the report does not name the copying line {copy_line}:\n{report}"
     );
     let touched = top.touches.first().and_then(|t| t.touches.first());

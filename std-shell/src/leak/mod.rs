@@ -114,6 +114,7 @@ pub(crate) struct Tracker {
     /// Samples lost because the OS refused memory for the table.
     dropped: AtomicUsize,
     /// The next view key (see the module docs), counted in steps of 16.
+    #[cfg_attr(not(feature = "bytes"), allow(dead_code))]
     views: AtomicUsize,
 }
 
@@ -194,6 +195,33 @@ impl Tracker {
         }
     }
 
+    /// Forgets the tracked allocation at `addr`, if there is one. Call before
+    /// the block is released (afterwards another thread may reuse and track
+    /// the address).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn forget(&self, addr: usize, gate: Option<Gate<'_>>) {
+        if self.live.remove(addr) {
+            if let Some(g) = &gate {
+                g.lower();
+            }
+        }
+    }
+
+    /// Live tracked allocations (racy).
+    pub(crate) fn tracked(&self) -> usize {
+        self.live.len()
+    }
+
+    /// A report of the live tracked allocations at least `min_age_ns` old.
+    pub(crate) fn report(&self, min_age_ns: u64) -> LeakReport {
+        report::build(self, min_age_ns)
+    }
+}
+
+/// The pooled buffers' additions: views and touches (see the module docs).
+#[cfg_attr(not(feature = "bytes"), allow(dead_code))]
+impl Tracker {
     /// Samples a view of `size` bytes (a buffer sharing another's block, see
     /// the module docs) and records it if due: its key for
     /// [`Tracker::touch`] and [`Tracker::forget`], or 0 when not tracked.
@@ -256,29 +284,6 @@ impl Tracker {
         if key != 0 {
             self.live.update(key, |e| e.touches = touches);
         }
-    }
-
-    /// Forgets the tracked allocation at `addr`, if there is one. Call before
-    /// the block is released (afterwards another thread may reuse and track
-    /// the address).
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn forget(&self, addr: usize, gate: Option<Gate<'_>>) {
-        if self.live.remove(addr) {
-            if let Some(g) = &gate {
-                g.lower();
-            }
-        }
-    }
-
-    /// Live tracked allocations (racy).
-    pub(crate) fn tracked(&self) -> usize {
-        self.live.len()
-    }
-
-    /// A report of the live tracked allocations at least `min_age_ns` old.
-    pub(crate) fn report(&self, min_age_ns: u64) -> LeakReport {
-        report::build(self, min_age_ns)
     }
 }
 

@@ -56,6 +56,7 @@ pub(crate) struct Touches {
 
 impl Touches {
     /// Records a touch, overwriting the oldest kept one.
+    #[cfg_attr(not(feature = "bytes"), allow(dead_code))]
     pub(crate) fn push(&mut self, t: TouchRec) {
         self.ring[(self.count % TOUCHES as u64) as usize] = t;
         self.count += 1;
@@ -239,6 +240,7 @@ impl LiveTable {
 
     /// Applies `f` to the entry at `addr`, if there is one, under its
     /// shard's lock (`f` must not allocate); whether there was one.
+    #[cfg_attr(not(feature = "bytes"), allow(dead_code))]
     pub(crate) fn update(&self, addr: usize, f: impl FnOnce(&mut Entry)) -> bool {
         let mut s = self.shard(addr).lock();
         let Some(i) = s.find(addr) else {
