@@ -101,6 +101,9 @@ pub fn run(config: &DemoConfig) -> Result<(), String> {
         "-> the top site is {site}: the {} stage's copy, the line to fix",
         config.stage
     );
+    if let Some(code) = source_line(config.stage, site) {
+        println!("   {}", code.trim());
+    }
 
     println!("\n== 2. The same server without the leak, same load, same {limit:.1} MiB limit");
     let fixed = session(config, None)?;
@@ -186,6 +189,21 @@ fn get(http: SocketAddr, path: &str) -> Result<String, String> {
         return Err(format!("GET {path}: status {}", r.status));
     }
     Ok(r.body)
+}
+
+/// The stages' sources, to quote the line a report names.
+const SOURCES: [(Stage, &str); 4] = [
+    (Stage::Decode, include_str!("stages/decode.rs")),
+    (Stage::State, include_str!("stages/state.rs")),
+    (Stage::Unescape, include_str!("stages/unescape.rs")),
+    (Stage::Decrypt, include_str!("stages/decrypt.rs")),
+];
+
+/// The line `file:line` names in `stage`'s source.
+fn source_line(stage: Stage, site: &str) -> Option<&'static str> {
+    let line: usize = site.rsplit(':').next()?.parse().ok()?;
+    let (_, source) = SOURCES.iter().find(|(s, _)| *s == stage)?;
+    source.lines().nth(line.checked_sub(1)?)
 }
 
 fn print_memory(used: &[f64], limit: f64) {

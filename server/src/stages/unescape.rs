@@ -24,9 +24,8 @@ pub fn unescape_frame<B: Buffers>(
     if !escape::has_escapes(escaped) {
         return Ok(None);
     }
-    let mut plain = pool
-        .try_buffer(escaped.len()) // the copy: `/leaks` names this line
-        .map_err(UnescapeError::Refused)?;
+    let copy = pool.try_buffer(escaped.len()); // the copy: `/leaks` names this line
+    let mut plain = copy.map_err(UnescapeError::Refused)?;
     escape::unescape_into(escaped, &mut plain).map_err(UnescapeError::Bad)?;
     Ok(Some(plain))
 }
