@@ -81,6 +81,9 @@ fi
 if [ "$which" != core ]; then
     cargo bench "${opt[@]}" -p poolalloc-benches \
         --bench shell_pairs --bench shell_batch --bench shell_threads --bench shell_handoff
+    # Pooled buffers beside BytesMut; runs itself again with mimalloc as the
+    # global allocator (benches/buf.rs).
+    cargo bench "${opt[@]}" -p poolalloc-benches --bench buf
 
     if callgrind; then
         echo "== callgrind: std shell, instructions per alloc+free pair and per batch block"

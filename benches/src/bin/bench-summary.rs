@@ -8,9 +8,10 @@
 //! markdown tables written by `ci/bench.sh`; `--callgrind` may be given more
 //! than once).
 //!
-//! The core's tables (groups `pair`, `batch`, `threads_*`) and the std
-//! shell's (groups `shell_*`) are each printed when their results exist, so
-//! `BENCH_SET=core` or `shell` runs summarise too.
+//! The core's tables (groups `pair`, `batch`, `threads_*`), the std
+//! shell's (groups `shell_*`) and the pooled buffers' (groups `buf_*`) are
+//! each printed when their results exist, so `BENCH_SET=core` or `shell`
+//! runs summarise too.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -282,6 +283,9 @@ fn main() {
     if has("shell_") {
         shell::all(&r, &mut s);
     }
+    if has("buf_") {
+        bufs(&r, &mut s);
+    }
     for f in extra {
         match std::fs::read_to_string(&f) {
             Ok(t) => writeln!(s, "\n{}", t.trim_end()).unwrap(),
@@ -289,6 +293,50 @@ fn main() {
         }
     }
     print!("{s}");
+}
+
+/// Pooled buffers beside `BytesMut` (benches/buf.rs), on glibc and on
+/// mimalloc; target: at most 1.0x `BytesMut` on mimalloc.
+fn bufs(r: &Results, s: &mut String) {
+    const VARIANTS: [&str; 4] = [
+        "bytesmut@glibc",
+        "pooled@glibc",
+        "bytesmut@mimalloc",
+        "pooled@mimalloc",
+    ];
+    writeln!(
+        s,
+        "\n#### Pooled buffers beside BytesMut (ns per buffer; decode: per 64 KiB read buffer of ~200 B frames; median)\n"
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "| workload | {} | pooled ÷ BytesMut, glibc | pooled ÷ BytesMut, mimalloc (target ≤ 1.0) |",
+        VARIANTS.join(" | ")
+    )
+    .unwrap();
+    writeln!(s, "|---|---|---|---|---|---|---|").unwrap();
+    let rows = [
+        ("buf_freeze", "64", "build, freeze, drop 64 B"),
+        ("buf_freeze", "1024", "build, freeze, drop 1 KiB"),
+        ("buf_freeze", "65536", "build, freeze, drop 64 KiB"),
+        ("buf_decode", "200", "decode loop, ~200 B frames"),
+    ];
+    for (g, p, label) in rows {
+        let t = VARIANTS.map(|v| get(r, g, v, p));
+        write!(s, "| {label} |").unwrap();
+        for x in t {
+            write!(s, " {} |", fmt_ns(x)).unwrap();
+        }
+        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+        let glibc = ratio(t[1], t[0]);
+        let mi = ratio(t[3], t[2]);
+        write!(s, " {} |", glibc.map_or("–".into(), |x| format!("{x:.2}x"))).unwrap();
+        match mi {
+            Some(x) => writeln!(s, " {x:.2}x {} |", verdict(x <= 1.0)).unwrap(),
+            None => writeln!(s, " – |").unwrap(),
+        }
+    }
 }
 
 /// The std shell's tables: ours against the OS-backed peers.

@@ -11,10 +11,14 @@
 //!   allocator sampled the block and recorded the caller's line (every
 //!   constructor is `#[track_caller]`), and forgets the entry when the block
 //!   is freed;
-//! * a buffer split off another shares its block, so it is sampled on its
-//!   own as a *view* (`Tracker::record_view`, Netty's new leak record for a
+//! * a buffer split off another shares its block, so at `Advanced` and
+//!   `Paranoid` it is sampled on its own as a *view*
+//!   (`Tracker::record_view`, Netty's new leak record for a
 //!   `retainedSlice`) with the split's line, and forgets its entry when it
-//!   drops (or when its frozen `Bytes` does);
+//!   drops (or when its frozen `Bytes` does). At `Simple` a split has no
+//!   record of its own (a split-heavy decode loop pays no sampling for it):
+//!   it keeps its block alive, and the block's record names the line that
+//!   made the block;
 //! * 0: nothing to touch.
 //!
 //! The tracker keeps touches only at `Advanced` and `Paranoid`: at the
@@ -44,12 +48,13 @@ impl Record {
         Record(base)
     }
 
-    /// A new view of `len` bytes created at `at`, if the tracker samples it.
+    /// A new view of `len` bytes created at `at`, if touches are kept and
+    /// the tracker samples it.
     #[inline]
     pub(crate) fn view(backing: Backing, len: usize, at: &'static Location<'static>) -> Record {
         match backing.tracker() {
-            Some(t) => Record(t.record_view(len, at)),
-            None => Record::NONE,
+            Some(t) if t.keeps_touches() => Record(t.record_view(len, at)),
+            _ => Record::NONE,
         }
     }
 

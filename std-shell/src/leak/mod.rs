@@ -40,10 +40,11 @@
 //!   At `Simple` a touch is not kept (it would cost a table lookup for 1
 //!   buffer in 128).
 //! * **Views.** A buffer split off another shares its block, so no
-//!   allocation stands for it; [`Tracker::record_view`] samples it like an
-//!   allocation and records an entry under a key of its own (never a block
-//!   address: blocks are 16-byte aligned, view keys are 8 modulo 16), which
-//!   the buffer forgets when it is dropped. A view's bytes lie inside its
+//!   allocation stands for it; at `Advanced` and `Paranoid`,
+//!   [`Tracker::record_view`] samples it like an allocation and records an
+//!   entry under a key of its own (never a block address: blocks are
+//!   16-byte aligned, view keys are 8 modulo 16), which the buffer forgets
+//!   when it is dropped. A view's bytes lie inside its
 //!   block, which is listed too when tracked: a report lists what each
 //!   creation site still holds, so such bytes are counted at both sites.
 //!
