@@ -222,6 +222,50 @@ impl Pool {
         }
     }
 
+    /// The size class of the live block that `ptr` starts, if it is a small
+    /// element or a page run of a class's size: the whole check that a
+    /// layer caching freed blocks needs (the std shell's thread caches), in
+    /// the loads of [`Pool::resolve`]'s fast half plus the element's bitmap
+    /// word (or the run's tree word), with no [`Block`] built. A sized free
+    /// whose layout has an alignment of at most the quantum and a size that
+    /// [`class_of`](crate::size_class::class_of) maps to the class returned
+    /// is then valid. `None` says nothing about why: [`Pool::resolve`]
+    /// classifies the pointer exactly.
+    ///
+    /// A snapshot, as [`Pool::is_live`]: meaningful while the caller owns
+    /// the block.
+    #[inline(always)]
+    pub fn live_class(&self, ptr: NonNull<u8>) -> Option<usize> {
+        let addr = ptr.as_ptr() as usize;
+        let (chunk, page) = self.locate(addr)?;
+        match PageDesc::load(chunk.page_map(), page) {
+            PageDesc::Small { back, class } if back <= page => {
+                let Small::Block(b) = self.small_block(chunk, page - back, addr, class) else {
+                    return None;
+                };
+                let header = chunk.header(b.page);
+                // ORDERING: Acquire; a snapshot of the element's state, as
+                // `is_live`.
+                let word = header[BITMAP + b.n / BITS].load(Ordering::Acquire);
+                (word & (1 << (b.n % BITS)) != 0).then_some(class)
+            }
+            PageDesc::Normal { pages } if addr & ((1 << chunk.page_shift) - 1) == 0 => {
+                self.live_run_class(chunk, page, pages)
+            }
+            _ => None,
+        }
+    }
+
+    /// The class of the live page run of `pages` pages at `page`, if the
+    /// tree holds one there and its size is a class's.
+    #[inline(never)]
+    fn live_run_class(&self, chunk: &ChunkInfo, page: usize, pages: usize) -> Option<usize> {
+        tree::check_live(chunk.tree(), page, pages, RunKind::Normal).ok()?;
+        let size = pages << chunk.page_shift;
+        let class = crate::size_class::class_of(size);
+        (SIZES.get(class) == Some(&size)).then_some(class)
+    }
+
     /// The slow half of [`Pool::resolve`]: the exact answer from the tree.
     #[cold]
     #[inline(never)]

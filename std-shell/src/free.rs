@@ -1,35 +1,44 @@
 //! The free paths of an allocator's state (`Inner`).
 //!
-//! # One resolve, then one of two places
+//! # The cached path, then the full one
 //!
-//! A free finds its chunk through the chunk map (`Inner::chunk_of`; not
-//! there: huge or foreign) and resolves the pointer once with the core's
-//! O(1) lookup, which refuses a pointer inside a block; the core's `Block`
-//! found holds the block's class and size and answers whether it is live.
-//! A sized free checks its layout against that block; an unsized one (C's
-//! `free`) takes the block's size. Then `Inner::free_block` sends the block to one of two places:
+//! **Cached** (`Inner::free_to_cache`, inline): a sized free whose layout
+//! routes by size alone (alignment up to the quantum) to a class the cache
+//! holds, or any unsized free (C's `free`). In order:
 //!
-//! * **the thread's bin** (class size up to `max_cached_capacity`, a cache
-//!   bound, room in the bin and under `cache_max_bytes`): the block must be live for the core and not
-//!   carry the double-free canary (a block already in a cache is live for
-//!   the core but free for its user); the canary is written and the block
-//!   pushed (`thread_cache`). No shared memory is written.
-//! * **its chunk's pool** (otherwise): the core's lock-free free, whose
-//!   read-modify-write is the last check.
+//! 1. the thread's cache (one TLS read) and, for a sized free, room in the
+//!    layout's bin: a full bin goes to the full path before any lookup;
+//! 2. the chunk (`Inner::chunk_of`: the chunk map, the header's magic and
+//!    owner), and no tracked block in its granule (`Chunk::may_track`);
+//! 3. the core's `Pool::live_class`: the pointer starts a live element or
+//!    page run, and its class, in the loads of the core's resolve (address
+//!    table, descriptor, identity, element index, bitmap or tree word);
+//!    for a sized free the class must be the layout's, which is the layout
+//!    check;
+//! 4. the double-free canary (a block already in a cache is live for the
+//!    core but free for its user), then the push, which writes the canary.
+//!    No shared memory is written.
+//!
+//! Anything else returns `None` without a verdict and takes the **full
+//! path** (`free_slow`, out of line): the pointer resolved once into a
+//! core `Block`, which classifies misuse exactly (foreign, interior, not
+//! allocated, mismatched layout), the tracker consulted, then the bin if it
+//! has room or the chunk's pool (the core's lock-free free, whose RMW is the
+//! last check). A block of a full bin is thus looked up twice; the second
+//! time is beside a core free that costs far more.
 //!
 //! A huge block is checked against the huge table and unmapped (`huge`).
 //!
 //! # The budget
 //!
 //! Measured with callgrind (`pair-loop shell:poolalloc 64`, BENCHMARKS.md),
-//! a cached 64 B free costs about 245 instructions through `GlobalAlloc`:
-//! the chunk map and header check (~20), the core's resolve (~70: address
-//! table, descriptor, identity, element index), the layout check (~10),
-//! liveness and the canary (~20), the bin push with its counters (~40),
-//! and the `GlobalAlloc` and `Result` glue. mimalloc's whole alloc+free pair
-//! is 77; what separates them is validation that mimalloc does not do
-//! (foreign, interior, mismatched and double frees, exactly, on every free)
-//! and the shell's second lookup structure (the chunk map before the core's
+//! a cached 64 B free costs about 195 instructions through `GlobalAlloc`:
+//! the TLS read and bin room (~15), the chunk map and header (~20), the
+//! core's `live_class` (~60), the canary (~5), the push with its counters
+//! (~25), and the glue. mimalloc's whole alloc+free pair is 77; what
+//! separates them is validation that mimalloc does not do (foreign,
+//! interior, mismatched and double frees, exactly, on every free) and the
+//! shell's second lookup structure (the chunk map before the core's
 //! table). A change that adds to this path must say so here.
 //!
 //! # Leak tracking
@@ -49,12 +58,31 @@ use crate::error::FreeError;
 use crate::os;
 use core::alloc::Layout;
 use core::ptr::NonNull;
+use poolalloc_core::size_class::{class_of, QUANTUM, SIZES};
 
 impl Inner {
     /// # Safety
     /// If `ptr` is a live block of this allocator, the caller owns it.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+        // The cached path first: a size the cache holds, routed by size
+        // alone (so its class is the layout's check).
+        if layout.align() <= QUANTUM && layout.size().wrapping_sub(1) < self.max_cached {
+            if let Some(r) = self.free_to_cache(ptr, Some(class_of(layout.size()))) {
+                return r.map(|_| ());
+            }
+        }
+        // SAFETY: forwarded.
+        unsafe { self.free_slow(ptr, layout) }
+    }
+
+    /// Every sized free the cached path did not take: huge blocks, sizes
+    /// the cache does not hold, full bins, tracked granules, misuse.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it.
+    #[inline(never)]
+    unsafe fn free_slow(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
         if layout.size() == 0 {
             return Err(FreeError::ZeroSize);
         }
@@ -79,6 +107,19 @@ impl Inner {
     /// If `ptr` is a live block of this allocator, the caller owns it.
     #[inline]
     pub(crate) unsafe fn free_unsized(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
+        if let Some(r) = self.free_to_cache(ptr, None) {
+            return r.map(|class| SIZES[class]);
+        }
+        // SAFETY: forwarded.
+        unsafe { self.free_unsized_slow(ptr) }
+    }
+
+    /// Every unsized free the cached path did not take.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it.
+    #[inline(never)]
+    unsafe fn free_unsized_slow(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
         let Some(chunk) = self.chunk_of(ptr) else {
             // SAFETY: forwarded.
             return unsafe { self.free_huge(ptr, None) };
@@ -90,6 +131,49 @@ impl Inner {
         // SAFETY: forwarded.
         unsafe { self.free_block(chunk, block, ptr) }?;
         Ok(size)
+    }
+
+    /// The cached free (see the module docs): `ptr` starts a live element
+    /// of a small class the cache holds (`want`, when the layout names
+    /// one), its granule holds no tracked block, and it does not carry the
+    /// canary; then it is pushed on its bin. `Some(Ok(class))`: cached;
+    /// `Some(Err(DoubleFree))`: the canary; `None`: anything else (a full
+    /// bin, a tracked granule, a pointer to classify), for the full path,
+    /// which resolves the pointer and decides exactly.
+    #[inline(always)]
+    fn free_to_cache(
+        &self,
+        ptr: NonNull<u8>,
+        want: Option<usize>,
+    ) -> Option<Result<usize, FreeError>> {
+        self.with_cache(|cache| {
+            // A sized free knows its bin before validating: a full one sends
+            // the block to its chunk without a lookup here.
+            if want.is_some_and(|w| !self.has_room(cache, w)) {
+                return None;
+            }
+            let chunk = self.chunk_of(ptr)?;
+            let addr = ptr.as_ptr() as usize;
+            if chunk.may_track(addr) {
+                return None;
+            }
+            let class = chunk.pool.live_class(ptr)?;
+            match want {
+                Some(w) if w != class => return None,
+                None if SIZES[class] > self.max_cached || !self.has_room(cache, class) => {
+                    return None
+                }
+                _ => {}
+            }
+            // SAFETY: a live block of at least 16 bytes that the caller owns.
+            let first = unsafe { ptr.cast::<usize>().read() };
+            if first == canary(self.secret, addr) {
+                return Some(Err(FreeError::DoubleFree));
+            }
+            self.push(cache, class, ptr, addr);
+            Some(Ok(class))
+        })
+        .flatten()
     }
 
     /// The registered chunk holding `ptr`, if any.

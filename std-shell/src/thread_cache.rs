@@ -151,29 +151,42 @@ impl Inner {
     /// cache bound to another allocator, the thread exiting).
     #[inline]
     pub(crate) fn with_cache<R>(&self, f: impl FnOnce(&mut OwnedCache<'_>) -> R) -> Option<R> {
+        // One TLS read of both cells (a small closure the compiler inlines);
+        // binding is the cold path.
+        let (cache, owner) = TLS.try_with(|t| (t.cache.get(), t.owner.get())).ok()?;
+        let cache = if owner == ptr::from_ref(self) {
+            cache
+        } else {
+            self.bind_thread(owner)?
+        };
+        // SAFETY: the cache lives as long as the allocator.
+        let cache = unsafe { &*cache };
+        // SAFETY: the cache is bound to this thread (claimed by it), and a
+        // cache operation never re-enters `with_cache` (module docs): this
+        // guard is the only one.
+        let mut owned = unsafe { OwnedCache::new(cache) };
+        Some(f(&mut owned))
+    }
+
+    /// Binds a cache of this allocator to the calling thread, whose `TLS`
+    /// names `owner`: `None` if it caches for another allocator, caching is
+    /// off, or the thread is exiting.
+    #[cold]
+    #[inline(never)]
+    fn bind_thread(&self, owner: *const Inner) -> Option<*const ThreadCache> {
+        if !owner.is_null() || self.max_cached == 0 {
+            return None;
+        }
+        // Register the exit flush first; if the thread is already exiting,
+        // run without a cache.
+        EXIT.try_with(|_| ()).ok()?;
+        let cache = self.bind_cache()?;
         TLS.try_with(|t| {
-            let mut cache = t.cache.get();
-            if t.owner.get() != ptr::from_ref(self) {
-                if !t.owner.get().is_null() || self.max_cached == 0 {
-                    return None;
-                }
-                // Register the exit flush first; if the thread is already
-                // exiting, run without a cache.
-                EXIT.try_with(|_| ()).ok()?;
-                cache = self.bind_cache()?;
-                t.owner.set(self);
-                t.cache.set(cache);
-            }
-            // SAFETY: the cache lives as long as the allocator.
-            let cache = unsafe { &*cache };
-            // SAFETY: the cache is bound to this thread (claimed by it), and
-            // a cache operation never re-enters `with_cache` (module docs):
-            // this guard is the only one.
-            let mut owned = unsafe { OwnedCache::new(cache) };
-            Some(f(&mut owned))
+            t.owner.set(self);
+            t.cache.set(cache);
         })
-        .ok()
-        .flatten()
+        .ok()?;
+        Some(cache)
     }
 
     #[cold]
@@ -327,25 +340,47 @@ impl Inner {
     #[inline]
     pub(crate) fn cache_push(&self, class: usize, ptr: NonNull<u8>, addr: usize) -> Option<bool> {
         self.with_cache(|cache| {
-            if class >= cache.nbins {
+            if !self.has_room(cache, class) {
                 return false;
             }
-            // SAFETY: `class < nbins` bins exist.
-            let bin = unsafe { &mut *cache.bins.add(class) };
-            let size = bin.size as usize;
-            if bin.len == bin.cap || cache.bytes + size > self.config.cache_max_bytes {
-                return false;
-            }
-            // SAFETY: a live block we own (probed), at least 16 bytes.
-            unsafe { ptr.cast::<usize>().write(canary(self.secret, addr)) };
-            // SAFETY: `len < cap`.
-            unsafe { bin.items.add(bin.len as usize).write(ptr) };
-            bin.len += 1;
-            cache.bytes += size;
-            cache.publish_bytes();
-            cache.count_free(class);
+            self.push(cache, class, ptr, addr);
             true
         })
+    }
+
+    /// Whether bin `class` of `cache` takes one more block: the class has a
+    /// bin, the bin is not full and the cache stays within `cache_max_bytes`.
+    #[inline(always)]
+    pub(crate) fn has_room(&self, cache: &OwnedCache<'_>, class: usize) -> bool {
+        if class >= cache.nbins {
+            return false;
+        }
+        // SAFETY: `class < nbins` bins exist.
+        let bin = unsafe { &*cache.bins.add(class) };
+        bin.len < bin.cap && cache.bytes + bin.size as usize <= self.config.cache_max_bytes
+    }
+
+    /// Pushes a validated block at `addr` onto bin `class`, which
+    /// [`Inner::has_room`]: writes the double-free canary and stacks it.
+    #[inline(always)]
+    pub(crate) fn push(
+        &self,
+        cache: &mut OwnedCache<'_>,
+        class: usize,
+        ptr: NonNull<u8>,
+        addr: usize,
+    ) {
+        // SAFETY: `class < nbins` (`has_room`).
+        let bin = unsafe { &mut *cache.bins.add(class) };
+        debug_assert!(bin.len < bin.cap);
+        // SAFETY: a live block we own (validated), at least 16 bytes.
+        unsafe { ptr.cast::<usize>().write(canary(self.secret, addr)) };
+        // SAFETY: `len < cap` (`has_room`).
+        unsafe { bin.items.add(bin.len as usize).write(ptr) };
+        bin.len += 1;
+        cache.bytes += bin.size as usize;
+        cache.publish_bytes();
+        cache.count_free(class);
     }
 
     /// Frees `n` cached blocks of bin `class` (the oldest) to their arenas.
