@@ -31,6 +31,14 @@ pub trait Buffers: Clone + Send + Sync + 'static {
     fn allocator(&self) -> Option<&PooledAllocator> {
         None
     }
+
+    /// Notes that `buf` passed here (Netty's `touch`): at the `advanced`
+    /// and `paranoid` leak levels a tracked pooled buffer keeps its last
+    /// four, printed under its site in `/leaks`. Nothing for the heap.
+    #[track_caller]
+    fn touch(buf: &Self::Buf, hint: &'static str) {
+        let _ = (buf, hint);
+    }
 }
 
 impl Buffers for BufPool {
@@ -42,6 +50,10 @@ impl Buffers for BufPool {
 
     fn allocator(&self) -> Option<&PooledAllocator> {
         Some(BufPool::allocator(self))
+    }
+
+    fn touch(buf: &PooledBuf, hint: &'static str) {
+        buf.touch(hint);
     }
 }
 

@@ -176,11 +176,12 @@ fn a_leaking_stage_is_refused_and_named() {
     s.stop();
 }
 
-/// Every stage's leak is found in its own file.
+/// Every stage's leak is found in its own file; at `Advanced`, with the
+/// buffers' last touches under the site.
 #[test]
 fn each_stage_is_named_by_its_file() {
     for stage in Stage::ALL {
-        let s = server(2 * MIB, Some(stage), LeakDetection::Simple);
+        let s = server(2 * MIB, Some(stage), LeakDetection::Advanced);
         let loader = load(&s, 2, 20_000, 5.0);
         let text = wait_for(&s, Duration::from_secs(10), |t| refused(t) > 0.0);
         assert!(refused(&text) > 0.0, "{stage}: never refused");
@@ -193,6 +194,10 @@ fn each_stage_is_named_by_its_file() {
                 .ends_with(&format!("stages/{stage}.rs"))
                 && top.line.is_some(),
             "{stage}: {report}"
+        );
+        assert!(
+            report.to_string().contains("\"kept: never released\" at "),
+            "{stage}: no touches:\n{report}"
         );
         s.stop();
         let _ = loader.join();

@@ -173,6 +173,7 @@ impl<B: Buffers> Pipeline<B> {
     fn run(&self, channel: &mut ChannelState<B::Buf>, escaped: &[u8]) -> Result<u32, Stop> {
         let frame = decode::decode_frame(&self.pool, escaped).map_err(refused(Stage::Decode))?;
         self.count(Stage::Decode);
+        B::touch(&frame, "copied into the channel state");
         let replaced =
             state::remember_frame(&self.pool, channel, &frame).map_err(refused(Stage::State))?;
         self.count(Stage::State);
@@ -180,7 +181,13 @@ impl<B: Buffers> Pipeline<B> {
         if let Some(old) = replaced {
             self.release(Stage::State, old);
         }
-        let current: &[u8] = channel.last().map_or(&[], |b| b);
+        let current: &[u8] = match channel.last() {
+            Some(last) => {
+                B::touch(last, "unescaped");
+                last
+            }
+            None => &[],
+        };
         let unescaped = match unescape::unescape_frame(&self.pool, current) {
             Ok(u) => u,
             Err(UnescapeError::Refused(e)) => return Err(Stop::Refused(Stage::Unescape, e)),
@@ -194,6 +201,9 @@ impl<B: Buffers> Pipeline<B> {
         if head.msg_id != UP_EXG_MSG {
             return Err(Stop::Malformed(Malformed::UnknownMessage));
         }
+        if let Some(u) = &unescaped {
+            B::touch(u, "header and CRC checked, body to decrypt");
+        }
         let plain = if head.encrypted {
             let p = decrypt::decrypt_body(&self.pool, &self.cipher, head.key, body)
                 .map_err(refused(Stage::Decrypt))?;
@@ -202,6 +212,9 @@ impl<B: Buffers> Pipeline<B> {
         } else {
             None
         };
+        if let Some(p) = &plain {
+            B::touch(p, "position parsed");
+        }
         position::parse(plain.as_deref().unwrap_or(body))?;
         if let Some(u) = unescaped {
             self.release(Stage::Unescape, u);
@@ -223,6 +236,7 @@ impl<B: Buffers> Pipeline<B> {
     fn release(&self, stage: Stage, buf: B::Buf) {
         if self.leak == Some(stage) {
             // The seed's bug: the copy is never released.
+            B::touch(&buf, "kept: never released");
             self.kept
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
