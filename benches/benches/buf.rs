@@ -83,6 +83,16 @@ fn decide() -> u8 {
     m
 }
 
+/// Calls `GlobalAlloc::$f` of the process's allocator (see `mode`).
+macro_rules! forward {
+    ($f:ident($($arg:expr),*)) => {
+        match mode() {
+            MIMALLOC => mimalloc::MiMalloc.$f($($arg),*),
+            _ => std::alloc::System.$f($($arg),*),
+        }
+    };
+}
+
 // SAFETY: forwards every call to one allocator, the same for the whole
 // process (see `mode`), so every block is freed by the allocator that made
 // it.
@@ -90,45 +100,25 @@ unsafe impl GlobalAlloc for Switch {
     #[inline]
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         // SAFETY: forwarded.
-        unsafe {
-            match mode() {
-                MIMALLOC => mimalloc::MiMalloc.alloc(l),
-                _ => std::alloc::System.alloc(l),
-            }
-        }
+        unsafe { forward!(alloc(l)) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         // SAFETY: forwarded, to the allocator that made the block.
-        unsafe {
-            match mode() {
-                MIMALLOC => mimalloc::MiMalloc.dealloc(p, l),
-                _ => std::alloc::System.dealloc(p, l),
-            }
-        }
+        unsafe { forward!(dealloc(p, l)) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         // SAFETY: forwarded.
-        unsafe {
-            match mode() {
-                MIMALLOC => mimalloc::MiMalloc.alloc_zeroed(l),
-                _ => std::alloc::System.alloc_zeroed(l),
-            }
-        }
+        unsafe { forward!(alloc_zeroed(l)) }
     }
 
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         // SAFETY: forwarded, to the allocator that made the block.
-        unsafe {
-            match mode() {
-                MIMALLOC => mimalloc::MiMalloc.realloc(p, l, new),
-                _ => std::alloc::System.realloc(p, l, new),
-            }
-        }
+        unsafe { forward!(realloc(p, l, new)) }
     }
 }
 

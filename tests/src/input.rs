@@ -40,3 +40,26 @@ impl<'a> Input<'a> {
         u32::from(self.u16()) | u32::from(self.u16()) << 16
     }
 }
+
+/// Runs `run` on every input checked in under `tests/corpus/<target>` (not
+/// its README), each under `catch_unwind`, naming the file that failed.
+///
+/// # Panics
+/// If an input fails, or the directory holds none.
+pub fn replay_corpus(target: &str, run: impl Fn(&[u8]) + std::panic::RefUnwindSafe) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("corpus directory") {
+        let path = e.expect("corpus entry").path();
+        if path.extension().is_some_and(|x| x == "md") {
+            continue;
+        }
+        let data = std::fs::read(&path).expect("corpus input");
+        let r = std::panic::catch_unwind(|| run(&data));
+        assert!(r.is_ok(), "corpus input {} failed", path.display());
+        n += 1;
+    }
+    assert!(n > 0, "no corpus inputs in {}", dir.display());
+}

@@ -52,3 +52,17 @@ pub fn env_count(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// A fuzz input for `seed`: mostly `0..short` random bytes, one time in ten
+/// `long.0..long.0 + long.1` (the stable replays of the fuzz targets).
+pub fn fuzz_input(seed: u64, short: usize, long: (usize, usize)) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let len = if rng.percent(10) {
+        long.0 + rng.below(long.1)
+    } else {
+        rng.below(short)
+    };
+    let mut v = vec![0u8; len];
+    rng.fill(&mut v);
+    v
+}

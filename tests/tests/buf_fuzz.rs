@@ -7,19 +7,11 @@
 
 use poolalloc::buf::BufPool;
 use poolalloc_tests::buf_ops;
-use poolalloc_tests::rng::{env_count, Rng};
-use std::path::PathBuf;
+use poolalloc_tests::input::replay_corpus;
+use poolalloc_tests::rng::{env_count, fuzz_input};
 
 fn input(seed: u64) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
-    let len = if rng.percent(10) {
-        1024 + rng.below(3072)
-    } else {
-        rng.below(512)
-    };
-    let mut v = vec![0u8; len];
-    rng.fill(&mut v);
-    v
+    fuzz_input(seed, 512, (1024, 3072))
 }
 
 /// Random inputs, each its own run over one pool (runs must leave it as
@@ -49,17 +41,5 @@ fn random_inputs() {
 #[test]
 fn corpus() {
     let pool: BufPool = buf_ops::pool();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/buf_ops");
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).expect("corpus directory") {
-        let path = e.unwrap().path();
-        if path.extension().is_some_and(|x| x == "md") {
-            continue;
-        }
-        let data = std::fs::read(&path).unwrap();
-        let r = std::panic::catch_unwind(|| buf_ops::run_bytes(&pool, &data, false));
-        assert!(r.is_ok(), "corpus input {} failed", path.display());
-        n += 1;
-    }
-    assert!(n > 0, "no corpus inputs in {}", dir.display());
+    replay_corpus("buf_ops", |data| buf_ops::run_bytes(&pool, data, false));
 }

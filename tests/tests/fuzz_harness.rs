@@ -5,21 +5,13 @@
 //! prints its seed, and `POOLALLOC_FUZZ_TRACE=1` with `POOLALLOC_FUZZ_SEED`
 //! replays it action by action.
 
-use poolalloc_tests::rng::{env_count, Rng};
+use poolalloc_tests::input::replay_corpus;
+use poolalloc_tests::rng::{env_count, fuzz_input};
 use poolalloc_tests::{run_with, Options};
-use std::path::PathBuf;
 
 fn input(seed: u64) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
     // Mostly short sequences, some long ones.
-    let len = if rng.percent(10) {
-        2048 + rng.below(6144)
-    } else {
-        rng.below(1024)
-    };
-    let mut v = vec![0u8; len];
-    rng.fill(&mut v);
-    v
+    fuzz_input(seed, 1024, (2048, 6144))
 }
 
 fn run_seeds(opts: Options, default_cases: usize) {
@@ -72,19 +64,7 @@ fn cases() -> usize {
 /// Every checked-in corpus input.
 #[test]
 fn corpus() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/alloc_sequences");
-    let mut n = 0;
-    for e in std::fs::read_dir(&dir).expect("corpus directory") {
-        let path = e.unwrap().path();
-        if path.extension().is_some_and(|x| x == "md") {
-            continue;
-        }
-        let data = std::fs::read(&path).unwrap();
-        let r = std::panic::catch_unwind(|| run_with(&data, Options::default()));
-        assert!(r.is_ok(), "corpus input {} failed", path.display());
-        n += 1;
-    }
-    assert!(n > 0, "no corpus inputs in {}", dir.display());
+    replay_corpus("alloc_sequences", |data| run_with(data, Options::default()));
 }
 
 /// The empty input and a few degenerate ones still set up, check and tear
