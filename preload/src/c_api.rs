@@ -134,6 +134,16 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         if fits_in_place(size, usable) && !matches!(owner, Owner::Emergency(_)) {
             return Ok(ptr);
         }
+        if let Owner::Main(l) = owner {
+            // A huge block to a huge size: the kernel moves its pages, no
+            // copy. C's realloc promises only malloc's alignment.
+            if let Ok(l) = Layout::from_size_align(l.size(), MIN_ALIGN) {
+                // SAFETY: the caller owns the block (C's contract), MAIN's.
+                if let Some(block) = unsafe { heap::MAIN.try_remap(old, l, size) }? {
+                    return Ok(block.as_ptr().cast());
+                }
+            }
+        }
         let Some(new) = heap::allocate_on(route, layout) else {
             return Ok(ptr::null_mut());
         };

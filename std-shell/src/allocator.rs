@@ -223,6 +223,34 @@ impl PooledAllocator {
         unsafe { inner.free_unsized(ptr) }
     }
 
+    /// Resizes a huge block (above the pooled sizes) to another huge size
+    /// without copying it: the kernel grows or shrinks the mapping in
+    /// place, or moves its pages (`mremap`). `Ok(Some(block))`: done, the
+    /// old pointer is gone; `Ok(None)`: not a huge-to-huge resize, or the
+    /// limit or the OS refused (the block is unchanged: allocate, copy and
+    /// free instead); `Err`: `ptr` and `layout` are not a live block, as
+    /// the same free would say. `GlobalAlloc::realloc` and the preload's
+    /// `realloc` use it.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it and
+    /// uses no reference into it after a success.
+    pub unsafe fn try_remap(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+        new_size: usize,
+    ) -> Result<Option<NonNull<[u8]>>, FreeError> {
+        // ORDERING: Acquire, as in `inner`.
+        let Some(inner) = NonNull::new(self.inner.load(Ordering::Acquire)) else {
+            return Err(FreeError::Foreign);
+        };
+        // SAFETY: initialised, valid while the allocator lives.
+        let inner = unsafe { inner.as_ref() };
+        // SAFETY: forwarded.
+        unsafe { inner.remap_huge(ptr, layout, new_size) }
+    }
+
     /// The layout of the live block starting at `ptr`, from the pointer
     /// alone: [`PooledAllocator::deallocate`] accepts it, and its size is the
     /// block's usable size. For callers that do not keep sizes (C's `free`,

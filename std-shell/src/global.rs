@@ -2,6 +2,7 @@
 //! for `&PooledAllocator`.
 
 use crate::allocator::PooledAllocator;
+use crate::free::misuse;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
 use poolalloc_core::{dangling, realloc_in_place_or_move};
@@ -28,6 +29,14 @@ unsafe impl GlobalAlloc for PooledAllocator {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: the realloc contract: a live block of ours, for `layout`.
+            match unsafe { self.try_remap(p, layout, new_size) } {
+                Ok(Some(block)) => return block.as_ptr().cast(),
+                Ok(None) => {}
+                Err(e) => misuse(e, p, layout),
+            }
+        }
         // SAFETY: forwarded contract.
         unsafe {
             realloc_in_place_or_move(self, ptr, layout, new_size, |a, b| self.same_block(a, b))

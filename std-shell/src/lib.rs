@@ -22,7 +22,8 @@
 //!   (its `registry` holds each thread's `ThreadCache` mapping, reused
 //!   across threads, and the `OwnedCache` guard to its private state);
 //! * `alloc` / `free`: the allocation and free paths (cache, arena, huge),
-//!   leak sampling, the memory limit's reclaim, misuse checks;
+//!   leak sampling, the memory limit's reclaim, misuse checks; `realloc`:
+//!   huge blocks resized by the kernel (`mremap`) instead of copied;
 //! * `allocator` / `builder` / `global`: the public type and its state, its
 //!   settings, `GlobalAlloc`, `Allocator`;
 //! * `error`: [`AllocError`] and [`FreeError`], the errors of every path;
@@ -54,6 +55,7 @@ pub mod leak;
 pub mod limit;
 pub mod metrics;
 pub mod os;
+mod realloc;
 mod thread_cache;
 
 pub use allocator::PooledAllocator;

@@ -209,6 +209,20 @@ impl Tracker {
         }
     }
 
+    /// A huge block at `from` that a realloc moved to `to` with `size`
+    /// requested bytes: its entry, if tracked, follows it (same site, age
+    /// and weight), so the report and the later free find it.
+    pub(crate) fn moved(&self, from: usize, to: usize, size: usize) {
+        if let Some(mut e) = self.live.take(from) {
+            e.addr = to;
+            e.size = size;
+            if self.live.insert(e) == table::Insert::Failed {
+                // ORDERING: Relaxed; a statistic.
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Live tracked allocations (racy).
     pub(crate) fn tracked(&self) -> usize {
         self.live.len()

@@ -226,16 +226,20 @@ impl LiveTable {
 
     /// Removes the entry at `addr`; whether there was one.
     pub(crate) fn remove(&self, addr: usize) -> bool {
+        self.take(addr).is_some()
+    }
+
+    /// Removes the entry at `addr` and returns it, if there is one.
+    pub(crate) fn take(&self, addr: usize) -> Option<Entry> {
         let mut s = self.shard(addr).lock();
-        let Some(i) = s.find(addr) else {
-            return false;
-        };
+        let i = s.find(addr)?;
+        let e = s.slots()[i];
         s.slots()[i].addr = TOMB;
         s.len -= 1;
         s.tombs += 1;
         // ORDERING: Relaxed; a statistic.
         self.live.fetch_sub(1, Ordering::Relaxed);
-        true
+        Some(e)
     }
 
     /// Applies `f` to the entry at `addr`, if there is one, under its

@@ -116,6 +116,32 @@ pub unsafe fn unmap(ptr: NonNull<u8>, size: usize) -> bool {
     unsafe { imp::unmap(ptr.as_ptr(), size) }
 }
 
+/// Resizes the mapping of `old` bytes at `ptr` to `new` bytes (both
+/// rounded up to whole pages), keeping its contents, without copying bytes
+/// (Linux's `mremap`): with `to` `None`, in place (growth needs the address
+/// space after it free); with `to`, moved to exactly `to`, replacing the
+/// caller's own mapping there (page tables move). Returns the new address,
+/// or `None` if the OS refused (or has no `mremap`): nothing changed then.
+///
+/// # Safety
+/// `ptr .. ptr + round_up(old)` is exactly one whole mapping made by [`map`]
+/// or [`map_aligned`] (or a remap of one) that the caller owns; on success
+/// no reference into the old range is used afterwards; with `to`, the
+/// caller owns the mapping at `to .. to + round_up(new)` and gives it up.
+pub unsafe fn remap(
+    ptr: NonNull<u8>,
+    old: usize,
+    new: usize,
+    to: Option<NonNull<u8>>,
+) -> Option<NonNull<u8>> {
+    let (old, new) = (round_to_page(old)?, round_to_page(new)?);
+    if old == 0 || new == 0 {
+        return None;
+    }
+    // SAFETY: forwarded from the caller, sizes page-rounded and non-zero.
+    unsafe { imp::remap(ptr.as_ptr(), old, new, to.map(NonNull::as_ptr)) }
+}
+
 /// Gives the physical pages of `ptr .. ptr + round_up(size, page_size())` back
 /// to the OS while keeping the range mapped: later reads return zeros, later
 /// writes fault in fresh pages. Returns `false` if the OS refused (the

@@ -37,6 +37,46 @@ pub(super) unsafe fn unmap(ptr: *mut u8, size: usize) -> bool {
 }
 
 /// # Safety
+/// As [`super::remap`], with both sizes non-zero multiples of the page size.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) unsafe fn remap(
+    ptr: *mut u8,
+    old: usize,
+    new: usize,
+    to: Option<*mut u8>,
+) -> Option<NonNull<u8>> {
+    // SAFETY: the caller owns the mapping and gives up `ptr` for the result;
+    // with `to`, it owns the mapping there too, which MREMAP_FIXED replaces.
+    let p = unsafe {
+        match to {
+            None => libc::mremap(ptr.cast::<c_void>(), old, new, 0),
+            Some(to) => libc::mremap(
+                ptr.cast::<c_void>(),
+                old,
+                new,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                to.cast::<c_void>(),
+            ),
+        }
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    NonNull::new(p.cast())
+}
+
+/// Other Unixes have no `mremap`: the caller copies.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) unsafe fn remap(
+    _: *mut u8,
+    _: usize,
+    _: usize,
+    _: Option<*mut u8>,
+) -> Option<NonNull<u8>> {
+    None
+}
+
+/// # Safety
 /// As [`super::decommit`], with `size` a non-zero multiple of the page size.
 pub(super) unsafe fn decommit(ptr: *mut u8, size: usize) -> bool {
     #[cfg(any(target_os = "linux", target_os = "android"))]

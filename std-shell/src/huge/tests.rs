@@ -1,0 +1,296 @@
+//! Tests of the huge registry.
+
+use super::*;
+use std::string::ToString;
+use std::sync::{Barrier, Mutex};
+use std::vec::Vec;
+
+const MIB: usize = 1 << 20;
+
+fn layout(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).unwrap()
+}
+
+/// Writes `tag` to the first and last byte of a block.
+fn mark(block: NonNull<[u8]>, tag: u8) {
+    let p = block.cast::<u8>().as_ptr();
+    // SAFETY: the block is live and `block.len()` bytes long.
+    unsafe { p.write(tag) };
+    // SAFETY: as above.
+    unsafe { p.add(block.len() - 1).write(tag) };
+}
+
+/// Checks the bytes written by `mark`.
+fn check(block: NonNull<[u8]>, tag: u8) {
+    let p = block.cast::<u8>().as_ptr();
+    // SAFETY: the block is live and `block.len()` bytes long.
+    unsafe { assert_eq!((p.read(), p.add(block.len() - 1).read()), (tag, tag)) };
+}
+
+#[test]
+fn allocate_and_free_charge_the_limit() {
+    let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+    let l = layout(5 * MIB + 3, 8);
+    let block = huge.allocate(l, &limit).unwrap();
+    let size = os::round_to_page(5 * MIB + 3).unwrap();
+    assert_eq!(block.len(), size);
+    assert_eq!(HugeAllocs::mapping_size(l), Some(size));
+    check(block, 0);
+    mark(block, 0xaa);
+    assert_eq!(
+        (huge.live_count(), huge.live_bytes(), limit.used()),
+        (1, size, size)
+    );
+    assert_eq!(huge.size_of(block.cast()), Some(size));
+    // SAFETY: allocated above with `l`; not used again.
+    unsafe { huge.deallocate(block.cast(), l, &limit) }.unwrap();
+    assert_eq!(
+        (huge.live_count(), huge.live_bytes(), limit.used()),
+        (0, 0, 0)
+    );
+    assert_eq!((huge.allocations(), huge.deallocations()), (1, 1));
+    assert_eq!(huge.size_of(block.cast()), None);
+}
+
+#[test]
+fn mappings_honour_large_alignments() {
+    let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+    for align in [8, 4096, 64 << 10, 2 * MIB, 4 * MIB, 16 * MIB] {
+        for size in [1, 4 * MIB + 1, 9 * MIB] {
+            let l = layout(size, align);
+            let block = huge.allocate(l, &limit).unwrap();
+            assert_eq!(block.cast::<u8>().as_ptr() as usize % align, 0);
+            mark(block, 1);
+            // SAFETY: allocated above with `l`.
+            unsafe { huge.deallocate(block.cast(), l, &limit) }.unwrap();
+        }
+    }
+    assert_eq!(limit.used(), 0);
+}
+
+#[test]
+fn double_free_is_detected() {
+    let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+    let l = layout(5 * MIB, 4096);
+    let block = huge.allocate(l, &limit).unwrap();
+    let other = huge.allocate(l, &limit).unwrap();
+    // SAFETY: allocated above with `l`.
+    unsafe { huge.deallocate(block.cast(), l, &limit) }.unwrap();
+    let addr = block.cast::<u8>().as_ptr() as usize;
+    // SAFETY: a double free: refused without touching memory.
+    let e = unsafe { huge.deallocate(block.cast(), l, &limit) }.unwrap_err();
+    assert_eq!(e, HugeFreeError::DoubleFree { addr });
+    assert!(e
+        .to_string()
+        .starts_with("double free of huge allocation 0x"));
+    assert_eq!((huge.live_count(), limit.used()), (1, 5 * MIB));
+    // SAFETY: allocated above with `l`.
+    unsafe { huge.deallocate(other.cast(), l, &limit) }.unwrap();
+}
+
+#[test]
+fn foreign_and_interior_pointers_are_detected() {
+    let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+    let l = layout(5 * MIB, 8);
+    let block = huge.allocate(l, &limit).unwrap();
+    let mut heap = std::vec![0u8; 64];
+    let page = os::page_size();
+    let base = block.cast::<u8>();
+    let other = HugeAllocs::new();
+    let foreign = [
+        NonNull::new(heap.as_mut_ptr()).unwrap(),
+        // SAFETY: still inside the block.
+        unsafe { base.add(page) },
+        // SAFETY: still inside the block.
+        unsafe { base.add(1) },
+    ];
+    for p in foreign {
+        // SAFETY: refused without touching memory.
+        let e = unsafe { huge.deallocate(p, l, &limit) }.unwrap_err();
+        let addr = p.as_ptr() as usize;
+        assert_eq!(e, HugeFreeError::Foreign { addr });
+    }
+    // SAFETY: not `other`'s: refused.
+    let e = unsafe { other.deallocate(base, l, &limit) }.unwrap_err();
+    assert!(matches!(e, HugeFreeError::Foreign { .. }));
+    assert!(e.to_string().ends_with("not a huge allocation"));
+    assert_eq!((huge.live_count(), limit.used()), (1, 5 * MIB));
+    // SAFETY: zero-sized layouts are refused.
+    let e = unsafe { huge.deallocate(base, layout(0, 1), &limit) };
+    assert_eq!(e, Err(HugeFreeError::ZeroSize));
+    // SAFETY: allocated above with `l`.
+    unsafe { huge.deallocate(base, l, &limit) }.unwrap();
+}
+
+#[test]
+fn mismatched_size_is_detected() {
+    let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+    let l = layout(5 * MIB, 8);
+    let block = huge.allocate(l, &limit).unwrap();
+    let addr = block.cast::<u8>().as_ptr() as usize;
+    // SAFETY: refused: the size differs.
+    let e = unsafe { huge.deallocate(block.cast(), layout(6 * MIB, 8), &limit) };
+    let want = HugeFreeError::SizeMismatch {
+        addr,
+        expected: 6 * MIB,
+        found: 5 * MIB,
+    };
+    assert_eq!(e, Err(want));
+    assert_eq!(huge.live_count(), 1);
+    // Any size that maps the same pages fits (the `Allocator` rule).
+    let fits = layout(5 * MIB - 100, 8);
+    // SAFETY: allocated above; `fits` rounds to the same mapping.
+    unsafe { huge.deallocate(block.cast(), fits, &limit) }.unwrap();
+}
+
+#[test]
+fn limit_refusals_and_reclaim() {
+    let (huge, limit) = (HugeAllocs::new(), Limit::new(8 * MIB));
+    let l = layout(5 * MIB, 8);
+    let first = huge.allocate(l, &limit).unwrap();
+    let e = huge.allocate(l, &limit).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "failed to allocate 5242880 byte(s) of memory (used: 5242880, max: 8388608)"
+    );
+    assert_eq!((huge.live_count(), limit.used()), (1, 5 * MIB));
+    // Reclaim frees the first allocation; the retry then fits.
+    let second = huge
+        .allocate_or_reclaim(l, &limit, || {
+            // SAFETY: allocated above with `l`; not used again.
+            unsafe { huge.deallocate(first.cast(), l, &limit) }.unwrap();
+            5 * MIB
+        })
+        .unwrap();
+    assert_eq!((limit.used(), limit.reclaims()), (5 * MIB, 1));
+    // SAFETY: allocated above with `l`.
+    unsafe { huge.deallocate(second.cast(), l, &limit) }.unwrap();
+    assert_eq!(limit.used(), 0);
+}
+
+#[test]
+fn refused_requests_leave_nothing_charged() {
+    let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+    assert_eq!(
+        huge.allocate(layout(0, 8), &limit),
+        Err(HugeError::ZeroSize)
+    );
+    // Charged, then the OS refuses: the charge is given back.
+    let absurd = layout(isize::MAX as usize - 4 * os::page_size(), 8);
+    let e = huge.allocate(absurd, &limit).unwrap_err();
+    assert!(matches!(e, HugeError::Os { .. }), "{e:?}");
+    assert!(e.to_string().starts_with("the OS refused to map"));
+    assert_eq!((limit.used(), huge.live_count()), (0, 0));
+}
+
+#[test]
+fn registry_grows_past_the_inline_table() {
+    let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+    let page = os::page_size();
+    let l = layout(page, 8);
+    let blocks: Vec<_> = (0..3 * INLINE_ENTRIES)
+        .map(|i| {
+            let b = huge.allocate(l, &limit).unwrap();
+            mark(b, i as u8);
+            b
+        })
+        .collect();
+    assert!(huge.overflow_tables() >= 1);
+    assert_eq!(huge.live_count(), blocks.len());
+    for (i, &b) in blocks.iter().enumerate() {
+        check(b, i as u8);
+        assert_eq!(huge.size_of(b.cast()), Some(page));
+        // SAFETY: allocated above with `l`.
+        unsafe { huge.deallocate(b.cast(), l, &limit) }.unwrap();
+    }
+    // SAFETY: a double free: refused.
+    let e = unsafe { huge.deallocate(blocks[2000].cast(), l, &limit) };
+    assert!(matches!(e, Err(HugeFreeError::DoubleFree { .. })));
+    assert_eq!((huge.live_count(), limit.used()), (0, 0));
+}
+
+#[test]
+fn concurrent_allocate_and_cross_thread_free() {
+    const THREADS: usize = 8;
+    let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+    let shared: Mutex<Vec<(usize, Layout, u8)>> = Mutex::new(Vec::new());
+    let page = os::page_size();
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (huge, limit, shared) = (&huge, &limit, &shared);
+            s.spawn(move || {
+                let mut rng = 0x9E37_79B9u32.wrapping_mul(t as u32 + 1);
+                for i in 0..300 {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 17;
+                    rng ^= rng << 5;
+                    let size = page * (1 + rng as usize % 64) + rng as usize % 100;
+                    let align = [8, 4096, 64 << 10][rng as usize % 3];
+                    let l = layout(size, align);
+                    let tag = (t * 31 + i) as u8;
+                    let b = huge.allocate(l, limit).unwrap();
+                    mark(b, tag);
+                    let free = |addr: usize, l: Layout, tag: u8| {
+                        let p = NonNull::new(addr as *mut u8).unwrap();
+                        let len = HugeAllocs::mapping_size(l).unwrap();
+                        check(NonNull::slice_from_raw_parts(p, len), tag);
+                        // SAFETY: allocated with `l` and handed over once.
+                        unsafe { huge.deallocate(p, l, limit) }.unwrap();
+                    };
+                    let addr = b.cast::<u8>().as_ptr() as usize;
+                    let mut q = shared.lock().unwrap();
+                    q.push((addr, l, tag));
+                    // Free someone's block (often another thread's).
+                    if q.len() > 16 {
+                        let victim = rng as usize % q.len();
+                        let (a, l, tag) = q.swap_remove(victim);
+                        drop(q);
+                        free(a, l, tag);
+                    }
+                }
+            });
+        }
+    });
+    for (addr, l, tag) in shared.into_inner().unwrap() {
+        let p = NonNull::new(addr as *mut u8).unwrap();
+        check(
+            NonNull::slice_from_raw_parts(p, HugeAllocs::mapping_size(l).unwrap()),
+            tag,
+        );
+        // SAFETY: allocated with `l`, freed once.
+        unsafe { huge.deallocate(p, l, &limit) }.unwrap();
+    }
+    assert_eq!(
+        (huge.live_count(), huge.live_bytes(), limit.used()),
+        (0, 0, 0)
+    );
+    assert_eq!(huge.allocations(), THREADS * 300);
+    assert_eq!(huge.deallocations(), THREADS * 300);
+}
+
+#[test]
+fn racing_frees_exactly_one_wins() {
+    let (huge, limit) = (HugeAllocs::new(), Limit::new(Limit::UNLIMITED));
+    let l = layout(os::page_size() * 3, 8);
+    let barrier = Barrier::new(2);
+    for _ in 0..200 {
+        let addr = huge.allocate(l, &limit).unwrap().cast::<u8>().as_ptr() as usize;
+        let results: Vec<_> = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        let p = NonNull::new(addr as *mut u8).unwrap();
+                        // SAFETY: both free the same block: one must lose.
+                        unsafe { huge.deallocate(p, l, &limit) }
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let wins = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "{results:?}");
+        assert!(results.contains(&Err(HugeFreeError::DoubleFree { addr })));
+    }
+    assert_eq!((huge.live_count(), limit.used()), (0, 0));
+}
