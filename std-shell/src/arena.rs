@@ -227,6 +227,12 @@ impl Shared {
 struct Lists {
     heads: [*mut Chunk; LISTS],
     counts: [usize; LISTS],
+    /// `arena_deallocations` when the last `trim` began (`usize::MAX`:
+    /// never). Only blocks returning to chunks give a trim something new to
+    /// do (empty subpages and chunks, longer free runs), so a trim that finds
+    /// the count unchanged returns at once: a thread refused by the limit
+    /// again and again does not walk every chunk each time.
+    trimmed_at: usize,
 }
 
 // SAFETY: the raw pointers name chunks owned by the arena; they are only
@@ -391,6 +397,7 @@ impl Arena {
             lists: spin::Mutex::new(Lists {
                 heads: [ptr::null_mut(); LISTS],
                 counts: [0; LISTS],
+                trimmed_at: usize::MAX,
             }),
             index,
             threads: AtomicUsize::new(0),
@@ -491,10 +498,11 @@ impl Arena {
         // ORDERING: Release: the core free happens before an arena that sees
         // the lower count (Acquire, under the lock) releases the chunk.
         let after = chunk.active.fetch_sub(size, Ordering::Release) - size;
-        // ORDERING: Relaxed; statistics.
+        // ORDERING: Release, after the core free: a `trim` that reads the
+        // new count (Acquire) sees the block back in its chunk.
         self.counters
             .arena_deallocations
-            .fetch_add(1, Ordering::Relaxed);
+            .fetch_add(1, Ordering::Release);
         if band < EMPTY && (after == 0 || after * 100 < BANDS[band].0 * usable) {
             return Ok(self.resettle(sh, addr));
         }
@@ -546,6 +554,14 @@ impl Arena {
     /// released.
     pub(crate) fn trim(&self, sh: &Shared) -> usize {
         let mut lists = self.lists.lock();
+        // ORDERING: Acquire pairs with `free`'s Release increment, which
+        // follows its core free: every free counted here is visible to the
+        // walk below, and one not counted yet makes the next trim walk.
+        let frees = self.counters.arena_deallocations.load(Ordering::Acquire);
+        if lists.trimmed_at == frees && lists.counts[EMPTY] == 0 {
+            return sh.drain_retired();
+        }
+        lists.trimmed_at = frees;
         let mut all: [*mut Chunk; 64] = [ptr::null_mut(); 64];
         loop {
             let mut k = 0;
