@@ -209,3 +209,12 @@ fn split_past_the_end_panics() {
     let p = pool();
     filled(&p, 4).split_to(5);
 }
+
+#[test]
+fn pools_and_buffers_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn clone<T: Clone>() {}
+    send_sync::<BufPool>();
+    send_sync::<PooledBuf>();
+    clone::<BufPool>();
+}
