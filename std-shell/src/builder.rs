@@ -72,6 +72,12 @@ impl Builder {
         self.config.cache_trim_interval = ops;
         self
     }
+    /// Milliseconds between trims of a thread's cache (checked on the
+    /// cache's slow path); 0 never trims by time.
+    pub fn cache_trim_interval_millis(mut self, ms: usize) -> Builder {
+        self.config.cache_trim_interval_millis = ms;
+        self
+    }
     /// The settings as a whole.
     pub fn config(&self) -> &ShellConfig {
         &self.config

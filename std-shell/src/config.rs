@@ -19,6 +19,7 @@
 //! | `POOLALLOC_NORMAL_CACHE_SIZE` | [`normal_cache_size`](ShellConfig::normal_cache_size) | count |
 //! | `POOLALLOC_MAX_CACHED_CAPACITY` | [`max_cached_capacity`](ShellConfig::max_cached_capacity) | size |
 //! | `POOLALLOC_CACHE_TRIM_INTERVAL` | [`cache_trim_interval`](ShellConfig::cache_trim_interval) | count |
+//! | `POOLALLOC_CACHE_TRIM_INTERVAL_MILLIS` | [`cache_trim_interval_millis`](ShellConfig::cache_trim_interval_millis) | count |
 //! | `POOLALLOC_CACHE_MAX_BYTES` | [`cache_max_bytes`](ShellConfig::cache_max_bytes) | size |
 //! | `POOLALLOC_LEAK_DETECTION` | [`leak_detection`](ShellConfig::leak_detection) | `disabled`, `simple`, `advanced`, `paranoid` |
 //! | `POOLALLOC_STATS` | [`stats`](ShellConfig::stats) | boolean, or `exit` |
@@ -118,6 +119,10 @@ pub struct ShellConfig {
     /// Cache operations between trims of entries unused since the last trim
     /// (`cacheTrimInterval`); 0 never trims by count.
     pub cache_trim_interval: usize,
+    /// Milliseconds between trims of a cache, checked when the cache takes
+    /// its slow path (a refill, a sample, a count trim): Netty's
+    /// `cacheTrimIntervalMillis`; 0 never trims by time.
+    pub cache_trim_interval_millis: usize,
     /// Most bytes one thread's cache may hold (a bound Netty lacks: its
     /// caches can pin ~44 MiB per thread).
     pub cache_max_bytes: usize,
@@ -140,6 +145,7 @@ impl ShellConfig {
         normal_cache_size: 64,
         max_cached_capacity: 1 << 20,
         cache_trim_interval: 8192,
+        cache_trim_interval_millis: 1000,
         cache_max_bytes: 2 << 20,
         leak_detection: LeakDetection::Simple,
         stats: StatsMode::Off,
@@ -265,6 +271,7 @@ pub enum Var {
     NormalCacheSize,
     MaxCachedCapacity,
     CacheTrimInterval,
+    CacheTrimIntervalMillis,
     CacheMaxBytes,
     LeakDetection,
     Stats,
@@ -272,7 +279,7 @@ pub enum Var {
 
 impl Var {
     /// Every variable, in reading order.
-    pub const ALL: [Var; 12] = [
+    pub const ALL: [Var; 13] = [
         Var::MaxMemory,
         Var::Arenas,
         Var::PageSize,
@@ -282,6 +289,7 @@ impl Var {
         Var::NormalCacheSize,
         Var::MaxCachedCapacity,
         Var::CacheTrimInterval,
+        Var::CacheTrimIntervalMillis,
         Var::CacheMaxBytes,
         Var::LeakDetection,
         Var::Stats,
@@ -299,6 +307,7 @@ impl Var {
             Var::NormalCacheSize => c"POOLALLOC_NORMAL_CACHE_SIZE",
             Var::MaxCachedCapacity => c"POOLALLOC_MAX_CACHED_CAPACITY",
             Var::CacheTrimInterval => c"POOLALLOC_CACHE_TRIM_INTERVAL",
+            Var::CacheTrimIntervalMillis => c"POOLALLOC_CACHE_TRIM_INTERVAL_MILLIS",
             Var::CacheMaxBytes => c"POOLALLOC_CACHE_MAX_BYTES",
             Var::LeakDetection => c"POOLALLOC_LEAK_DETECTION",
             Var::Stats => c"POOLALLOC_STATS",
@@ -317,6 +326,7 @@ impl Var {
             Var::NormalCacheSize => "normal_cache_size",
             Var::MaxCachedCapacity => "max_cached_capacity",
             Var::CacheTrimInterval => "cache_trim_interval",
+            Var::CacheTrimIntervalMillis => "cache_trim_interval_millis",
             Var::CacheMaxBytes => "cache_max_bytes",
             Var::LeakDetection => "leak_detection",
             Var::Stats => "stats",
@@ -340,6 +350,9 @@ impl Var {
             Var::NormalCacheSize => config.normal_cache_size = parse_count(text)?,
             Var::MaxCachedCapacity => config.max_cached_capacity = parse_size(text)?,
             Var::CacheTrimInterval => config.cache_trim_interval = parse_count(text)?,
+            Var::CacheTrimIntervalMillis => {
+                config.cache_trim_interval_millis = parse_count(text)?;
+            }
             Var::CacheMaxBytes => config.cache_max_bytes = parse_size(text)?,
             Var::LeakDetection => config.leak_detection = parse_leak(text)?,
             Var::Stats if text.eq_ignore_ascii_case(b"exit") => config.stats = StatsMode::AtExit,
@@ -687,6 +700,7 @@ mod tests {
             ("POOLALLOC_NORMAL_CACHE_SIZE", "0"),
             ("POOLALLOC_MAX_CACHED_CAPACITY", "16K"),
             ("POOLALLOC_CACHE_TRIM_INTERVAL", "1000"),
+            ("POOLALLOC_CACHE_TRIM_INTERVAL_MILLIS", "250"),
             ("POOLALLOC_CACHE_MAX_BYTES", "256K"),
             ("POOLALLOC_LEAK_DETECTION", "Paranoid"),
             ("POOLALLOC_STATS", "exit"),
@@ -702,6 +716,7 @@ mod tests {
             normal_cache_size: 0,
             max_cached_capacity: 16 << 10,
             cache_trim_interval: 1000,
+            cache_trim_interval_millis: 250,
             cache_max_bytes: 256 << 10,
             leak_detection: LeakDetection::Paranoid,
             stats: StatsMode::AtExit,

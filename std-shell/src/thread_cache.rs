@@ -42,8 +42,14 @@
 //! * Each bin holds at most `cap` blocks (Netty: 256 small, 64 normal, fewer
 //!   for big classes so a bin holds at most `bin_bytes`), and the whole cache
 //!   at most `cache_max_bytes`.
-//! * Every `cache_trim_interval` operations each bin frees the blocks it did
-//!   not need since the last trim (Netty's allocation-count trim).
+//! * Every `cache_trim_interval` operations, and at the first slow path
+//!   `cache_trim_interval_millis` after the last trim (Netty's
+//!   `cacheTrimIntervalMillis`), each bin frees the blocks it did not need
+//!   since the last trim (Netty's allocation-count trim). A thread that
+//!   stops allocating altogether keeps its cache (at most `cache_max_bytes`)
+//!   until it exits or allocates again: only the owner touches its bins, and
+//!   a check on the fast path to let others trim it would cost every
+//!   operation (Netty's timed trim runs on the owner's event loop too).
 //! * A refill asks the arena for `fill` blocks, a count that follows demand
 //!   (as jemalloc's tcache fill count does): it starts at `FIRST_FILL`,
 //!   doubles each time the bin runs dry (up to half the bin) and halves at
@@ -61,6 +67,7 @@ pub(crate) use registry::{OwnedCache, Registry, ThreadCache};
 use crate::allocator::Inner;
 use crate::free::{canary, misuse};
 use crate::leak;
+use crate::os;
 use core::alloc::Layout;
 use core::cell::Cell;
 use core::ptr::{self, NonNull};
@@ -135,6 +142,22 @@ impl Inner {
     fn trim_due(&self, ops: usize) -> bool {
         let interval = self.config.cache_trim_interval;
         interval != 0 && ops >= interval
+    }
+
+    /// Whether `cache_trim_interval_millis` passed since the cache's last
+    /// trim (a clock read, on the slow path only). A cache's first slow path
+    /// starts its clock.
+    fn trim_time_due(&self, cache: &mut OwnedCache<'_>) -> bool {
+        let ms = self.config.cache_trim_interval_millis;
+        if ms == 0 {
+            return false;
+        }
+        let now = os::monotonic_ns();
+        if cache.trimmed_ns == 0 {
+            cache.trimmed_ns = now;
+            return false;
+        }
+        now.saturating_sub(cache.trimmed_ns) >= ms as u64 * 1_000_000
     }
 
     /// Sets the cache's next slow-path event: the next trim or sample.
@@ -304,7 +327,7 @@ impl Inner {
         }
         // ORDERING: Relaxed; the epoch only schedules flushes.
         let flush = cache.epoch != self.trim_epoch.load(Ordering::Relaxed);
-        if flush || self.trim_due(cache.ops) {
+        if flush || self.trim_due(cache.ops) || self.trim_time_due(cache) {
             cache.next_sample = cache.next_sample.saturating_sub(cache.ops);
             cache.ops = 0;
             self.trim_cache(cache, flush);
@@ -422,6 +445,9 @@ impl Inner {
     fn trim_cache(&self, cache: &mut OwnedCache<'_>, all: bool) {
         // ORDERING: Relaxed; the epoch only schedules flushes.
         cache.epoch = self.trim_epoch.load(Ordering::Relaxed);
+        if self.config.cache_trim_interval_millis != 0 {
+            cache.trimmed_ns = os::monotonic_ns();
+        }
         for class in 0..cache.nbins {
             // SAFETY: `class < nbins`.
             let bin: &mut Bin = unsafe { &mut *cache.bins.add(class) };

@@ -68,3 +68,47 @@ fn refills_grow_while_a_bin_runs_dry() {
         "{refills} refills: batches did not start small"
     );
 }
+
+#[test]
+fn an_idle_interval_trims_the_cache_at_its_next_slow_path() {
+    let a = PooledAllocator::builder()
+        .leak_detection(LeakDetection::Disabled)
+        .cache_trim_interval(0)
+        .cache_trim_interval_millis(50)
+        .build();
+    let filler = Layout::from_size_align(16 << 10, 8).unwrap();
+    let (before, after) = on_thread(|| {
+        // Fill the 16 KiB bin: many blocks allocated, then freed to it.
+        let held: Vec<_> = (0..64)
+            // SAFETY: a non-zero layout; freed below with it.
+            .map(|_| unsafe { a.alloc(filler) })
+            .collect();
+        for &p in &held {
+            // SAFETY: allocated above, freed once.
+            unsafe { a.dealloc(p, filler) };
+        }
+        let before = a.metrics().cached_bytes;
+        // Two idle intervals, each ended by a slow path (an allocation of a
+        // class whose bin is empty): the first trim keeps what was used
+        // since the start, the second finds the 16 KiB blocks unused.
+        for size in [4096, 8192] {
+            let other = Layout::from_size_align(size, 8).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(80));
+            // SAFETY: a non-zero layout; freed right after.
+            let p = unsafe { a.alloc(other) };
+            assert!(!p.is_null());
+            // SAFETY: allocated above.
+            unsafe { a.dealloc(p, other) };
+        }
+        (before, a.metrics().cached_bytes)
+    });
+    assert!(
+        before >= 16 * (16 << 10),
+        "the bin held the freed blocks: {before}"
+    );
+    // Left: at most a first refill (4 blocks) of each of the two new bins.
+    assert!(
+        after <= 4 * 4096 + 4 * 8192,
+        "the timed trim freed the rest: {after}"
+    );
+}

@@ -113,6 +113,8 @@ pub(crate) struct Private {
     /// `ops` at which the next allocation is sampled (`usize::MAX`: never).
     pub next_sample: usize,
     pub epoch: usize,
+    /// `os::monotonic_ns` at the last trim (0: none yet), for trims by time.
+    pub trimmed_ns: u64,
     pub bins: *mut Bin,
     pub nbins: usize,
     pub bytes: usize,
@@ -246,6 +248,7 @@ impl ThreadCache {
                     next_event: 0,
                     next_sample: usize::MAX,
                     epoch: 0,
+                    trimmed_ns: 0,
                     bins,
                     nbins,
                     bytes: 0,
