@@ -11,11 +11,13 @@
 //! A thread binds a cache at its first cached operation on an allocator
 //! (`Inner::with_cache`): it claims a free cache from the registry (one that
 //! keeps its arena) or maps a new one bound to the least used arena, and
-//! stores it in `TLS` with its owner. `TLS` has no destructor, so the fast
-//! path is a plain TLS load; binding also touches `EXIT`, whose destructor
-//! flushes and releases the cache when the thread exits (and clears `TLS`,
-//! disabling the cache). A thread caches for one allocator only: the first
-//! it binds; its operations on others take the uncached paths.
+//! stores it in a free slot of `TLS` with its owner. `TLS` has no
+//! destructor, so the fast path is a plain TLS load and a compare per slot
+//! (one for the first allocator bound); binding also touches `EXIT`, whose
+//! destructor flushes and releases the caches when the thread exits (and
+//! clears `TLS`, disabling them). A thread caches for up to `SLOTS`
+//! allocators (the global one and, say, a `BufPool`'s); operations on
+//! further ones take the uncached paths.
 //!
 //! # Ownership
 //!
@@ -75,19 +77,49 @@ use core::sync::atomic::Ordering;
 use poolalloc_core::size_class::SIZES;
 use registry::{bin_cap, max_fill, Bin};
 
+/// Allocators one thread caches for at once: the global one and a few
+/// instances (a `BufPool`'s allocator beside it, as Netty's direct arena
+/// beside its heap arena). The first bound is found with one compare.
+const SLOTS: usize = 4;
+
 thread_local! {
     /// The fast path's view: no destructor, so access is a plain TLS load.
-    static TLS: Tls = const { Tls { cache: Cell::new(ptr::null()), owner: Cell::new(ptr::null()) } };
+    static TLS: Tls = const { Tls { slots: [const { Slot::EMPTY }; SLOTS] } };
     /// Touched once when a cache is bound, so that its destructor flushes the
-    /// cache when the thread exits (and clears `TLS`, disabling the cache).
+    /// thread's caches when it exits (and clears `TLS`, disabling them).
     static EXIT: ExitFlush = const { ExitFlush };
 }
 
-/// The thread's bound cache and the allocator it belongs to (null: none
-/// yet; dangling owner: the thread is exiting, no cache any more).
+/// The thread's bound caches, in binding order.
 struct Tls {
-    cache: Cell<*const ThreadCache>,
+    slots: [Slot; SLOTS],
+}
+
+/// One bound cache and the allocator it belongs to (null owner: free slot;
+/// dangling owner: the thread is exiting, no cache any more).
+struct Slot {
     owner: Cell<*const Inner>,
+    cache: Cell<*const ThreadCache>,
+}
+
+impl Slot {
+    /// A free slot; only ever copied into the thread-local's initialiser.
+    #[allow(clippy::declare_interior_mutable_const)]
+    const EMPTY: Slot = Slot {
+        owner: Cell::new(ptr::null()),
+        cache: Cell::new(ptr::null()),
+    };
+}
+
+impl Tls {
+    /// The cache bound for `owner`, if any.
+    #[inline(always)]
+    fn cache_of(&self, owner: *const Inner) -> Option<*const ThreadCache> {
+        self.slots
+            .iter()
+            .find(|s| s.owner.get() == owner)
+            .map(|s| s.cache.get())
+    }
 }
 
 struct ExitFlush;
@@ -95,20 +127,23 @@ struct ExitFlush;
 impl Drop for ExitFlush {
     fn drop(&mut self) {
         let _ = TLS.try_with(|t| {
-            // SAFETY: the owner outlives its caches (allocators are not freed
-            // while a thread cache is bound to them; see `Drop for
-            // PooledAllocator`), and the cache lives as long as its owner.
-            let bound = unsafe { (t.owner.get().as_ref(), t.cache.get().as_ref()) };
-            if let (Some(inner), Some(cache)) = bound {
-                // Disable the cache first: frees during the flush go to arenas.
-                t.cache.set(ptr::null());
-                t.owner.set(ptr::dangling());
-                // SAFETY: this thread bound the cache (claimed it), and with
-                // `TLS` cleared no `with_cache` reaches it again: this guard
-                // is the only one.
-                let mut cache = unsafe { OwnedCache::new(cache) };
-                inner.flush_cache(&mut cache);
-                inner.release_cache(cache);
+            for slot in &t.slots {
+                // SAFETY: an owner outlives its caches (an allocator's state
+                // is never unmapped; see `Drop for PooledAllocator`), and the
+                // cache lives as long as its owner.
+                let bound = unsafe { (slot.owner.get().as_ref(), slot.cache.get().as_ref()) };
+                // Disable the slot first: frees during the flush go to
+                // arenas, and no cache is bound in it again.
+                slot.cache.set(ptr::null());
+                slot.owner.set(ptr::dangling());
+                if let (Some(inner), Some(cache)) = bound {
+                    // SAFETY: this thread bound the cache (claimed it), and
+                    // with the slot cleared no `with_cache` reaches it again:
+                    // this guard is the only one.
+                    let mut cache = unsafe { OwnedCache::new(cache) };
+                    inner.flush_cache(&mut cache);
+                    inner.release_cache(cache);
+                }
             }
         });
     }
@@ -174,13 +209,12 @@ impl Inner {
     /// cache bound to another allocator, the thread exiting).
     #[inline]
     pub(crate) fn with_cache<R>(&self, f: impl FnOnce(&mut OwnedCache<'_>) -> R) -> Option<R> {
-        // One TLS read of both cells (a small closure the compiler inlines);
-        // binding is the cold path.
-        let (cache, owner) = TLS.try_with(|t| (t.cache.get(), t.owner.get())).ok()?;
-        let cache = if owner == ptr::from_ref(self) {
-            cache
-        } else {
-            self.bind_thread(owner)?
+        // One TLS access (a small closure the compiler inlines); binding is
+        // the cold path.
+        let me = ptr::from_ref(self);
+        let cache = match TLS.try_with(|t| t.cache_of(me)).ok()? {
+            Some(cache) => cache,
+            None => self.bind_thread()?,
         };
         // SAFETY: the cache lives as long as the allocator.
         let cache = unsafe { &*cache };
@@ -191,24 +225,28 @@ impl Inner {
         Some(f(&mut owned))
     }
 
-    /// Binds a cache of this allocator to the calling thread, whose `TLS`
-    /// names `owner`: `None` if it caches for another allocator, caching is
-    /// off, or the thread is exiting.
+    /// Binds a cache of this allocator to the calling thread in a free slot:
+    /// `None` if caching is off, every slot is taken, or the thread is
+    /// exiting.
     #[cold]
     #[inline(never)]
-    fn bind_thread(&self, owner: *const Inner) -> Option<*const ThreadCache> {
-        if !owner.is_null() || self.max_cached == 0 {
+    fn bind_thread(&self) -> Option<*const ThreadCache> {
+        if self.max_cached == 0 {
             return None;
         }
+        let free = TLS
+            .try_with(|t| t.slots.iter().position(|s| s.owner.get().is_null()))
+            .ok()??;
         // Register the exit flush first; if the thread is already exiting,
         // run without a cache.
         EXIT.try_with(|_| ()).ok()?;
         let cache = self.bind_cache()?;
-        TLS.try_with(|t| {
-            t.owner.set(self);
-            t.cache.set(cache);
-        })
-        .ok()?;
+        // A `const` thread-local without a destructor stays accessible for
+        // the thread's whole life: this cannot fail after the read above.
+        let _ = TLS.try_with(|t| {
+            t.slots[free].owner.set(self);
+            t.slots[free].cache.set(cache);
+        });
         Some(cache)
     }
 
@@ -274,11 +312,12 @@ impl Inner {
     /// cache: its cache's arena, or a hash of its stack.
     pub(crate) fn current_arena(&self) -> usize {
         TLS.try_with(|t| {
-            // SAFETY: `cache` is set with `owner` and lives as long as it.
+            // SAFETY: a slot's cache is set with its owner and lives as long
+            // as it.
             // ORDERING: Relaxed; the arena is set at the cache's first bind,
             // by this thread or before its claim (Acquire).
-            (t.owner.get() == ptr::from_ref(self))
-                .then(|| unsafe { (*t.cache.get()).arena.load(Ordering::Relaxed) })
+            t.cache_of(ptr::from_ref(self))
+                .map(|c| unsafe { (*c).arena.load(Ordering::Relaxed) })
         })
         .ok()
         .flatten()

@@ -112,3 +112,21 @@ fn an_idle_interval_trims_the_cache_at_its_next_slow_path() {
         "the timed trim freed the rest: {after}"
     );
 }
+
+#[test]
+fn a_thread_caches_for_several_allocators() {
+    let (a, b) = (allocator(), allocator());
+    let layout = Layout::from_size_align(256, 8).unwrap();
+    let cached = on_thread(|| {
+        for x in [&a, &b] {
+            // SAFETY: a non-zero layout, freed right after.
+            let p = unsafe { x.alloc(layout) };
+            assert!(!p.is_null());
+            // SAFETY: allocated above.
+            unsafe { x.dealloc(p, layout) };
+        }
+        (a.metrics().cached_bytes, b.metrics().cached_bytes)
+    });
+    // Both kept their refill of 4 blocks (the free went back to the cache).
+    assert_eq!(cached, (4 * 256, 4 * 256));
+}
