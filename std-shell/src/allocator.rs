@@ -177,15 +177,19 @@ impl PooledAllocator {
     }
 
     /// Frees a block; misuse (double free, foreign pointer, mismatched
-    /// layout) prints a message and aborts, as glibc does.
+    /// layout) prints a message and aborts, as glibc does. A huge block
+    /// whose unmap the OS refuses ([`FreeError::Os`]) is no misuse: it
+    /// stays mapped and charged, leaked, as glibc leaves a mapping whose
+    /// `munmap` failed ([`PooledAllocator::try_deallocate`] reports it).
     ///
     /// # Safety
     /// If `ptr` is a live block of this allocator, the caller owns it.
     #[inline]
     pub unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded.
-        if let Err(e) = unsafe { self.try_deallocate(ptr, layout) } {
-            misuse(e, ptr, layout);
+        match unsafe { self.try_deallocate(ptr, layout) } {
+            Ok(()) | Err(FreeError::Os) => {}
+            Err(e) => misuse(e, ptr, layout),
         }
     }
 

@@ -75,7 +75,9 @@ const LISTS: usize = 7;
 /// happen before the unmap.
 ///
 /// The limit is released when a chunk is unmapped, not when it is retired:
-/// `used_memory` counts retirees until they are gone.
+/// `used_memory` counts retirees until they are gone. A chunk whose unmap
+/// the OS refused is retired too, still charged, and the next drain tries
+/// again.
 pub(crate) struct Shared {
     pub core: CoreConfig,
     /// Bytes of one chunk's mapping (`Chunk::mapping_len`): what the limit is
@@ -149,12 +151,15 @@ impl Shared {
         if self.readers.load(Ordering::SeqCst) == 0 {
             let size = self.chunk_mapping;
             // SAFETY: the caller's contract; no walker can reach it (type docs).
-            unsafe { Chunk::destroy(NonNull::from(chunk), size) };
-            self.limit.release(size);
-            return size;
+            if unsafe { Chunk::destroy(NonNull::from(chunk), size) } {
+                self.limit.release(size);
+                return size;
+            }
+            // The OS refused: retired, still charged, retried by a drain.
+        } else {
+            // ORDERING: Relaxed; statistics.
+            self.deferred_unmaps.fetch_add(1, Ordering::Relaxed);
         }
-        // ORDERING: Relaxed; statistics.
-        self.deferred_unmaps.fetch_add(1, Ordering::Relaxed);
         self.push_retired(
             ptr::from_ref(chunk).cast_mut(),
             ptr::from_ref(chunk).cast_mut(),
@@ -216,9 +221,13 @@ impl Shared {
             c = unsafe { chunk.as_ref() }.next.load(Ordering::Relaxed);
             // SAFETY: unregistered, no walker can reach it (type docs), no
             // other reference (it left its arena's lists before retiring).
-            unsafe { Chunk::destroy(chunk, size) };
-            self.limit.release(size);
-            released += size;
+            if unsafe { Chunk::destroy(chunk, size) } {
+                self.limit.release(size);
+                released += size;
+            } else {
+                // The OS refused: back on the list, charged, for the next drain.
+                self.push_retired(chunk.as_ptr(), chunk.as_ptr());
+            }
         }
         released
     }

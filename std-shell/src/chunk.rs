@@ -139,18 +139,22 @@ impl Chunk {
         }
     }
 
-    /// Unmaps a chunk whose mapping is `mapping_len` bytes.
+    /// Unmaps a chunk whose mapping is `mapping_len` bytes. `false` if the
+    /// OS refused: the chunk is then still mapped and intact, and the
+    /// caller keeps it (and its charge) to try again later.
     ///
     /// # Safety
     /// The chunk is unregistered from the chunk map and no thread will touch
-    /// it again (its `active` is zero and it is in no arena list).
-    pub(crate) unsafe fn destroy(chunk: NonNull<Chunk>, mapping_len: usize) {
+    /// it again (its `active` is zero and it is in no arena list); after a
+    /// `true`, no one touches it at all.
+    #[must_use]
+    pub(crate) unsafe fn destroy(chunk: NonNull<Chunk>, mapping_len: usize) -> bool {
         // SAFETY: the header lies in its mapping, whose provenance `create`
         // exposed; the mapping starts a chunk before it.
         let key = unsafe { chunk.as_ref() }.key();
         let base = ptr::with_exposed_provenance_mut::<u8>(key);
         // SAFETY: the caller's contract; the mapping made by `create`.
-        unsafe { os::unmap(NonNull::new_unchecked(base), mapping_len) };
+        unsafe { os::unmap(NonNull::new_unchecked(base), mapping_len) }
     }
 
     /// The chunk holding `addr`, if its header says it belongs to `owner`.

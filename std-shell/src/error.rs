@@ -83,7 +83,8 @@ pub enum FreeError {
     },
     /// A zero-sized layout.
     ZeroSize,
-    /// The OS refused to unmap a huge block (it stays mapped).
+    /// The OS refused to unmap a huge block: it stays mapped, live and
+    /// charged, still the caller's to free later.
     Os,
 }
 

@@ -26,14 +26,16 @@
 //! | key | meaning |
 //! |---|---|
 //! | `0` | empty: never used; ends a probe |
-//! | `addr \| BUSY` | being inserted: `size` not yet valid |
+//! | `addr \| BUSY` | being inserted (`size` not yet valid), or claimed by a free or realloc |
 //! | `addr` | live mapping at `addr` of `size` bytes |
 //! | `addr \| TOMB` | freed; the slot may be reused |
 //!
-//! Slots go empty → busy → live → tombstone → busy → ..., and never back to
-//! empty, so probe chains never break. **Exactly one free wins** a live
-//! entry: the CAS `addr → addr | TOMB` is the linearisation point of a free;
-//! a concurrent second free fails that CAS and reports a double free.
+//! Slots go empty → busy → live (→ busy → live)* → busy → tombstone → busy
+//! → ..., and never back to empty, so probe chains never break. **Exactly
+//! one free wins** a live entry: the CAS `addr → addr | BUSY` is the
+//! linearisation point of a free; a concurrent second free fails that CAS
+//! and reports misuse. The winner unmaps, then stores the tombstone; if the
+//! OS refuses the unmap, it stores `addr` back and the block stays live.
 //!
 //! # Invariants
 //!
@@ -145,7 +147,7 @@ impl fmt::Display for HugeError {
 impl std::error::Error for HugeError {}
 
 /// Why a huge free was refused. Nothing is unmapped or released after any of
-/// these except [`HugeFreeError::UnmapFailed`].
+/// these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HugeFreeError {
     /// No huge allocation starts at this address, and none did recently.
@@ -170,8 +172,9 @@ pub enum HugeFreeError {
     },
     /// A zero-sized layout.
     ZeroSize,
-    /// The registry entry was removed but the OS refused to unmap: the
-    /// mapping leaks and stays charged to the limit.
+    /// The OS refused to unmap: the block is still live, registered and
+    /// charged to the limit, as if the free had not been called (free it
+    /// again once the OS allows).
     UnmapFailed {
         /// The address.
         addr: usize,
@@ -295,8 +298,9 @@ impl HugeAllocs {
 
     /// Unmaps the huge allocation at `ptr` and releases its charge from
     /// `limit`, after checking that a live allocation starts at `ptr` and
-    /// that `layout` implies its mapping size. On any error but
-    /// [`HugeFreeError::UnmapFailed`], nothing changes.
+    /// that `layout` implies its mapping size. On any error, nothing
+    /// changes (after [`HugeFreeError::UnmapFailed`] the block is still the
+    /// caller's, live).
     ///
     /// # Safety
     /// If `ptr` is a live allocation of this registry, no reference into its
@@ -324,27 +328,35 @@ impl HugeAllocs {
                 found,
             });
         }
-        // ORDERING: Release on success: the linearisation point of this free.
-        // It keeps our `size` load above before any reuse of the slot (the
-        // reusing insert claims it with an Acquire CAS that reads this
-        // tombstone). Failure: another free won; nothing to order.
+        // ORDERING: Acquire on success: we own the entry, after the insert
+        // that published it. This claim is the linearisation point of the
+        // free: a concurrent second free (or realloc) fails it and reports
+        // misuse. Failure: another free won; nothing to order.
         if entry
             .key
-            .compare_exchange(addr, addr | TOMB, Ordering::Release, Ordering::Relaxed)
+            .compare_exchange(addr, addr | BUSY, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
             return Err(HugeFreeError::DoubleFree { addr });
         }
+        // SAFETY: the mapping of `found` bytes at `ptr` was registered by
+        // `allocate`, and we claimed its entry, so we alone unmap it; the
+        // caller promises no one uses its memory any more.
+        if !unsafe { os::unmap(ptr, found) } {
+            // ORDERING: Release; gives the entry back unchanged (as
+            // `reallocate`'s refusals do): the block stays live, charged
+            // and registered, and a later free may succeed.
+            entry.key.store(addr, Ordering::Release);
+            return Err(HugeFreeError::UnmapFailed { addr, size: found });
+        }
+        // ORDERING: Release: keeps our `size` load above before any reuse of
+        // the slot (the reusing insert claims it with an Acquire CAS that
+        // reads this tombstone).
+        entry.key.store(addr | TOMB, Ordering::Release);
         // ORDERING: Relaxed; statistics.
         self.live_bytes.fetch_sub(found, Ordering::Relaxed);
         self.live_count.fetch_sub(1, Ordering::Relaxed);
         self.deallocations.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the mapping of `found` bytes at `ptr` was registered by
-        // `allocate`, and we won its removal, so we alone unmap it; the caller
-        // promises no one uses its memory any more.
-        if !unsafe { os::unmap(ptr, found) } {
-            return Err(HugeFreeError::UnmapFailed { addr, size: found });
-        }
         limit.release(found);
         Ok(())
     }

@@ -34,11 +34,21 @@
 //! `std::env`, which allocates). [`write_stderr`], [`abort`] and [`fatal`]
 //! report errors from places where panicking is not an option (inside
 //! `GlobalAlloc`).
+//!
+//! # Refusals on demand (tests only)
+//!
+//! [`fault`] makes the memory calls above refuse the Nth call of a kind,
+//! or every call from then on, as the OS would, so tests can show what the
+//! allocator does when the OS says no. Off, it costs each of those calls
+//! one `Relaxed` load; it is hidden from the docs and meant for test
+//! binaries only.
 
 use core::ffi::CStr;
 use core::fmt;
 use core::ptr::NonNull;
 
+#[doc(hidden)]
+pub mod fault;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
@@ -53,7 +63,7 @@ compile_error!("poolalloc's std shell has an OS layer for Unix only: add src/os/
 /// The mapping covers `size` rounded up to whole pages; release it with
 /// [`unmap`] and the same `size`.
 pub fn map(size: usize) -> Option<NonNull<u8>> {
-    if size == 0 {
+    if size == 0 || fault::fails(fault::Op::Map) {
         return None;
     }
     imp::map(round_to_page(size)?)
@@ -69,7 +79,7 @@ pub fn map(size: usize) -> Option<NonNull<u8>> {
 /// aligned to 4 MiB costs at most 4 MiB of transient address space, no
 /// physical memory.
 pub fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
-    if size == 0 || !align.is_power_of_two() {
+    if size == 0 || !align.is_power_of_two() || fault::fails(fault::Op::Map) {
         return None;
     }
     let size = round_to_page(size)?;
@@ -112,6 +122,9 @@ pub unsafe fn unmap(ptr: NonNull<u8>, size: usize) -> bool {
     if size == 0 {
         return true;
     }
+    if fault::fails(fault::Op::Unmap) {
+        return false;
+    }
     // SAFETY: forwarded from the caller.
     unsafe { imp::unmap(ptr.as_ptr(), size) }
 }
@@ -135,7 +148,7 @@ pub unsafe fn remap(
     to: Option<NonNull<u8>>,
 ) -> Option<NonNull<u8>> {
     let (old, new) = (round_to_page(old)?, round_to_page(new)?);
-    if old == 0 || new == 0 {
+    if old == 0 || new == 0 || fault::fails(fault::Op::Remap) {
         return None;
     }
     // SAFETY: forwarded from the caller, sizes page-rounded and non-zero.
@@ -157,6 +170,9 @@ pub unsafe fn decommit(ptr: NonNull<u8>, size: usize) -> bool {
     };
     if size == 0 {
         return true;
+    }
+    if fault::fails(fault::Op::Advise) {
+        return false;
     }
     // SAFETY: forwarded from the caller.
     unsafe { imp::decommit(ptr.as_ptr(), size) }
