@@ -80,8 +80,18 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
         return;
     };
     // SAFETY: the caller owns the block (C's contract).
-    if let Err(e) = unsafe { heap::free(p) } {
+    if let Err(e) = unmap_refusal_leaks(unsafe { heap::free(p) }) {
         invalid("free", p, e);
+    }
+}
+
+/// A free the OS refused to unmap (a huge block) is no misuse: the block
+/// stays mapped and charged, leaked, as glibc leaves a mapping whose
+/// `munmap` failed; C's `free` has no way to report it.
+fn unmap_refusal_leaks(r: Result<(), FreeError>) -> Result<(), FreeError> {
+    match r {
+        Err(FreeError::Os) => Ok(()),
+        r => r,
     }
 }
 
@@ -151,7 +161,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         // the new one at least `size`.
         unsafe { ptr::copy_nonoverlapping(old.as_ptr(), new.as_ptr(), usable.min(size)) };
         // SAFETY: the caller owns the old block; its owner was just found.
-        unsafe { heap::free_owned(old, owner) }?;
+        unmap_refusal_leaks(unsafe { heap::free_owned(old, owner) })?;
         Ok(new.as_ptr().cast())
     });
     match result {

@@ -22,6 +22,8 @@
 //! * `emergency`: a static bump pool for allocations nested two deep.
 //! * `setup`: process-wide first-use work (atfork, membarrier, statistics).
 //! * `stats`: `POOLALLOC_STATS`: the metrics printed at exit.
+//! * `test_fault`: test-only `poolalloc_test_fault`, refusals of the OS on
+//!   demand (inert unless `POOLALLOC_TEST_FAULTS=1`).
 //!
 //! # What preloading brings, and the answers
 //!
@@ -74,4 +76,5 @@ mod fork;
 mod heap;
 mod setup;
 mod stats;
+mod test_fault;
 mod thread;

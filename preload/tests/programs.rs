@@ -1,7 +1,7 @@
 //! Real programs under `LD_PRELOAD=libpoolalloc.so`, compared with runs on
 //! the system malloc: the C test program of `tests/preload/` (API semantics,
-//! threads, fork, the memory limit, statistics, misuse), Python, git and
-//! sqlite3.
+//! threads, fork, the memory limit, the OS refusing memory, statistics,
+//! misuse), Python, git and sqlite3.
 //!
 //! The library is built first if this test binary's profile directory lacks
 //! it (`cargo test` does not build a cdylib for an integration test). A
@@ -311,6 +311,24 @@ fn c_memory_limit_gives_enomem() {
     );
 }
 
+/// The OS refusing memory (the library's test-only switch, enabled by
+/// `POOLALLOC_TEST_FAULTS=1`): NULL with ENOMEM, live blocks intact, and
+/// service again once allowed.
+#[test]
+fn c_os_refusal_gives_enomem() {
+    let Some(r) = c_case("oom", &[("POOLALLOC_TEST_FAULTS", "1")]) else {
+        return;
+    };
+    r.ok("malloc_test oom");
+    assert!(r.stdout.contains("oom: ok"), "{}", r.stdout);
+    // Without the variable the switch is inert: the case fails its checks.
+    let Some(r) = c_case("oom", &[]) else { return };
+    assert!(
+        !r.status.success(),
+        "the switch works without POOLALLOC_TEST_FAULTS"
+    );
+}
+
 #[test]
 fn c_stats_at_exit() {
     let Some(r) = c_case("stats", &[("POOLALLOC_STATS", "1")]) else {
@@ -358,6 +376,10 @@ fn c_misuse_aborts_with_a_message() {
         ),
         ("interior-free", "free(): invalid pointer (inside a block"),
         ("double-free", "free(): double free detected"),
+        (
+            "realloc-foreign",
+            "realloc(): invalid pointer (not allocated by poolalloc)",
+        ),
     ] {
         let Some(r) = c_case(case, &[]) else { return };
         use std::os::unix::process::ExitStatusExt;

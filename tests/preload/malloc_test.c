@@ -21,7 +21,11 @@
  *   stats    allocates a little and exits normally (run with POOLALLOC_STATS=1)
  *   bench    allocation throughput (BENCH_STEPS, BENCH_THREADS): a working
  *            set of 1,000 blocks, one replaced per step
- *   bad-free / double-free / interior-free
+ *   oom      under POOLALLOC_TEST_FAULTS=1: makes the OS refuse every call
+ *            (poolalloc_test_fault, found with dlsym): malloc, calloc,
+ *            realloc and posix_memalign of new memory fail with ENOMEM and
+ *            leave live blocks intact; once allowed again, they succeed
+ *   bad-free / double-free / interior-free / realloc-foreign
  *            misuse that must abort with a message
  *   preloaded
  *            prints "preloaded" if malloc is this library's (usable size of a
@@ -30,6 +34,7 @@
  * With no case it runs api, threads and fork.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -516,6 +521,66 @@ static void case_limit(void) {
     for (int i = 0; i < again; i++) free(held[i]);
 }
 
+/* ------------------------------------------------------------------ oom -- */
+
+/* The OS refusing memory, through the library's test-only switch. */
+static void case_oom(void) {
+    int (*fault)(const char *) =
+        (int (*)(const char *))dlsym(RTLD_DEFAULT, "poolalloc_test_fault");
+    CHECK(fault != NULL);
+    if (!fault) return;
+    enum { SMALL = 64, BIG = 64 << 20 };
+    unsigned char *live = malloc(SMALL);
+    memset(live, 7, SMALL);
+    unsigned char *huge = malloc(8 << 20);
+    memset(huge, 8, 8 << 20);
+    CHECK(fault("bogus") == -1);
+    CHECK(fault("any:0:sticky") == 0);
+    errno = 0;
+    CHECK(malloc(BIG) == NULL && errno == ENOMEM);
+    errno = 0;
+    CHECK(calloc(BIG, 2) == NULL && errno == ENOMEM);
+    void *p = NULL;
+    CHECK(posix_memalign(&p, 1 << 21, BIG) == ENOMEM && p == NULL);
+    errno = 0;
+    /* A huge block cannot grow (no mremap, no new mapping): NULL, and the
+     * block stays valid. */
+    CHECK(realloc(huge, 4 * BIG) == NULL && errno == ENOMEM);
+    CHECK(huge[0] == 8 && huge[(8 << 20) - 1] == 8);
+    /* A free whose unmap is refused is no error to the caller (the
+     * mapping stays, as glibc ignores a failed munmap). */
+    CHECK(fault("unmap:0:sticky") == 0);
+    for (int i = 0; i < 4; i++) {
+        unsigned char *q = malloc(BIG);
+        CHECK(q != NULL);
+        if (q) q[BIG - 1] = 1;
+        free(q);
+    }
+    CHECK(fault("map:0:sticky") == 0);
+    int failed = 0;
+    for (int i = 0; i < 64; i++) {
+        void *q = malloc(BIG);
+        if (!q) failed++;
+        free(q);
+    }
+    CHECK(failed == 64);
+    CHECK(live[0] == 7 && live[SMALL - 1] == 7);
+    /* Served again. */
+    CHECK(fault("off") == 0);
+    unsigned char *big = malloc(BIG);
+    CHECK(big != NULL);
+    if (big) {
+        memset(big, 9, BIG);
+        big = realloc(big, 2 * BIG);
+        CHECK(big != NULL && big[BIG - 1] == 9);
+        free(big);
+    }
+    huge = realloc(huge, 4 * BIG);
+    CHECK(huge != NULL && huge[0] == 8);
+    free(huge);
+    free(live);
+}
+
 /* ---------------------------------------------------------------- bench -- */
 
 /* Allocation throughput: each thread keeps a working set of 1,000 blocks of
@@ -568,6 +633,7 @@ static int run(const char *name) {
     else if (!strcmp(name, "limit")) case_limit();
     else if (!strcmp(name, "stats")) case_stats();
     else if (!strcmp(name, "bench")) case_bench();
+    else if (!strcmp(name, "oom")) case_oom();
     else if (!strcmp(name, "bad-free")) {
         int x;
         free(&x + 64);
@@ -578,6 +644,10 @@ static int run(const char *name) {
     } else if (!strcmp(name, "interior-free")) {
         char *p = malloc(100);
         free(p + 16);
+    } else if (!strcmp(name, "realloc-foreign")) {
+        int x[64];
+        void *p = realloc(&x[32], 100);
+        printf("realloc-foreign: returned %p\n", p);
     } else if (!strcmp(name, "preloaded")) {
         puts(preloaded ? "preloaded" : "system");
         return 0;
