@@ -94,7 +94,7 @@ fn check(p: NonNull<u8>, len: usize, seed: u8) {
 /// come.
 fn chunk_map_refused() {
     let (pool, first, chunk) = warm_pool(64 * MIB);
-    let big = layout(MIB); // a normal (page-run) size, not cached
+    let big = layout(MIB); // a normal (page-run) size
     let before = pool.metrics();
     refuse(Op::Map, 0, true);
     let mut live = Vec::new();
@@ -248,7 +248,7 @@ fn unmap_refused() {
 /// keep their bytes, the numbers hold; the next trim works.
 fn advise_refused() {
     let (pool, first, chunk) = warm_pool(64 * MIB);
-    let l = layout(256 << 10); // page runs, not cached
+    let l = layout(256 << 10); // page runs
     let blocks: Vec<NonNull<u8>> = (0..12)
         .map(|i| {
             let p = pool.try_allocate(l).unwrap().cast();
