@@ -22,6 +22,11 @@ fn child_case(case: &str) {
                 pool.deallocate(std::ptr::NonNull::from(&mut x).cast(), layout);
             }
             "mismatch" => pool.deallocate(p, Layout::from_size_align(5000, 8).unwrap()),
+            "other_instance" => {
+                let other = PooledAllocator::builder().build();
+                let _own = other.try_allocate(layout).unwrap();
+                other.deallocate(p, layout);
+            }
             _ => unreachable!(),
         }
     }
@@ -37,6 +42,7 @@ fn misuse_aborts_with_a_message() {
         ("double_free", "double free"),
         ("foreign", "invalid pointer"),
         ("mismatch", "invalid size"),
+        ("other_instance", "not allocated by this allocator"),
     ] {
         let out = Command::new(std::env::current_exe().unwrap())
             .args([
