@@ -33,9 +33,10 @@
 //! Slots go empty → busy → live (→ busy → live)* → busy → tombstone → busy
 //! → ..., and never back to empty, so probe chains never break. **Exactly
 //! one free wins** a live entry: the CAS `addr → addr | BUSY` is the
-//! linearisation point of a free; a concurrent second free fails that CAS
-//! and reports misuse. The winner unmaps, then stores the tombstone; if the
-//! OS refuses the unmap, it stores `addr` back and the block stays live.
+//! linearisation point of a free; a concurrent second free finds the key
+//! claimed (or tombstoned) and reports a double free. The winner unmaps,
+//! then stores the tombstone; if the OS refuses the unmap, it stores
+//! `addr` back and the block stays live.
 //!
 //! # Invariants
 //!
@@ -436,7 +437,10 @@ impl HugeAllocs {
                 if key == addr {
                     return Some(slot);
                 }
-                freed |= key == addr | TOMB;
+                // A claimed key (a free or realloc in flight, or a stale
+                // address being registered again) reads as freed: a racing
+                // free of it is a double free.
+                freed |= key == addr | TOMB || key == addr | BUSY;
                 if key == EMPTY {
                     break;
                 }

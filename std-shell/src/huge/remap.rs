@@ -13,9 +13,9 @@
 //!    free does (a foreign, freed or mismatched pointer is refused the same
 //!    way).
 //! 2. Claim the entry: CAS its key `addr → addr | BUSY`. A concurrent free
-//!    of the same block now finds no live entry (it reports a double free
-//!    or a foreign pointer, as for any racing double free), and a
-//!    concurrent realloc fails its claim.
+//!    of the same block now finds it claimed and reports a double free,
+//!    as for any racing double free, and a concurrent realloc fails its
+//!    claim.
 //! 3. Charge growth to the limit (or note the shrink), then `mremap` in
 //!    place. A refusal (limit or OS) puts the key back: the block is as it
 //!    was and the caller may copy instead.
