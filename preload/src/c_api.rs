@@ -80,17 +80,22 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
         return;
     };
     // SAFETY: the caller owns the block (C's contract).
-    if let Err(e) = unmap_refusal_leaks(unsafe { heap::free(p) }) {
+    if let Err(e) = orphan_if_unmap_refused(p, unsafe { heap::free(p) }) {
         invalid("free", p, e);
     }
 }
 
-/// A free the OS refused to unmap (a huge block) is no misuse: the block
-/// stays mapped and charged, leaked, as glibc leaves a mapping whose
-/// `munmap` failed; C's `free` has no way to report it.
-fn unmap_refusal_leaks(r: Result<(), FreeError>) -> Result<(), FreeError> {
+/// A free the OS refused to unmap (a huge block) is no misuse, and C's
+/// `free` has no way to report it: the block is orphaned, still mapped
+/// and charged, and a later trim (or reclaim at the limit) unmaps it.
+fn orphan_if_unmap_refused(p: NonNull<u8>, r: Result<(), FreeError>) -> Result<(), FreeError> {
     match r {
-        Err(FreeError::Os) => Ok(()),
+        Err(FreeError::Os) => {
+            // SAFETY: the refused free left the caller's block live; the
+            // caller gives it up (C's contract for `free`).
+            unsafe { heap::orphan(p) };
+            Ok(())
+        }
         r => r,
     }
 }
@@ -161,7 +166,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         // the new one at least `size`.
         unsafe { ptr::copy_nonoverlapping(old.as_ptr(), new.as_ptr(), usable.min(size)) };
         // SAFETY: the caller owns the old block; its owner was just found.
-        unmap_refusal_leaks(unsafe { heap::free_owned(old, owner) })?;
+        orphan_if_unmap_refused(old, unsafe { heap::free_owned(old, owner) })?;
         Ok(new.as_ptr().cast())
     });
     match result {

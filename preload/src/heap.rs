@@ -215,6 +215,23 @@ pub(crate) unsafe fn free(ptr: NonNull<u8>) -> Result<(), FreeError> {
     })
 }
 
+/// Orphans the huge block at `ptr` after its free was refused by the OS
+/// (see `PooledAllocator::orphan`), whichever allocator owns it.
+///
+/// # Safety
+/// The caller owns the block and gives it up.
+pub(crate) unsafe fn orphan(ptr: NonNull<u8>) {
+    thread::call(|_| {
+        // SAFETY: forwarded.
+        if !unsafe { MAIN.orphan(ptr) } {
+            if let Some(f) = FALLBACK.get() {
+                // SAFETY: forwarded.
+                unsafe { f.orphan(ptr) };
+            }
+        }
+    })
+}
+
 /// Usable bytes of the live block at `ptr`.
 pub(crate) fn usable_size(ptr: NonNull<u8>) -> Result<usize, FreeError> {
     thread::call(|_| owner_of(ptr).map(Owner::usable))

@@ -178,9 +178,8 @@ impl PooledAllocator {
 
     /// Frees a block; misuse (double free, foreign pointer, mismatched
     /// layout) prints a message and aborts, as glibc does. A huge block
-    /// whose unmap the OS refuses ([`FreeError::Os`]) is no misuse: it
-    /// stays mapped and charged, leaked, as glibc leaves a mapping whose
-    /// `munmap` failed ([`PooledAllocator::try_deallocate`] reports it).
+    /// whose unmap the OS refuses ([`FreeError::Os`]) is no misuse: it is
+    /// [orphaned](PooledAllocator::orphan), and a later trim unmaps it.
     ///
     /// # Safety
     /// If `ptr` is a live block of this allocator, the caller owns it.
@@ -188,9 +187,31 @@ impl PooledAllocator {
     pub unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded.
         match unsafe { self.try_deallocate(ptr, layout) } {
-            Ok(()) | Err(FreeError::Os) => {}
+            Ok(()) => {}
+            // SAFETY: forwarded; the refused free left the block live.
+            Err(FreeError::Os) => _ = unsafe { self.orphan(ptr) },
             Err(e) => misuse(e, ptr, layout),
         }
+    }
+
+    /// Gives up a huge block whose free the OS refused to unmap
+    /// ([`FreeError::Os`] from a checked free), for callers that cannot
+    /// keep it (C's `free`, `GlobalAlloc::dealloc`): it stays mapped,
+    /// charged and counted as live until a trim (or a reclaim at the
+    /// limit) unmaps it, once the OS allows. `false` if `ptr` is no live
+    /// huge block of this allocator.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it and
+    /// uses no reference into it afterwards.
+    pub unsafe fn orphan(&self, ptr: NonNull<u8>) -> bool {
+        // ORDERING: Acquire, as in `inner`.
+        let Some(inner) = NonNull::new(self.inner.load(Ordering::Acquire)) else {
+            return false;
+        };
+        // SAFETY: initialised, valid while the allocator lives; the block
+        // contract is forwarded.
+        unsafe { inner.as_ref().huge.orphan(ptr) }
     }
 
     /// Frees a block, returning the error for misuse instead of aborting.

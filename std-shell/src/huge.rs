@@ -29,6 +29,7 @@
 //! | `addr \| BUSY` | being inserted (`size` not yet valid), or claimed by a free or realloc |
 //! | `addr` | live mapping at `addr` of `size` bytes |
 //! | `addr \| TOMB` | freed; the slot may be reused |
+//! | `addr \| ORPHAN` | freed by its user, but the OS refused the unmap: still mapped and charged until [`HugeAllocs::reap_orphans`] unmaps it |
 //!
 //! Slots go empty → busy → live (→ busy → live)* → busy → tombstone → busy
 //! → ..., and never back to empty, so probe chains never break. **Exactly
@@ -36,7 +37,9 @@
 //! linearisation point of a free; a concurrent second free finds the key
 //! claimed (or tombstoned) and reports a double free. The winner unmaps,
 //! then stores the tombstone; if the OS refuses the unmap, it stores
-//! `addr` back and the block stays live.
+//! `addr` back and the block stays live. A caller that cannot keep it
+//! (C's `free`, `GlobalAlloc::dealloc`) [orphans](HugeAllocs::orphan) it
+//! instead, and a later trim retries the unmap.
 //!
 //! # Invariants
 //!
@@ -72,6 +75,7 @@ const EMPTY: usize = 0;
 const TOMB: usize = 1;
 const BUSY: usize = 2;
 const TAG: usize = TOMB | BUSY;
+const ORPHAN: usize = TAG;
 
 /// One registry slot. All-zero bytes are an empty slot.
 #[repr(C)]
@@ -105,6 +109,8 @@ pub struct HugeAllocs {
     growing: AtomicBool,
     live_bytes: AtomicUsize,
     live_count: AtomicUsize,
+    /// Orphaned entries (freed, unmap refused); a hint for `reap_orphans`.
+    orphans: AtomicUsize,
     allocations: AtomicUsize,
     deallocations: AtomicUsize,
 }
@@ -234,6 +240,7 @@ impl HugeAllocs {
             growing: AtomicBool::new(false),
             live_bytes: AtomicUsize::new(0),
             live_count: AtomicUsize::new(0),
+            orphans: AtomicUsize::new(0),
             allocations: AtomicUsize::new(0),
             deallocations: AtomicUsize::new(0),
         }
@@ -362,6 +369,93 @@ impl HugeAllocs {
         Ok(())
     }
 
+    /// Gives up the live huge allocation at `ptr`, whose free the OS
+    /// refused to unmap ([`HugeFreeError::UnmapFailed`]): it becomes an
+    /// orphan, still mapped, counted and charged, that
+    /// [`HugeAllocs::reap_orphans`] unmaps once the OS allows. `false` if
+    /// `ptr` is not a live allocation.
+    ///
+    /// # Safety
+    /// As for [`HugeAllocs::deallocate`]: no reference into the block is
+    /// used afterwards.
+    pub unsafe fn orphan(&self, ptr: NonNull<u8>) -> bool {
+        let addr = ptr.as_ptr() as usize;
+        let Found::Live(entry) = self.find(addr) else {
+            return false;
+        };
+        // ORDERING: Relaxed; the count is a hint, raised before the key
+        // changes so that a reaper seeing the orphan never finds it zero.
+        self.orphans.fetch_add(1, Ordering::Relaxed);
+        // ORDERING: Release; as a free's tombstone (a reaper claims the
+        // orphan with an Acquire CAS).
+        if entry
+            .key
+            .compare_exchange(addr, addr | ORPHAN, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            return true;
+        }
+        // ORDERING: Relaxed; as above.
+        self.orphans.fetch_sub(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Retries the unmap of every orphan (see [`HugeAllocs::orphan`]);
+    /// each one unmapped is freed as [`HugeAllocs::deallocate`] frees, its
+    /// charge released from `limit`, and reported to `freed` with its size.
+    /// Returns the bytes unmapped. One load when there is no orphan.
+    pub fn reap_orphans(&self, limit: &Limit, mut freed: impl FnMut(usize)) -> usize {
+        // ORDERING: Relaxed; a hint (see `orphan`).
+        if self.orphans.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let mut bytes = 0;
+        self.each_table(|entries| {
+            for slot in entries {
+                // ORDERING: Relaxed; a guess checked by the CAS.
+                let key = slot.key.load(Ordering::Relaxed);
+                // ORDERING: Acquire on success: pairs with `orphan`'s
+                // Release, so the entry's `size` is the orphan's.
+                if key & TAG != ORPHAN
+                    || slot
+                        .key
+                        .compare_exchange(
+                            key,
+                            key & !TAG | BUSY,
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        )
+                        .is_err()
+                {
+                    continue;
+                }
+                let addr = key & !TAG;
+                // ORDERING: Relaxed; ordered by the Acquire CAS above.
+                let size = slot.size.load(Ordering::Relaxed);
+                // SAFETY: an orphan is a registered mapping of `size` bytes
+                // that its user gave up and we alone claimed; addresses in
+                // the registry are non-null.
+                if unsafe { os::unmap(NonNull::new_unchecked(addr as *mut u8), size) } {
+                    // ORDERING: Release; as a free's tombstone.
+                    slot.key.store(addr | TOMB, Ordering::Release);
+                    // ORDERING: Relaxed; statistics and the hint.
+                    self.orphans.fetch_sub(1, Ordering::Relaxed);
+                    self.live_bytes.fetch_sub(size, Ordering::Relaxed);
+                    self.live_count.fetch_sub(1, Ordering::Relaxed);
+                    self.deallocations.fetch_add(1, Ordering::Relaxed);
+                    limit.release(size);
+                    freed(size);
+                    bytes += size;
+                } else {
+                    // ORDERING: Release; back to an orphan, for next time.
+                    slot.key.store(key, Ordering::Release);
+                }
+            }
+            None::<()>
+        });
+        bytes
+    }
+
     /// Mapping bytes of the live huge allocation starting at `ptr`, if any.
     pub fn size_of(&self, ptr: NonNull<u8>) -> Option<usize> {
         match self.find(ptr.as_ptr() as usize) {
@@ -440,7 +534,7 @@ impl HugeAllocs {
                 // A claimed key (a free or realloc in flight, or a stale
                 // address being registered again) reads as freed: a racing
                 // free of it is a double free.
-                freed |= key == addr | TOMB || key == addr | BUSY;
+                freed |= key != addr && key & !TAG == addr;
                 if key == EMPTY {
                     break;
                 }

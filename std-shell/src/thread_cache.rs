@@ -544,6 +544,11 @@ impl Inner {
         for a in self.arenas() {
             released += a.trim(&self.shared);
         }
+        // Huge blocks whose unmap the OS refused at their free (`huge`).
+        released += self.huge.reap_orphans(&self.shared.limit, |size| {
+            let arena = self.arena(self.current_arena());
+            arena.counters.count_huge(size, true);
+        });
         released
     }
 }

@@ -547,8 +547,8 @@ static void case_oom(void) {
      * block stays valid. */
     CHECK(realloc(huge, 4 * BIG) == NULL && errno == ENOMEM);
     CHECK(huge[0] == 8 && huge[(8 << 20) - 1] == 8);
-    /* A free whose unmap is refused is no error to the caller (the
-     * mapping stays, as glibc ignores a failed munmap). */
+    /* A free whose unmap is refused is no error to the caller: the block
+     * is orphaned, and unmapped by a later reclaim once the OS allows. */
     CHECK(fault("unmap:0:sticky") == 0);
     for (int i = 0; i < 4; i++) {
         unsigned char *q = malloc(BIG);

@@ -196,9 +196,10 @@ fn huge_registry_table_refused() {
 }
 
 /// Unmaps refused: an empty chunk that `trim` cannot unmap stays charged
-/// (retired, retried by the next drain); a huge free that cannot unmap
-/// fails with `FreeError::Os` and leaves the block live and charged.
-/// Meanwhile allocation works; after `clear`, everything goes back.
+/// (retired, retried by the next drain); a checked huge free that cannot
+/// unmap fails with `FreeError::Os` and leaves the block live and charged;
+/// an aborting one orphans it for a later trim. Meanwhile allocation works;
+/// after `clear`, everything goes back.
 fn unmap_refused() {
     let (pool, first, chunk) = warm_pool(64 * MIB);
     let big = layout(MIB);
@@ -220,6 +221,20 @@ fn unmap_refused() {
     check(h, huge.size(), 9); // still mapped, still ours
     let m = pool.metrics();
     assert_eq!((m.huge_count, m.used_memory), (1, used));
+    // The aborting free (GlobalAlloc's, C's) cannot give it back: it
+    // orphans the block, still mapped, charged and counted, until a trim
+    // after the OS allows. A second free of it is a double free.
+    let orphan = layout(5 * MIB);
+    let o = pool.try_allocate(orphan).unwrap().cast::<u8>();
+    // SAFETY: a live huge block of `pool`, given up here.
+    unsafe { pool.deallocate(o, orphan) };
+    let m = pool.metrics();
+    assert_eq!((m.huge_count, m.used_memory), (2, used + 5 * MIB));
+    // SAFETY: a refused free changes nothing.
+    let again = unsafe { pool.try_deallocate(o, orphan) };
+    assert_eq!(again, Err(FreeError::DoubleFree));
+    pool.trim(); // still refused: the orphan stays
+    assert_eq!(pool.metrics().huge_count, 2);
     for p in blocks {
         free(&pool, p, big);
     }
@@ -227,7 +242,7 @@ fn unmap_refused() {
     pool.trim();
     assert!(fault::refused() >= 2, "trim tried to unmap");
     let m = pool.metrics();
-    assert_eq!(m.used_memory, used, "refused chunks stay charged");
+    assert_eq!(m.used_memory, used + 5 * MIB, "refused chunks stay charged");
     let listed: usize = m.chunks_per_band.iter().sum();
     adds_up(&pool, chunk, chunks - listed, "unmap refused");
     // Allocation still works (maps are fine).
@@ -240,7 +255,8 @@ fn unmap_refused() {
     free(&pool, h, huge);
     pool.trim();
     let m = pool.metrics();
-    assert_eq!(m.used_memory, 0, "all returned: {m:?}");
+    assert_eq!(m.used_memory, 0, "all returned, the orphan too: {m:?}");
+    assert_eq!((m.huge_count, m.huge_bytes), (0, 0));
     adds_up(&pool, chunk, 0, "unmaps allowed again");
 }
 

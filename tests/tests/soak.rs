@@ -14,6 +14,14 @@
 //! * `trim()` returns the memory: `used_memory` back to zero, resident
 //!   memory back near where it started.
 //!
+//! Meanwhile the OS says no now and then (`poolalloc::os::fault`): every
+//! 20 ms the sampler may arm a one-shot refusal of a mapping, unmapping,
+//! `madvise` or `mremap`. The threads see `OutOfMemory` (counted, then
+//! carry on), a realloc returning null (the block intact), or a huge free
+//! refused with `FreeError::Os` (the block still theirs: they free it
+//! again); trims and caches absorb the rest. `SOAK_FAULTS=0` turns this
+//! off.
+//!
 //! `SOAK_SECS` sets the duration (default 3, for CI) and `SOAK_THREADS` the
 //! threads (default 4). The long run, with the figures printed:
 //!
@@ -21,7 +29,8 @@
 //! SOAK_SECS=600 cargo test --release -p poolalloc-tests --test soak -- --nocapture
 //! ```
 
-use poolalloc::{AllocError, PooledAllocator};
+use poolalloc::os::fault::{self, Fault, Op};
+use poolalloc::{AllocError, FreeError, PooledAllocator};
 use std::alloc::{GlobalAlloc, Layout};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -129,6 +138,27 @@ struct Counts {
     realloc_refused: usize,
     sent: usize,
     limit_hits: usize,
+    os_refusals: usize,
+}
+
+/// Frees `b` through `pool` after checking its pattern; a free the OS
+/// refused (a huge block's unmap) leaves it ours, so it is retried.
+fn free_block(pool: &PooledAllocator, b: Block, c: &mut Counts) {
+    check(&b, b.size);
+    let p = NonNull::new(b.bytes()).unwrap();
+    loop {
+        // SAFETY: a live block of `pool`, freed once (its owner gave it
+        // up); a refusal leaves it live.
+        match unsafe { pool.try_deallocate(p, b.layout()) } {
+            Ok(()) => break,
+            Err(FreeError::Os) => {
+                c.os_refusals += 1;
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("free of {:#x}: {e}", b.addr),
+        }
+    }
+    c.frees += 1;
 }
 
 /// One thread's loop until `stop`: returns its counts and its receiver,
@@ -145,15 +175,10 @@ fn worker(
     let mut live: Vec<Block> = Vec::new();
     let mut held = 0usize;
     let mut c = Counts::default();
-    let free = |b: Block| {
-        check(&b, b.size);
-        // SAFETY: a live block of `pool`, freed once (its owner gave it up).
-        unsafe { pool.try_deallocate(NonNull::new(b.bytes()).unwrap(), b.layout()) }.unwrap();
-    };
+
     while !stop.load(Ordering::Relaxed) {
         for b in rx.try_iter() {
-            free(b);
-            c.frees += 1;
+            free_block(pool, b, &mut c);
         }
         match rng.below(10) {
             // Allocate.
@@ -180,10 +205,10 @@ fn worker(
                         for _ in 0..live.len() / 2 {
                             let b = live.swap_remove(rng.below(live.len() as u64) as usize);
                             held -= b.size;
-                            free(b);
-                            c.frees += 1;
+                            free_block(pool, b, &mut c);
                         }
                     }
+                    Err(AllocError::OutOfMemory { .. }) => c.os_refusals += 1,
                     Err(e) => panic!("{layout:?}: {e}"),
                 }
             }
@@ -221,16 +246,14 @@ fn worker(
                     tx.send(b).unwrap();
                     c.sent += 1;
                 } else {
-                    free(b);
-                    c.frees += 1;
+                    free_block(pool, b, &mut c);
                 }
             }
             _ => {}
         }
     }
     for b in live.drain(..) {
-        free(b);
-        c.frees += 1;
+        free_block(pool, b, &mut c);
     }
     (c, rx)
 }
@@ -239,6 +262,8 @@ fn worker(
 fn soak() {
     let secs = env_or("SOAK_SECS", 3);
     let threads = env_or("SOAK_THREADS", 4).max(2) as usize;
+    let faults = env_or("SOAK_FAULTS", 1) != 0;
+    let (mut frng, mut injected, mut refused) = (Rng(0xfa17), 0u64, 0u64);
     let pool = PooledAllocator::builder()
         .max_memory(LIMIT)
         .arenas(2)
@@ -273,8 +298,21 @@ fn soak() {
                 m.used_memory
             );
             samples.push((start.elapsed(), m.used_memory, rss()));
+            if faults && frng.below(3) == 0 {
+                // A one-shot refusal of one of the next few calls of a kind.
+                let op = [Op::Map, Op::Unmap, Op::Advise, Op::Remap][frng.below(4) as usize];
+                refused += fault::refused();
+                fault::inject(Fault {
+                    op,
+                    nth: frng.below(4),
+                    sticky: false,
+                });
+                injected += 1;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        refused += fault::refused();
+        fault::clear();
         stop.store(true, Ordering::Relaxed);
         for h in handles {
             let (c, rx) = h.join().unwrap();
@@ -284,16 +322,14 @@ fn soak() {
             totals.realloc_refused += c.realloc_refused;
             totals.sent += c.sent;
             totals.limit_hits += c.limit_hits;
+            totals.os_refusals += c.os_refusals;
             in_flight.push(rx);
         }
     });
     // Blocks sent after their receiver's last drain: every sender is gone.
     drop(txs);
     for b in in_flight.iter().flat_map(|rx| rx.try_iter()) {
-        check(&b, b.size);
-        // SAFETY: a live block of `pool`, given up by its sender.
-        unsafe { pool.try_deallocate(NonNull::new(b.bytes()).unwrap(), b.layout()) }.unwrap();
-        totals.frees += 1;
+        free_block(&pool, b, &mut totals);
     }
     assert_eq!(pool.metrics().active_allocations, 0, "every block freed");
 
@@ -314,24 +350,27 @@ fn soak() {
     eprintln!(
         "soak: {secs} s, {threads} threads: {} allocations, {} reallocs ({} refused), \
          {} frees ({} on another thread), {} limit refusals\n\
-         soak: used memory peak {} MiB sampled, {} MiB at a refusal, limit {} MiB; \
+         soak: {injected} OS refusals armed, {refused} OS calls refused, {} seen as \
+         errors by the threads\n\
+         soak: used memory peak {} bytes sampled, {} at a refusal, limit {}; \
          after trim {} bytes\n\
-         soak: resident {} MiB at start, {} MiB peak in the first half, {} MiB in the \
-         second, {} MiB after trim",
+         soak: resident {} KiB at start, {} KiB peak in the first half, {} KiB in the \
+         second, {} KiB after trim",
         totals.allocs,
         totals.reallocs,
         totals.realloc_refused,
         totals.frees,
         totals.sent,
         totals.limit_hits,
-        peak_used / MIB,
-        max_seen.load(Ordering::Relaxed) / MIB,
-        LIMIT / MIB,
+        totals.os_refusals,
+        peak_used,
+        max_seen.load(Ordering::Relaxed),
+        LIMIT,
         end.used_memory,
-        rss_start / MIB,
-        rss_first / MIB,
-        rss_second / MIB,
-        rss_end / MIB,
+        rss_start >> 10,
+        rss_first >> 10,
+        rss_second >> 10,
+        rss_end >> 10,
     );
     assert!(
         totals.limit_hits >= 10,
