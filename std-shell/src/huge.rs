@@ -383,8 +383,11 @@ impl HugeAllocs {
         let Found::Live(entry) = self.find(addr) else {
             return false;
         };
-        // ORDERING: Relaxed; the count is a hint, raised before the key
-        // changes so that a reaper seeing the orphan never finds it zero.
+        // ORDERING: Relaxed; the count is a hint. A reaper that reads it
+        // before this increment skips the orphan until its next call; one
+        // that reaps the orphan decrements after its Acquire claim, which
+        // reads our Release CAS below, so the increment comes first in the
+        // count's modification order and it never wraps.
         self.orphans.fetch_add(1, Ordering::Relaxed);
         // ORDERING: Release; as a free's tombstone (a reaper claims the
         // orphan with an Acquire CAS).

@@ -77,7 +77,8 @@ pub fn map(size: usize) -> Option<NonNull<u8>> {
 /// the surplus tail, so exactly `size` (rounded up to whole pages) stays
 /// mapped and [`unmap`]`(ptr, size)` releases all of it. A 4 MiB chunk
 /// aligned to 4 MiB costs at most 4 MiB of transient address space, no
-/// physical memory.
+/// physical memory. Should the OS refuse to trim the head or the tail,
+/// those pages stay mapped: address space only, never touched.
 pub fn map_aligned(size: usize, align: usize) -> Option<NonNull<u8>> {
     if size == 0 || !align.is_power_of_two() || fault::fails(fault::Op::Map) {
         return None;
