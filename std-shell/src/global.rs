@@ -39,7 +39,13 @@ unsafe impl GlobalAlloc for PooledAllocator {
         }
         // SAFETY: forwarded contract.
         unsafe {
-            realloc_in_place_or_move(self, ptr, layout, new_size, |a, b| self.same_block(a, b))
+            realloc_in_place_or_move(self, ptr, layout, new_size, |a, b| {
+                let same = self.same_block(a, b);
+                if let (true, Some(p)) = (same, NonNull::new(ptr)) {
+                    self.inner().resized_in_place(p, new_size);
+                }
+                same
+            })
         }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! * **Same block**: a new size served by the same class (or the same whole
 //!   pages of a huge mapping) keeps the pointer (`PooledAllocator::
-//!   same_block`, used by `GlobalAlloc::realloc`).
+//!   same_block`, used by `GlobalAlloc::realloc`); a tracked block's leak
+//!   entry takes the new requested size (`Inner::resized_in_place`, which
+//!   asks the tracker only where the block's granule holds a tracked one).
 //! * **Huge to huge**: the kernel resizes the mapping (`huge::remap`): in
 //!   place when it can, else by moving page tables, never by copying bytes.
 //!   The limit is charged the growth first; the leak tracker's entry, if
@@ -19,6 +21,24 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 
 impl Inner {
+    /// A block kept by a realloc now holds `new_size` requested bytes: its
+    /// leak entry, if it has one, says so. The tracker is consulted only
+    /// when the chunk and granule hold tracked blocks (or the block is
+    /// huge), as a free consults it.
+    pub(crate) fn resized_in_place(&self, ptr: NonNull<u8>, new_size: usize) {
+        if self.leak.rate == 0 {
+            return;
+        }
+        let addr = ptr.as_ptr() as usize;
+        let tracked = match self.chunk_of(ptr) {
+            Some(chunk) => chunk.may_track(addr),
+            None => true,
+        };
+        if tracked {
+            self.leak.moved(addr, addr, new_size);
+        }
+    }
+
     /// Resizes the huge block at `ptr`, allocated for `layout`, to
     /// `new_size` bytes aligned to `layout.align()`, by remapping it:
     /// `Ok(Some(block))` done, `Ok(None)` not a huge-to-huge resize or

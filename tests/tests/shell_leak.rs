@@ -248,3 +248,25 @@ fn report_serialises_to_json() {
     assert!(site["oldest"]["secs"].is_u64());
     drop(kept);
 }
+
+#[test]
+fn a_block_resized_in_place_reports_its_new_size() {
+    let a = PooledAllocator::builder()
+        .leak_detection(LeakDetection::Paranoid)
+        .build();
+    let l = Layout::from_size_align(100, 8).unwrap();
+    // SAFETY: a non-zero layout; the block is reallocated, then freed with
+    // its current layout.
+    unsafe {
+        use std::alloc::GlobalAlloc;
+        let p = a.alloc(l);
+        assert!(!p.is_null());
+        assert_eq!(a.leak_report().bytes, 100);
+        // 100 and 110 bytes share a class: the block stays, its entry follows.
+        let q = a.realloc(p, l, 110);
+        assert_eq!(q, p);
+        assert_eq!(a.leak_report().bytes, 110);
+        a.dealloc(q, Layout::from_size_align(110, 8).unwrap());
+    }
+    assert_eq!(a.leak_report().bytes, 0);
+}
