@@ -22,7 +22,7 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, Ordering};
 use shell::config::ShellConfig;
-use shell::{FreeError, PooledAllocator};
+use shell::{FreeError, LeakDetection, PooledAllocator};
 
 /// The allocator behind `malloc`.
 pub(crate) static MAIN: PooledAllocator = PooledAllocator::new();
@@ -107,6 +107,11 @@ fn build_fallback() -> Option<PooledAllocator> {
         .arenas(1)
         .thread_cache(false)
         .max_cached_capacity(0)
+        // Its callers are glibc and the allocator itself, nested inside
+        // another call (possibly inside `pthread_getattr_np`, holding the
+        // thread's lock): a leak sample there would walk the stack, whose
+        // top `pthread_getattr_np` gives, and wait on that lock for ever.
+        .leak_detection(LeakDetection::Disabled)
         .max_memory(max.max(CHUNK))
         .try_build()
         .ok()

@@ -50,8 +50,16 @@ pub fn replay_corpus(target: &str, run: impl Fn(&[u8]) + std::panic::RefUnwindSa
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("corpus")
         .join(target);
+    replay_corpus_dir(&dir, run);
+}
+
+/// [`replay_corpus`] over any directory.
+///
+/// # Panics
+/// If an input fails, or the directory holds none.
+pub fn replay_corpus_dir(dir: &std::path::Path, run: impl Fn(&[u8]) + std::panic::RefUnwindSafe) {
     let mut n = 0;
-    for e in std::fs::read_dir(&dir).expect("corpus directory") {
+    for e in std::fs::read_dir(dir).expect("corpus directory") {
         let path = e.expect("corpus entry").path();
         if path.extension().is_some_and(|x| x == "md") {
             continue;

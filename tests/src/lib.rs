@@ -4,6 +4,13 @@
 //!   `alloc_sequences` fuzz target and the `fuzz_harness` test.
 //! * [`buf_ops`]: pooled-buffer operation sequences against `BytesMut`,
 //!   behind the `buf_ops` fuzz target and the `buf_model`/`buf_fuzz` tests.
+//! * [`config_fuzz`]: `POOLALLOC_*` values against a reference reading of
+//!   their syntax, behind the `config_values` fuzz target.
+//! * [`shell_ops`]: `PooledAllocator` operation sequences under a small
+//!   limit, behind the `shell_ops` fuzz target.
+//! * [`c_api`]: C allocation-API call sequences with C's rules checked,
+//!   behind the `c_api` fuzz target (run over the preload library's
+//!   functions, linked in-process).
 //! * [`model`] and [`oracle`]: the reference the harnesses check against:
 //!   live blocks with fill patterns ([`pattern`]), and the documented answers.
 //! * [`backing`], [`region_len`]: region memory and region shapes.
@@ -12,6 +19,8 @@
 
 pub mod backing;
 pub mod buf_ops;
+pub mod c_api;
+pub mod config_fuzz;
 pub mod fuzz;
 pub mod input;
 pub mod model;
@@ -19,6 +28,7 @@ pub mod oracle;
 pub mod pattern;
 pub mod region_len;
 pub mod rng;
+pub mod shell_ops;
 pub mod source;
 
 pub use fuzz::{run_actions, run_with, Options};
