@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Short libFuzzer runs of the fuzz targets (fuzz/): the allocation
-# sequences, then the pooled-buffer operations (seeded from the committed
-# corpus, which the stable tests replay).
+# sequences, then the pooled-buffer operations, the std shell's operations,
+# the configuration parser and the C API (each seeded from its committed
+# corpus, which the stable tests replay). FUZZING.md has the long campaign.
 #
 #   FUZZ_SECONDS       run time of alloc_sequences (default 60)
 #   FUZZ_BUF_SECONDS   run time of buf_ops (default 30)
+#   FUZZ_NEW_SECONDS   run time of shell_ops, config_values, c_api (default 20)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -43,3 +45,21 @@ if grep -q "name = \"$target\"" Cargo.toml; then
         -max_total_time="$seconds"
     rm -rf "$scratch"
 fi
+
+# The targets added with the campaign of FUZZING.md: shell_ops and
+# config_values under ASan (cargo-fuzz's default), c_api without a sanitizer
+# (ASan's runtime would own malloc; the target's malloc is poolalloc's) and
+# in a target directory of its own (other flags: no rebuild of the rest).
+seconds="${FUZZ_NEW_SECONDS:-20}"
+for target in shell_ops config_values c_api; do
+    grep -q "name = \"$target\"" Cargo.toml || continue
+    build=("${args[@]}")
+    if [ "$target" = c_api ]; then
+        build=(-s none --target-dir "$(realpath -m "${args[1]:-target}")-nosan")
+    fi
+    ci_say "fuzz: $target for ${seconds}s"
+    scratch="$(mktemp -d)"
+    ci_run cargo +nightly fuzz run "${build[@]}" "$target" "$scratch" \
+        "../tests/corpus/$target" -- -max_total_time="$seconds"
+    rm -rf "$scratch"
+done
