@@ -56,17 +56,15 @@ fn corpus() {
     run(&["corpus", dir], "disabled", Duration::from_secs(120));
 }
 
-/// KNOWN BUG (ignored until fixed): a Rust program whose malloc is
-/// poolalloc's hangs at start-up with leak sampling on. Rust's runtime
-/// asks `pthread_getattr_np` for the main thread's stack; glibc takes the
+/// A Rust program whose malloc is poolalloc's, with leak sampling on, gets
+/// past start-up. It used to hang there: Rust's runtime asks
+/// `pthread_getattr_np` for the main thread's stack; glibc takes the
 /// thread's lock and `fopen`s `/proc/self/maps`, which calls `malloc`; the
-/// leak tracker samples that allocation and, to bound its frame-pointer
-/// walk, calls `pthread_getattr_np` again (`os::thread_stack_top`), which
-/// waits for the lock its own caller holds. Any `malloc` made inside
-/// `pthread_getattr_np` (glibc also `realloc`s a CPU set there, for every
-/// thread) can hit it when sampled before the thread's stack top is cached.
+/// leak tracker sampled that allocation and, to bound its frame-pointer
+/// walk, called `pthread_getattr_np` again, waiting for the lock its own
+/// caller held. `os::thread_stack_top` now reads `/proc/self/maps` itself
+/// (no lock, no allocation).
 #[test]
-#[ignore = "known deadlock: leak sampling inside pthread_getattr_np"]
 fn leak_sampling_at_startup() {
     run(&["seeds", "1"], "simple", Duration::from_secs(20));
 }

@@ -366,8 +366,8 @@ pub fn monotonic_ns() -> u64 {
 /// `None` where the OS does not say. Everything between the current stack
 /// pointer and this address is mapped for as long as the thread runs.
 ///
-/// glibc may call `malloc` inside (to read `/proc/self/maps` for the main
-/// thread): callers that are allocators must be ready for that nesting.
+/// Linux: read from `/proc/self/maps` with `open` and `read` only (no lock,
+/// no allocation), so an allocator may ask from inside any allocation.
 pub fn thread_stack_top() -> Option<usize> {
     imp::thread_stack_top()
 }

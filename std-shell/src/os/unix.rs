@@ -290,20 +290,97 @@ pub(super) fn monotonic_ns() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
+/// The end of the mapping in `/proc/self/maps` that holds the calling
+/// thread's stack pointer: the stack's top, or above it the rest of the
+/// thread's own mapping (glibc puts the thread's descriptor and TLS there),
+/// which is as mapped as the stack.
+///
+/// Not `pthread_getattr_np`: it takes a lock that glibc holds while it
+/// calls `malloc` (to read `/proc/self/maps` itself), so asking from inside
+/// a sampled allocation made there would wait on ourselves. `open` and
+/// `read` take no lock and allocate nothing.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(super) fn thread_stack_top() -> Option<usize> {
-    let mut attr = core::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
-    // SAFETY: `attr` is an out-pointer that getattr initialises on success;
-    // pthread_self is always valid for the calling thread.
-    if unsafe { libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) } != 0 {
+    let marker = 0u8;
+    let sp = ptr::addr_of!(marker) as usize;
+    // SAFETY: a NUL-terminated path; the flags ask for nothing unusual.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/maps".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
         return None;
     }
-    let (mut addr, mut size) = (core::ptr::null_mut(), 0usize);
-    // SAFETY: `attr` was initialised above; the out-pointers are valid.
-    let ok = unsafe { libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size) } == 0;
-    // SAFETY: initialised above, destroyed once.
-    unsafe { libc::pthread_attr_destroy(attr.as_mut_ptr()) };
-    ok.then(|| addr as usize + size)
+    let mut buf = [0u8; 4096];
+    // Bytes of `buf` holding the start of a line not yet complete.
+    let mut kept = 0;
+    // Whether the rest of an over-long line is being skipped.
+    let mut skipping = false;
+    let found = 'read: loop {
+        // SAFETY: `buf[kept..]` is writable for its length; `fd` is open.
+        let n = unsafe { libc::read(fd, buf[kept..].as_mut_ptr().cast(), buf.len() - kept) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break None;
+        }
+        let end = kept + n as usize;
+        let mut line_start = 0;
+        while let Some(nl) = buf[line_start..end].iter().position(|&b| b == b'\n') {
+            let line = &buf[line_start..line_start + nl];
+            if !skipping {
+                if let Some((lo, hi)) = map_range(line) {
+                    if (lo..hi).contains(&sp) {
+                        break 'read Some(hi);
+                    }
+                }
+            }
+            skipping = false;
+            line_start += nl + 1;
+        }
+        if line_start == 0 && end == buf.len() {
+            // A line longer than the buffer (a long path): its range was in
+            // its first bytes, already seen; skip to its end.
+            if let Some((lo, hi)) = map_range(&buf[..end]) {
+                if (lo..hi).contains(&sp) {
+                    break Some(hi);
+                }
+            }
+            skipping = true;
+            kept = 0;
+            continue;
+        }
+        buf.copy_within(line_start..end, 0);
+        kept = end - line_start;
+    };
+    // SAFETY: `fd` is ours and closed once.
+    unsafe { libc::close(fd) };
+    found
+}
+
+/// The `start-end` range at the head of a `/proc/self/maps` line.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn map_range(line: &[u8]) -> Option<(usize, usize)> {
+    let range = line.split(|&b| b == b' ').next()?;
+    let mut parts = range.split(|&b| b == b'-');
+    let lo = parse_hex(parts.next()?)?;
+    let hi = parse_hex(parts.next()?)?;
+    Some((lo, hi))
+}
+
+/// Parses ASCII hex digits; `None` if empty, not all hex, or overflowing.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn parse_hex(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0usize, |acc, &d| {
+        let v = (d as char).to_digit(16)?;
+        acc.checked_mul(16)?.checked_add(v as usize)
+    })
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -314,6 +391,36 @@ pub(super) fn thread_stack_top() -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::parse_decimal;
+
+    #[test]
+    fn the_stack_top_is_above_the_stack_pointer() {
+        let marker = 0u8;
+        let sp = core::ptr::addr_of!(marker) as usize;
+        let top = super::thread_stack_top().expect("a mapping holds the stack");
+        assert!(top > sp);
+        // On another thread too (its stack is a mapping of its own).
+        let (sp2, top2) = std::thread::spawn(|| {
+            let marker = 0u8;
+            (
+                core::ptr::addr_of!(marker) as usize,
+                super::thread_stack_top(),
+            )
+        })
+        .join()
+        .unwrap();
+        assert!(top2.expect("a mapping holds the stack") > sp2);
+    }
+
+    #[test]
+    fn map_ranges_parse() {
+        use super::map_range;
+        assert_eq!(
+            map_range(b"7ffd1000-7ffd3000 rw-p 00000000 00:00 0   [stack]"),
+            Some((0x7ffd_1000, 0x7ffd_3000))
+        );
+        assert_eq!(map_range(b"garbage"), None);
+        assert_eq!(map_range(b""), None);
+    }
 
     #[test]
     fn parse_decimal_accepts_digits_only() {
