@@ -69,6 +69,15 @@ iters="${SAN_STRESS_ITERS:-2000}"
 # The stress and cross-thread tests: the core (stress, cross_thread_frees)
 # and the shell (shell_stress).
 stress_tests=(--test stress --test cross_thread_frees --test shell_stress)
+# Tests that measure the process's resident memory: under a sanitizer it
+# includes the shadow memory, which the sanitizer keeps (TSan's shadow of a
+# decommitted range stays resident), so the figure no longer measures the
+# pool. CI on a clean machine saw TSan's resident memory drop 95 MB where
+# the pool gave back 128 MiB. These tests run in the plain test step;
+# `--skip` matches names
+# by substring, and no other test's name contains these.
+rss_skips=(--skip resident_memory_drops_after_trim --skip trim_decommits_free_runs_of_live_chunks
+    --skip soak)
 
 tsan() {
     if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
@@ -80,12 +89,12 @@ tsan() {
     local cargo=(cargo +nightly test -Zbuild-std --target "$host" --release)
     if [ "$mode" = full ]; then
         ci_say "TSan (full): stress and cross-thread tests, core and shell unit tests"
-        ci_run "${env[@]}" "${cargo[@]}" -p poolalloc-tests "${stress_tests[@]}"
+        ci_run "${env[@]}" "${cargo[@]}" -p poolalloc-tests "${stress_tests[@]}" -- "${rss_skips[@]}"
         ci_run "${env[@]}" "${cargo[@]}" -p poolalloc-core -p poolalloc --lib
     else
         ci_say "TSan: stress and cross-thread tests, POOLALLOC_STRESS_ITERS=$iters"
         ci_run "${env[@]}" POOLALLOC_STRESS_ITERS="$iters" \
-            "${cargo[@]}" -p poolalloc-tests "${stress_tests[@]}"
+            "${cargo[@]}" -p poolalloc-tests "${stress_tests[@]}" -- "${rss_skips[@]}"
     fi
 }
 
@@ -95,14 +104,15 @@ asan() {
     local cargo=(cargo +nightly test --target "$host" --release)
     if [ "$mode" = full ]; then
         ci_say "ASan (full): the test suite (without the preload crate: see above)"
-        ci_run "${env[@]}" "${cargo[@]}" --workspace --exclude poolalloc-preload
+        ci_run "${env[@]}" "${cargo[@]}" --workspace --exclude poolalloc-preload \
+            -- "${rss_skips[@]}"
     else
         ci_say "ASan: model, fuzz-replay, shell and buffer tests"
         ci_run "${env[@]}" POOLALLOC_STRESS_ITERS="$iters" POOLALLOC_FUZZ_CASES=300 \
             "${cargo[@]}" -p poolalloc-tests \
             --test model --test fuzz_harness --test buf_fuzz --test shell_fuzz \
             --test config_fuzz --test shell_limit --test shell_huge_realloc \
-            "${stress_tests[@]}"
+            "${stress_tests[@]}" -- "${rss_skips[@]}"
     fi
 }
 
