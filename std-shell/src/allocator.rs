@@ -209,9 +209,15 @@ impl PooledAllocator {
         let Some(inner) = NonNull::new(self.inner.load(Ordering::Acquire)) else {
             return false;
         };
-        // SAFETY: initialised, valid while the allocator lives; the block
-        // contract is forwarded.
-        unsafe { inner.as_ref().huge.orphan(ptr) }
+        // SAFETY: initialised, valid while the allocator lives.
+        let inner = unsafe { inner.as_ref() };
+        // SAFETY: the block contract is forwarded.
+        let orphaned = unsafe { inner.huge.orphan(ptr) };
+        if orphaned && inner.leak.rate != 0 {
+            // Given up by its user: no leak, whenever the OS lets it go.
+            inner.leak.forget(ptr.as_ptr() as usize, None);
+        }
+        orphaned
     }
 
     /// Frees a block, returning the error for misuse instead of aborting.

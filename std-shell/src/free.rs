@@ -207,12 +207,20 @@ impl Inner {
                 .map_err(|_| FreeError::Foreign)?,
             (None, None) => return Err(FreeError::Foreign),
         };
-        if self.leak.rate != 0 && size.is_some() {
-            // Before the unmap: afterwards the address may be reused.
-            self.leak.forget(ptr.as_ptr() as usize, None);
-        }
+        // Taken before the unmap (afterwards the address may be reused and
+        // sampled by another thread), and put back if the OS refuses it: the
+        // block then stays live, and so does its record.
+        let sample = match size {
+            Some(_) if self.leak.rate != 0 => self.leak.take(ptr.as_ptr() as usize),
+            _ => None,
+        };
         // SAFETY: forwarded.
-        unsafe { self.huge.deallocate(ptr, layout, &self.shared.limit) }?;
+        if let Err(e) = unsafe { self.huge.deallocate(ptr, layout, &self.shared.limit) } {
+            if let Some(s) = sample {
+                self.leak.put_back(s);
+            }
+            return Err(e.into());
+        }
         let freed = self.block_size(layout);
         let arena = self.arena(self.current_arena());
         arena.counters.count_huge(freed, true);

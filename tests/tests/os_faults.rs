@@ -260,6 +260,44 @@ fn unmap_refused() {
     adds_up(&pool, chunk, 0, "unmaps allowed again");
 }
 
+/// A sampled huge block whose unmap is refused keeps its leak record (it
+/// is still live and its caller's); once given up (orphaned) it is no
+/// leak; once the OS allows, trim unmaps it and the limit is whole.
+fn sampled_huge_unmap_refused() {
+    let pool = PooledAllocator::builder()
+        .max_memory(64 * MIB)
+        .arenas(1)
+        .leak_detection(LeakDetection::Paranoid)
+        .build();
+    let (kept, given_up) = (layout(3 * MIB), layout(5 * MIB));
+    let k = pool.try_allocate(kept).unwrap().cast::<u8>();
+    let g = pool.try_allocate(given_up).unwrap().cast::<u8>();
+    let tracked = || {
+        let r = pool.leak_report();
+        (r.count, r.bytes)
+    };
+    assert_eq!(tracked(), (2, 8 * MIB), "both live");
+
+    refuse(Op::Unmap, 0, true);
+    // SAFETY: a live huge block of `pool`; the refused free leaves it live.
+    assert_eq!(unsafe { pool.try_deallocate(k, kept) }, Err(FreeError::Os));
+    // SAFETY: as above.
+    assert_eq!(unsafe { pool.try_deallocate(g, given_up) }, Err(FreeError::Os));
+    assert_eq!(tracked(), (2, 8 * MIB), "refused frees keep both records");
+    // SAFETY: `g` is given up here, never used again.
+    assert!(unsafe { pool.orphan(g) });
+    assert_eq!(tracked(), (1, 3 * MIB), "the orphan is no leak");
+    let site = &pool.leak_report().sites[0];
+    assert!(site.mentions("os_faults"), "the kept block's site: {site:?}");
+
+    fault::clear();
+    free(&pool, k, kept);
+    pool.trim();
+    let m = pool.metrics();
+    assert_eq!((m.used_memory, m.huge_count), (0, 0), "{m:?}");
+    assert_eq!(pool.leak_report().count, 0);
+}
+
 /// Decommits refused in `trim`: the free runs stay resident, live blocks
 /// keep their bytes, the numbers hold; the next trim works.
 fn advise_refused() {
@@ -424,11 +462,12 @@ fn everything_refused_under_threads() {
 
 #[test]
 fn the_os_saying_no() {
-    let cases: [(&str, fn()); 9] = [
+    let cases: [(&str, fn()); 10] = [
         ("chunk map refused", chunk_map_refused),
         ("huge map refused", huge_map_refused),
         ("huge registry table refused", huge_registry_table_refused),
         ("unmap refused", unmap_refused),
+        ("sampled huge unmap refused", sampled_huge_unmap_refused),
         ("advice refused", advise_refused),
         ("remap refused", remap_refused),
         ("thread cache refused", thread_cache_refused),

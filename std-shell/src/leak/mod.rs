@@ -209,6 +209,23 @@ impl Tracker {
         }
     }
 
+    /// Removes the entry of the huge block at `addr` before its unmap, and
+    /// returns it for [`Tracker::put_back`] should the OS refuse the unmap
+    /// (the block then stays live, and so does its record).
+    pub(crate) fn take(&self, addr: usize) -> Option<table::Entry> {
+        self.live.take(addr)
+    }
+
+    /// Restores an entry [`Tracker::take`] removed: its block stayed live.
+    /// No other entry can have taken its address meanwhile (the block was
+    /// live and owned by the freeing caller throughout).
+    pub(crate) fn put_back(&self, e: table::Entry) {
+        if self.live.insert(e) == table::Insert::Failed {
+            // ORDERING: Relaxed; a statistic.
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// A huge block at `from` that a realloc moved to `to` with `size`
     /// requested bytes: its entry, if tracked, follows it (same site, age
     /// and weight), so the report and the later free find it.
