@@ -113,6 +113,20 @@ impl Pool {
         }
     }
 
+    /// Whether a subpage of `layout`'s small class is listed with free
+    /// elements, so that an allocation of it needs no new run: what the std
+    /// shell's arenas ask of the chunk that last served the class before
+    /// walking their bands (Netty's arena-level subpage pools). `false` for
+    /// a layout that is not a small class. A hint: the allocation decides.
+    #[inline]
+    pub fn has_partial(&self, layout: Layout) -> bool {
+        match self.route(layout) {
+            // ORDERING: Relaxed; a hint that the allocation's RMWs validate.
+            Ok(Route::Small { class }) => self.partial_count[class].load(Ordering::Relaxed) > 0,
+            _ => false,
+        }
+    }
+
     /// The fast path, written to a budget: a small class from the size
     /// (alignment at most the quantum), the lane's subpage, one bitmap CAS.
     /// Everything else (other alignments, page runs, spans, refills,

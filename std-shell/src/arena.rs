@@ -35,7 +35,7 @@ use crate::os;
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
-use poolalloc_core::size_class::NUM_SIZES;
+use poolalloc_core::size_class::{class_of, NUM_SIZES};
 use poolalloc_core::{Block, Config as CoreConfig, FreeError};
 
 /// `(min, max)` usage in percent of each band; a chunk stays while
@@ -242,6 +242,13 @@ struct Lists {
     /// the count unchanged returns at once: a thread refused by the limit
     /// again and again does not walk every chunk each time.
     trimmed_at: usize,
+    /// Per size class: the chunk that last served it (null: none, or
+    /// released since). A refill tries it first when its pool lists a
+    /// subpage of the class with free elements, as Netty's arena keeps a
+    /// list of its partial subpages per class across chunks: the common
+    /// refill of a small class then costs one chunk, not a walk of the
+    /// bands. A new run still comes from the bands in Netty's order.
+    last: [*mut Chunk; NUM_SIZES],
 }
 
 // SAFETY: the raw pointers name chunks owned by the arena; they are only
@@ -387,6 +394,16 @@ impl Lists {
         }
     }
 
+    /// Clears `c` from the per-class hints, before it is released.
+    fn forget(&mut self, c: &Chunk) {
+        let c = ptr::from_ref(c).cast_mut();
+        for last in &mut self.last {
+            if *last == c {
+                *last = ptr::null_mut();
+            }
+        }
+    }
+
     fn chunks(&self, band: usize) -> impl Iterator<Item = &Chunk> {
         let mut c = self.heads[band];
         core::iter::from_fn(move || {
@@ -407,6 +424,7 @@ impl Arena {
                 heads: [ptr::null_mut(); LISTS],
                 counts: [0; LISTS],
                 trimmed_at: usize::MAX,
+                last: [ptr::null_mut(); NUM_SIZES],
             }),
             index,
             threads: AtomicUsize::new(0),
@@ -423,23 +441,43 @@ impl Arena {
         out: &mut [NonNull<u8>],
     ) -> Result<usize, Shortage> {
         let mut lists = self.lists.lock();
+        // Pooled sizes are below the chunk size, so within the table; the
+        // hint is checked (`has_partial`) before use, so a shared slot would
+        // only cost a walk.
+        let class = class_of(size).min(NUM_SIZES - 1);
         let mut n = 0;
-        for band in ALLOC_ORDER {
-            let mut c = lists.heads[band];
-            // SAFETY: list members are live chunks while we hold the lock.
-            while let Some(chunk) = unsafe { c.as_ref() } {
-                // ORDERING: Relaxed; under the lock.
-                c = chunk.next.load(Ordering::Relaxed);
-                n += fill(chunk, layout, size, &mut out[n..]);
+        // SAFETY: `last` names a live chunk of this arena or is null (a
+        // released chunk is cleared from it under this lock).
+        if let Some(chunk) = unsafe { lists.last[class].as_ref() } {
+            if chunk.pool.has_partial(layout) {
+                n = fill(chunk, layout, size, out);
                 if n > 0 {
                     lists.settle(chunk);
                 }
-                if n == out.len() {
+            }
+        }
+        // As from a band: what the first chunk that serves gives is the
+        // refill (a bin that runs dry grows its next one).
+        if n == 0 {
+            'bands: for band in ALLOC_ORDER {
+                let mut c = lists.heads[band];
+                // SAFETY: list members are live chunks while we hold the lock.
+                while let Some(chunk) = unsafe { c.as_ref() } {
+                    // ORDERING: Relaxed; under the lock.
+                    c = chunk.next.load(Ordering::Relaxed);
+                    let got = fill(chunk, layout, size, &mut out[n..]);
+                    if got > 0 {
+                        n += got;
+                        lists.settle(chunk);
+                        lists.last[class] = ptr::from_ref(chunk).cast_mut();
+                    }
+                    if n == out.len() {
+                        break 'bands;
+                    }
+                }
+                if n > 0 {
                     break;
                 }
-            }
-            if n > 0 {
-                break;
             }
         }
         if n == 0 {
@@ -447,6 +485,9 @@ impl Arena {
             if let Some(chunk) = unsafe { lists.heads[EMPTY].as_ref() } {
                 n = fill(chunk, layout, size, out);
                 lists.settle(chunk);
+                if n > 0 {
+                    lists.last[class] = ptr::from_ref(chunk).cast_mut();
+                }
             }
         }
         drop(lists);
@@ -473,6 +514,9 @@ impl Arena {
         lists.push(chunk, QINIT);
         let n = fill(chunk, layout, size, out);
         lists.settle(chunk);
+        if n > 0 {
+            lists.last[class_of(size).min(NUM_SIZES - 1)] = ptr::from_ref(chunk).cast_mut();
+        }
         drop(lists);
         // ORDERING: Relaxed; statistics.
         self.counters.chunks_created.fetch_add(1, Ordering::Relaxed);
@@ -545,6 +589,7 @@ impl Arena {
             // SAFETY: the empty list is non-empty; members are live.
             let chunk = unsafe { &*lists.heads[EMPTY] };
             lists.unlink(chunk);
+            lists.forget(chunk);
             sh.map.remove(chunk.key());
             // SAFETY: unregistered, unlinked, no live block (empty list), no
             // allocation possible (we hold the lock).

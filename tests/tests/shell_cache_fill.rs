@@ -130,3 +130,61 @@ fn a_thread_caches_for_several_allocators() {
     // Both kept their refill of 4 blocks (the free went back to the cache).
     assert_eq!(cached, (4 * 256, 4 * 256));
 }
+
+/// A refill takes no more than the cache's byte budget has left (at least
+/// the first fill's four blocks). Here frees of four big classes fill most
+/// of the budget, then eight small classes are streamed through: their
+/// refills fit in what is left, so the cache stays near `cache_max_bytes`
+/// and the frees of other classes keep finding room. Before, each bin's
+/// refills doubled up to half its cap whatever the others held, and the
+/// cache reached 1.6 times its budget here (105,616 bytes).
+#[test]
+fn refills_stay_within_the_byte_budget() {
+    const BUDGET: usize = 64 << 10;
+    let a = PooledAllocator::builder()
+        .leak_detection(LeakDetection::Disabled)
+        .cache_trim_interval(0)
+        .cache_max_bytes(BUDGET)
+        .build();
+    let layout = |size| Layout::from_size_align(size, 8).unwrap();
+    let (parked, peak) = on_thread(|| {
+        // Four big classes, allocated then freed: their bins (a quarter of
+        // the budget each at most) hold most of the budget.
+        let big: Vec<Layout> = [4096, 5120, 6144, 7168].map(layout).to_vec();
+        let mut blocks = Vec::new();
+        for &l in &big {
+            for _ in 0..8 {
+                // SAFETY: a non-zero layout, freed below with it.
+                blocks.push((unsafe { a.alloc(l) }, l));
+            }
+        }
+        for &(p, l) in &blocks {
+            assert!(!p.is_null());
+            // SAFETY: allocated above, freed once.
+            unsafe { a.dealloc(p, l) };
+        }
+        let parked = a.metrics().cached_bytes;
+        // Eight small classes streamed through side by side.
+        let small: Vec<Layout> = (0..8).map(|k| layout(64 + 16 * k)).collect();
+        let mut held = Vec::with_capacity(3200);
+        let mut peak = 0;
+        for i in 0..3200 {
+            let l = small[i % small.len()];
+            // SAFETY: a non-zero layout, freed below with it.
+            let p = unsafe { a.alloc(l) };
+            assert!(!p.is_null());
+            held.push((p, l));
+            peak = peak.max(a.metrics().cached_bytes);
+        }
+        for (p, l) in held {
+            // SAFETY: allocated above, freed once.
+            unsafe { a.dealloc(p, l) };
+        }
+        (parked, peak)
+    });
+    assert!(parked >= BUDGET * 3 / 4, "the big classes hold {parked}");
+    assert!(
+        peak <= BUDGET + (8 << 10),
+        "cached {peak} bytes past a {BUDGET}-byte budget"
+    );
+}
