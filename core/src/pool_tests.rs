@@ -171,3 +171,23 @@ fn may_serve_is_false_only_when_an_allocation_would_fail() {
     }
     p.check().unwrap();
 }
+
+#[test]
+fn has_partial_follows_the_listed_subpages() {
+    let p = &Pool::new(CONFIG);
+    let mut data = std::vec![0u64; CONFIG.chunk_size() / 8 * 2];
+    let d = NonNull::new(data.as_mut_ptr().cast::<u8>()).unwrap();
+    // SAFETY: memory used by nothing else, alive past the pool's last use.
+    unsafe { p.add_region(d, data.len() * 8) }.unwrap();
+    let (small, run) = (l(48, 8), l(3 * CONFIG.page_size(), 8));
+    assert!(!p.has_partial(small), "a fresh pool lists no subpage");
+    let b = p.allocate(small).unwrap();
+    assert!(p.has_partial(small), "the new subpage has free elements");
+    assert!(!p.has_partial(l(64, 8)), "another class has none");
+    assert!(!p.has_partial(run), "a page run is no small class");
+    // SAFETY: a live block with its layout.
+    unsafe { p.deallocate(b.cast(), small) }.unwrap();
+    p.trim();
+    assert!(!p.has_partial(small), "a trim retires the empty subpage");
+    p.check().unwrap();
+}
