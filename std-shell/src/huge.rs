@@ -247,12 +247,13 @@ impl HugeAllocs {
     }
 
     /// The bytes a huge allocation of `layout` maps: its size rounded up to
-    /// whole OS pages. `None` for zero sizes or on overflow.
+    /// whole OS pages. `None` for zero sizes, on overflow, or past what the
+    /// OS could ever map ([`os::MAX_MAPPING`]).
     pub fn mapping_size(layout: Layout) -> Option<usize> {
         if layout.size() == 0 {
             return None;
         }
-        os::round_to_page(layout.size())
+        os::round_to_page(layout.size()).filter(|&n| n <= os::MAX_MAPPING)
     }
 
     /// Maps a huge allocation for `layout`, charged to `limit`. The slice

@@ -94,3 +94,26 @@ fn concurrent_requests_never_overshoot() {
     assert!(m.peak_memory <= MAX);
     assert_eq!(m.active_bytes, 0);
 }
+
+/// Without a limit, a request no OS could map (past the user address space)
+/// is refused before anything is charged: the peak stays what was really
+/// mapped. The fuzz campaign's `c_api` target found the peak at 1.97e15
+/// bytes after `malloc(1 << 48)` or a `realloc` to such a size.
+#[test]
+fn absurd_sizes_leave_the_peak_alone() {
+    let pool = PooledAllocator::builder().build();
+    let big = Layout::from_size_align(8 << 20, 16).unwrap();
+    let p = pool.try_allocate(big).unwrap().cast::<u8>();
+    let peak = pool.metrics().peak_memory;
+    assert!(peak >= 8 << 20);
+    for size in [1 << 48, (1 << 47) + 1, isize::MAX as usize - 4096] {
+        let l = Layout::from_size_align(size, 16).unwrap();
+        assert!(pool.try_allocate(l).is_err(), "{size} bytes mapped");
+        // SAFETY: `p` is live with `big`; a refused remap keeps it.
+        let grown = unsafe { pool.try_remap(p, big, size) };
+        assert_eq!(grown, Ok(None), "{size} bytes remapped");
+    }
+    assert_eq!(pool.metrics().peak_memory, peak);
+    // SAFETY: live, freed once with its layout.
+    unsafe { pool.try_deallocate(p, big) }.unwrap();
+}

@@ -86,7 +86,8 @@ impl HugeAllocs {
             }));
         }
         let refused = |e| Err(RemapError::Refused(e));
-        let Some(new) = os::round_to_page(new_size).filter(|&n| n != 0) else {
+        let Some(new) = os::round_to_page(new_size).filter(|&n| n != 0 && n <= os::MAX_MAPPING)
+        else {
             return refused(HugeError::TooLarge { size: new_size });
         };
         if align > os::page_size() {

@@ -196,6 +196,17 @@ pub fn resident_bytes() -> Option<usize> {
     imp::resident_bytes()
 }
 
+/// The largest mapping the OS could ever grant: the user address space
+/// (47 bits on 64-bit Linux, where `mmap` without a hint stays below 2^47
+/// even with 5-level page tables). A larger request is refused before the
+/// limit is charged, so that an absurd size never shows in
+/// `peak_used_memory` as a transient reservation.
+pub const MAX_MAPPING: usize = if usize::BITS >= 64 {
+    1 << 47
+} else {
+    isize::MAX as usize
+};
+
 /// `size` rounded up to a multiple of [`page_size`], `None` on overflow.
 pub fn round_to_page(size: usize) -> Option<usize> {
     let mask = page_size() - 1;
