@@ -36,6 +36,7 @@ fn set_errno(code: c_int) {
 
 /// Allocates `size` bytes aligned to `align` (a power of two), or sets
 /// `errno` to ENOMEM and returns NULL.
+#[inline]
 fn alloc(size: usize, align: usize) -> *mut c_void {
     let Ok(layout) = Layout::from_size_align(size.max(1), align.max(MIN_ALIGN)) else {
         set_errno(libc::ENOMEM);

@@ -140,18 +140,30 @@ impl Owner {
 
 /// A fresh block for `layout`, from the allocator `route` names; `None` when
 /// it (and, for the fallback, the emergency pool) has none.
+#[inline]
 pub(crate) fn allocate_on(route: Route, layout: Layout) -> Option<NonNull<u8>> {
     match route {
         Route::Main => MAIN.try_allocate_wrapped(layout).ok().map(NonNull::cast),
+        _ => allocate_nested(route, layout),
+    }
+}
+
+/// [`allocate_on`] for calls nested in the allocator (out of line: the
+/// common call is `Main`'s).
+#[cold]
+#[inline(never)]
+fn allocate_nested(route: Route, layout: Layout) -> Option<NonNull<u8>> {
+    match route {
         Route::Fallback => match FALLBACK.get_or_build() {
             Some(a) => a.try_allocate_wrapped(layout).ok().map(NonNull::cast),
             None => emergency::allocate(layout),
         },
-        Route::Emergency => emergency::allocate(layout),
+        Route::Main | Route::Emergency => emergency::allocate(layout),
     }
 }
 
 /// Allocates inside the fork gate, from the allocator for this depth.
+#[inline]
 pub(crate) fn allocate(layout: Layout) -> Option<NonNull<u8>> {
     thread::call(|route| allocate_on(route, layout))
 }
@@ -197,27 +209,36 @@ pub(crate) unsafe fn free_owned(ptr: NonNull<u8>, owner: Owner) -> Result<(), Fr
 ///
 /// # Safety
 /// If `ptr` is a live block of this library, the caller owns it.
+#[inline]
 pub(crate) unsafe fn free(ptr: NonNull<u8>) -> Result<(), FreeError> {
     thread::call(|_| {
         // One call per allocator, each resolving the pointer once: a block of
         // MAIN is freed by the first (C's `free` carries no size).
         // SAFETY: the caller owns the block if it is MAIN's.
         match unsafe { MAIN.try_free(ptr) } {
+            Err(FreeError::Foreign) => free_not_main(ptr),
+            r => r.map(|_| ()),
+        }
+    })
+}
+
+/// [`free`] of a pointer MAIN does not know: the fallback's, the emergency
+/// pool's, or misuse (out of line: the common free is MAIN's).
+#[cold]
+#[inline(never)]
+fn free_not_main(ptr: NonNull<u8>) -> Result<(), FreeError> {
+    if let Some(f) = FALLBACK.get() {
+        // SAFETY: the caller of `free` owns the block if it is the
+        // fallback's.
+        match unsafe { f.try_free(ptr) } {
             Err(FreeError::Foreign) => {}
             r => return r.map(|_| ()),
         }
-        if let Some(f) = FALLBACK.get() {
-            // SAFETY: as above, for the fallback.
-            match unsafe { f.try_free(ptr) } {
-                Err(FreeError::Foreign) => {}
-                r => return r.map(|_| ()),
-            }
-        }
-        // The emergency pool never reuses memory.
-        emergency::usable_size(ptr)
-            .map(|_| ())
-            .ok_or(FreeError::Foreign)
-    })
+    }
+    // The emergency pool never reuses memory.
+    emergency::usable_size(ptr)
+        .map(|_| ())
+        .ok_or(FreeError::Foreign)
 }
 
 /// Orphans the huge block at `ptr` after its free was refused by the OS
