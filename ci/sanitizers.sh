@@ -84,7 +84,11 @@ tsan() {
         ci_skip "TSan" "nightly rust-src is not installed (TSan rebuilds std); run ci/setup.sh"
         return 0
     fi
-    local env=(env RUSTFLAGS="-Zsanitizer=thread" RUSTDOCFLAGS="-Zsanitizer=thread"
+    # Frame pointers forced: `-Zbuild-std` rebuilds std without them (the
+    # shipped x86_64 std has them), and the leak tracker's frame walk, which
+    # the shell's unit tests check, needs them.
+    local flags="-Zsanitizer=thread -Cforce-frame-pointers=yes"
+    local env=(env RUSTFLAGS="$flags" RUSTDOCFLAGS="$flags"
         CARGO_TARGET_DIR="$base/tsan" TSAN_OPTIONS="halt_on_error=1 ${TSAN_OPTIONS:-}")
     local cargo=(cargo +nightly test -Zbuild-std --target "$host" --release)
     if [ "$mode" = full ]; then
