@@ -282,13 +282,19 @@ fn sampled_huge_unmap_refused() {
     // SAFETY: a live huge block of `pool`; the refused free leaves it live.
     assert_eq!(unsafe { pool.try_deallocate(k, kept) }, Err(FreeError::Os));
     // SAFETY: as above.
-    assert_eq!(unsafe { pool.try_deallocate(g, given_up) }, Err(FreeError::Os));
+    assert_eq!(
+        unsafe { pool.try_deallocate(g, given_up) },
+        Err(FreeError::Os)
+    );
     assert_eq!(tracked(), (2, 8 * MIB), "refused frees keep both records");
     // SAFETY: `g` is given up here, never used again.
     assert!(unsafe { pool.orphan(g) });
     assert_eq!(tracked(), (1, 3 * MIB), "the orphan is no leak");
     let site = &pool.leak_report().sites[0];
-    assert!(site.mentions("os_faults"), "the kept block's site: {site:?}");
+    assert!(
+        site.mentions("os_faults"),
+        "the kept block's site: {site:?}"
+    );
 
     fault::clear();
     free(&pool, k, kept);

@@ -178,7 +178,10 @@ fn refused_requests_leave_nothing_charged() {
     // Past what the OS could map: refused before the limit is charged, so
     // the peak never sees it. (Charged, then refused by the OS: the charge
     // is given back; `tests/tests/os_faults.rs`, "huge map refused".)
-    for size in [os::MAX_MAPPING + 1, isize::MAX as usize - 4 * os::page_size()] {
+    for size in [
+        os::MAX_MAPPING + 1,
+        isize::MAX as usize - 4 * os::page_size(),
+    ] {
         let e = huge.allocate(layout(size, 8), &limit).unwrap_err();
         assert!(matches!(e, HugeError::TooLarge { .. }), "{e:?}");
     }
