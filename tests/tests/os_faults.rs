@@ -282,10 +282,8 @@ fn sampled_huge_unmap_refused() {
     // SAFETY: a live huge block of `pool`; the refused free leaves it live.
     assert_eq!(unsafe { pool.try_deallocate(k, kept) }, Err(FreeError::Os));
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { pool.try_deallocate(g, given_up) },
-        Err(FreeError::Os)
-    );
+    let refused = unsafe { pool.try_deallocate(g, given_up) };
+    assert_eq!(refused, Err(FreeError::Os));
     assert_eq!(tracked(), (2, 8 * MIB), "refused frees keep both records");
     // SAFETY: `g` is given up here, never used again.
     assert!(unsafe { pool.orphan(g) });
