@@ -158,6 +158,7 @@ fn allocate_nested(route: Route, layout: Layout) -> Option<NonNull<u8>> {
             Some(a) => a.try_allocate_wrapped(layout).ok().map(NonNull::cast),
             None => emergency::allocate(layout),
         },
+        // `Main` never comes here (`allocate_on` serves it).
         Route::Main | Route::Emergency => emergency::allocate(layout),
     }
 }

@@ -394,6 +394,18 @@ impl Lists {
         }
     }
 
+    /// The hint slot of blocks of `size` bytes (a class size). Pooled sizes
+    /// are below the chunk size, so within the table; a hint is checked
+    /// (`has_partial`) before use, so a shared slot would only cost a walk.
+    fn hint_slot(size: usize) -> usize {
+        class_of(size).min(NUM_SIZES - 1)
+    }
+
+    /// Records that `c` served blocks of `size` bytes.
+    fn served(&mut self, size: usize, c: &Chunk) {
+        self.last[Lists::hint_slot(size)] = ptr::from_ref(c).cast_mut();
+    }
+
     /// Clears `c` from the per-class hints, before it is released.
     fn forget(&mut self, c: &Chunk) {
         let c = ptr::from_ref(c).cast_mut();
@@ -441,14 +453,10 @@ impl Arena {
         out: &mut [NonNull<u8>],
     ) -> Result<usize, Shortage> {
         let mut lists = self.lists.lock();
-        // Pooled sizes are below the chunk size, so within the table; the
-        // hint is checked (`has_partial`) before use, so a shared slot would
-        // only cost a walk.
-        let class = class_of(size).min(NUM_SIZES - 1);
         let mut n = 0;
         // SAFETY: `last` names a live chunk of this arena or is null (a
         // released chunk is cleared from it under this lock).
-        if let Some(chunk) = unsafe { lists.last[class].as_ref() } {
+        if let Some(chunk) = unsafe { lists.last[Lists::hint_slot(size)].as_ref() } {
             if chunk.pool.has_partial(layout) {
                 n = fill(chunk, layout, size, out);
                 if n > 0 {
@@ -469,7 +477,7 @@ impl Arena {
                     if got > 0 {
                         n += got;
                         lists.settle(chunk);
-                        lists.last[class] = ptr::from_ref(chunk).cast_mut();
+                        lists.served(size, chunk);
                     }
                     if n == out.len() {
                         break 'bands;
@@ -486,7 +494,7 @@ impl Arena {
                 n = fill(chunk, layout, size, out);
                 lists.settle(chunk);
                 if n > 0 {
-                    lists.last[class] = ptr::from_ref(chunk).cast_mut();
+                    lists.served(size, chunk);
                 }
             }
         }
@@ -515,7 +523,7 @@ impl Arena {
         let n = fill(chunk, layout, size, out);
         lists.settle(chunk);
         if n > 0 {
-            lists.last[class_of(size).min(NUM_SIZES - 1)] = ptr::from_ref(chunk).cast_mut();
+            lists.served(size, chunk);
         }
         drop(lists);
         // ORDERING: Relaxed; statistics.
