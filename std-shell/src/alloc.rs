@@ -115,7 +115,7 @@ impl Inner {
         reclaim: &mut dyn FnMut() -> usize,
     ) -> usize {
         let arena = self.arena(a);
-        match arena.allocate_batch(layout, size, out) {
+        match arena.allocate_batch(&self.shared, layout, size, out) {
             Ok(n) => n,
             Err(Shortage::NeedChunk) => match self.new_chunk(a, reclaim) {
                 Ok(chunk) => arena.adopt(chunk, layout, size, out),

@@ -418,6 +418,7 @@ impl Inner {
                     Limit::new(config.max_memory),
                     inner.as_ptr() as usize,
                     map,
+                    config.chunk_decay_millis,
                 ),
                 huge: HugeAllocs::new(),
                 arenas: NonNull::new_unchecked(arenas),

@@ -78,6 +78,11 @@ impl Builder {
         self.config.cache_trim_interval_millis = ms;
         self
     }
+    /// See [`ShellConfig::chunk_decay_millis`].
+    pub fn chunk_decay_millis(mut self, ms: usize) -> Builder {
+        self.config.chunk_decay_millis = ms;
+        self
+    }
     /// The settings as a whole.
     pub fn config(&self) -> &ShellConfig {
         &self.config

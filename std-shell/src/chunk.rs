@@ -37,7 +37,7 @@
 
 use crate::os;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use poolalloc_core::{Config as CoreConfig, Pool};
 
 const MAGIC: usize = 0x706f_6f6c_6368_6e6b; // "poolchnk"
@@ -60,6 +60,10 @@ pub(crate) struct Chunk {
     pub band: AtomicU8,
     pub prev: AtomicPtr<Chunk>,
     pub next: AtomicPtr<Chunk>,
+    /// When the chunk last entered its arena's empty list
+    /// (`os::monotonic_ns`), for the decay of kept empty chunks; written
+    /// and read under the arena lock.
+    pub emptied_ns: AtomicU64,
     /// Bytes the pool can hand out.
     pub usable: usize,
     pub pool: Pool,
@@ -110,6 +114,7 @@ impl Chunk {
                 band: AtomicU8::new(0),
                 prev: AtomicPtr::new(ptr::null_mut()),
                 next: AtomicPtr::new(ptr::null_mut()),
+                emptied_ns: AtomicU64::new(0),
                 usable: 0,
                 pool: Pool::new(core),
             })

@@ -21,6 +21,7 @@
 //! | `POOLALLOC_CACHE_TRIM_INTERVAL` | [`cache_trim_interval`](ShellConfig::cache_trim_interval) | count |
 //! | `POOLALLOC_CACHE_TRIM_INTERVAL_MILLIS` | [`cache_trim_interval_millis`](ShellConfig::cache_trim_interval_millis) | count |
 //! | `POOLALLOC_CACHE_MAX_BYTES` | [`cache_max_bytes`](ShellConfig::cache_max_bytes) | size |
+//! | `POOLALLOC_CHUNK_DECAY_MILLIS` | [`chunk_decay_millis`](ShellConfig::chunk_decay_millis) | count |
 //! | `POOLALLOC_LEAK_DETECTION` | [`leak_detection`](ShellConfig::leak_detection) | `disabled`, `simple`, `advanced`, `paranoid` |
 //! | `POOLALLOC_STATS` | [`stats`](ShellConfig::stats) | boolean, or `exit` |
 //!
@@ -126,6 +127,14 @@ pub struct ShellConfig {
     /// Most bytes one thread's cache may hold (a bound Netty lacks: its
     /// caches can pin ~44 MiB per thread).
     pub cache_max_bytes: usize,
+    /// Milliseconds an arena keeps a chunk that emptied mapped (and
+    /// resident) for reuse before it goes back to the OS, checked on the
+    /// arena's slow paths (jemalloc's `dirty_decay_ms`, mimalloc's purge
+    /// delay); one empty chunk per arena is kept regardless. 0 releases the
+    /// others at once, as Netty destroys a chunk whose usage falls to zero.
+    /// `PooledAllocator::trim` and a reclaim under the memory limit release
+    /// them all whatever this says.
+    pub chunk_decay_millis: usize,
     /// Leak detection level.
     pub leak_detection: LeakDetection,
     /// Statistics mode (reserved).
@@ -147,6 +156,7 @@ impl ShellConfig {
         cache_trim_interval: 8192,
         cache_trim_interval_millis: 1000,
         cache_max_bytes: 2 << 20,
+        chunk_decay_millis: 1000,
         leak_detection: LeakDetection::Simple,
         stats: StatsMode::Off,
     };
@@ -273,13 +283,14 @@ pub enum Var {
     CacheTrimInterval,
     CacheTrimIntervalMillis,
     CacheMaxBytes,
+    ChunkDecayMillis,
     LeakDetection,
     Stats,
 }
 
 impl Var {
     /// Every variable, in reading order.
-    pub const ALL: [Var; 13] = [
+    pub const ALL: [Var; 14] = [
         Var::MaxMemory,
         Var::Arenas,
         Var::PageSize,
@@ -291,6 +302,7 @@ impl Var {
         Var::CacheTrimInterval,
         Var::CacheTrimIntervalMillis,
         Var::CacheMaxBytes,
+        Var::ChunkDecayMillis,
         Var::LeakDetection,
         Var::Stats,
     ];
@@ -309,6 +321,7 @@ impl Var {
             Var::CacheTrimInterval => c"POOLALLOC_CACHE_TRIM_INTERVAL",
             Var::CacheTrimIntervalMillis => c"POOLALLOC_CACHE_TRIM_INTERVAL_MILLIS",
             Var::CacheMaxBytes => c"POOLALLOC_CACHE_MAX_BYTES",
+            Var::ChunkDecayMillis => c"POOLALLOC_CHUNK_DECAY_MILLIS",
             Var::LeakDetection => c"POOLALLOC_LEAK_DETECTION",
             Var::Stats => c"POOLALLOC_STATS",
         }
@@ -328,6 +341,7 @@ impl Var {
             Var::CacheTrimInterval => "cache_trim_interval",
             Var::CacheTrimIntervalMillis => "cache_trim_interval_millis",
             Var::CacheMaxBytes => "cache_max_bytes",
+            Var::ChunkDecayMillis => "chunk_decay_millis",
             Var::LeakDetection => "leak_detection",
             Var::Stats => "stats",
         }
@@ -354,6 +368,7 @@ impl Var {
                 config.cache_trim_interval_millis = parse_count(text)?;
             }
             Var::CacheMaxBytes => config.cache_max_bytes = parse_size(text)?,
+            Var::ChunkDecayMillis => config.chunk_decay_millis = parse_count(text)?,
             Var::LeakDetection => config.leak_detection = parse_leak(text)?,
             Var::Stats if text.eq_ignore_ascii_case(b"exit") => config.stats = StatsMode::AtExit,
             Var::Stats => {
@@ -702,6 +717,7 @@ mod tests {
             ("POOLALLOC_CACHE_TRIM_INTERVAL", "1000"),
             ("POOLALLOC_CACHE_TRIM_INTERVAL_MILLIS", "250"),
             ("POOLALLOC_CACHE_MAX_BYTES", "256K"),
+            ("POOLALLOC_CHUNK_DECAY_MILLIS", "0"),
             ("POOLALLOC_LEAK_DETECTION", "Paranoid"),
             ("POOLALLOC_STATS", "exit"),
         ])
@@ -718,6 +734,7 @@ mod tests {
             cache_trim_interval: 1000,
             cache_trim_interval_millis: 250,
             cache_max_bytes: 256 << 10,
+            chunk_decay_millis: 0,
             leak_detection: LeakDetection::Paranoid,
             stats: StatsMode::AtExit,
         };

@@ -165,6 +165,7 @@ pub fn reference(values: &Values) -> Expected {
                 count(text).map(|n| config.cache_trim_interval_millis = n)
             }
             Var::CacheMaxBytes => size(&lower).map(|n| config.cache_max_bytes = n),
+            Var::ChunkDecayMillis => count(text).map(|n| config.chunk_decay_millis = n),
             Var::LeakDetection => leak_level(&lower)
                 .ok_or(ErrorKind::LeakLevel)
                 .map(|l| config.leak_detection = l),
