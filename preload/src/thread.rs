@@ -36,7 +36,6 @@ use crate::fork;
 use crate::setup;
 use core::alloc::Layout;
 use core::cell::Cell;
-use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU32};
 use shell::PooledAllocator;
 
@@ -74,20 +73,21 @@ pub(crate) struct Rec {
     pub prev: AtomicPtr<Rec>,
 }
 
-std::thread_local! {
+shell::static_thread_local! {
     /// No destructor: accessing it is a plain TLS access that works from a
-    /// thread's first instruction to its last, destructors included.
-    static REC: Rec = const {
-        Rec {
-            active: AtomicU32::new(0),
-            depth: Cell::new(0),
-            shared: Cell::new(0),
-            state: Cell::new(NEW),
-            exiting: Cell::new(false),
-            next: AtomicPtr::new(ptr::null_mut()),
-            prev: AtomicPtr::new(ptr::null_mut()),
-        }
-    };
+    /// thread's first instruction to its last, destructors included (in the
+    /// static TLS block with the `static-tls` feature: see the shell's
+    /// `static_tls`).
+    static ThreadRecord: Rec = "poolalloc_preload_thread_record";
+}
+
+// SAFETY: zero bytes are a record outside the allocator and not yet
+// registered: zero holds and depth, state `NEW` (0), not exiting, null
+// links.
+unsafe impl shell::static_tls::ZeroInit for Rec {}
+const _: () = assert!(NEW == 0);
+
+std::thread_local! {
     /// Its destructor runs after the shell's cache flush: leaves the gate
     /// and unlinks the record.
     static RELEASE: Release = const { Release };
@@ -99,7 +99,7 @@ struct Release;
 
 impl Drop for Release {
     fn drop(&mut self) {
-        REC.with(|rec| {
+        ThreadRecord::with(|rec| {
             if rec.exiting.replace(false) {
                 fork::leave(rec, fork::Held::Fast);
             }
@@ -115,7 +115,7 @@ struct Hold;
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        REC.with(|rec| {
+        ThreadRecord::with(|rec| {
             if rec.state.get() == REGISTERED && !rec.exiting.get() {
                 let held = fork::enter(rec);
                 // Only a registered thread outside the allocator and not the
@@ -145,7 +145,7 @@ pub(crate) enum Route {
 /// the route for allocations it makes.
 #[inline]
 pub(crate) fn call<R>(f: impl FnOnce(Route) -> R) -> R {
-    REC.with(|rec| {
+    ThreadRecord::with(|rec| {
         if rec.state.get() == NEW {
             register(rec);
         }
@@ -166,7 +166,7 @@ pub(crate) fn call<R>(f: impl FnOnce(Route) -> R) -> R {
 
 /// The calling thread's record, for the fork handlers.
 pub(crate) fn with_rec<R>(f: impl FnOnce(&Rec) -> R) -> R {
-    REC.with(f)
+    ThreadRecord::with(f)
 }
 
 #[cold]

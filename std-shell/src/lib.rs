@@ -56,6 +56,8 @@ pub mod limit;
 pub mod metrics;
 pub mod os;
 mod realloc;
+#[doc(hidden)]
+pub mod static_tls;
 mod thread_cache;
 
 pub use allocator::PooledAllocator;

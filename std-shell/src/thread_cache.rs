@@ -11,11 +11,11 @@
 //! A thread binds a cache at its first cached operation on an allocator
 //! (`Inner::with_cache`): it claims a free cache from the registry (one that
 //! keeps its arena) or maps a new one bound to the least used arena, and
-//! stores it in a free slot of `TLS` with its owner. `TLS` has no
+//! stores it in a free slot of `ThreadSlots` with its owner. `ThreadSlots` has no
 //! destructor, so the fast path is a plain TLS load and a compare per slot
 //! (one for the first allocator bound); binding also touches `EXIT`, whose
 //! destructor flushes and releases the caches when the thread exits (and
-//! clears `TLS`, disabling them). A thread caches for up to `SLOTS`
+//! clears `ThreadSlots`, disabling them). A thread caches for up to `SLOTS`
 //! allocators (the global one and, say, a `BufPool`'s); operations on
 //! further ones take the uncached paths.
 //!
@@ -23,8 +23,8 @@
 //!
 //! The private state of a cache (bins, `ops`, `epoch`) is reached only
 //! through an [`OwnedCache`], made where ownership is established: in
-//! `with_cache` (the cache bound in this thread's `TLS`), in `bind_cache`
-//! (just claimed) and in the exit flush (`TLS` already cleared). Every cache
+//! `with_cache` (the cache bound in this thread's `ThreadSlots`), in `bind_cache`
+//! (just claimed) and in the exit flush (`ThreadSlots` already cleared). Every cache
 //! operation below takes `&mut OwnedCache`. A cache operation never calls
 //! `with_cache` again (a refill under the memory limit reclaims with
 //! `reclaim_from`, not `reclaim`), so one guard is alive at a time.
@@ -86,11 +86,16 @@ use registry::{bin_cap, max_fill, Bin};
 /// beside its heap arena). The first bound is found with one compare.
 const SLOTS: usize = 4;
 
+crate::static_thread_local! {
+    /// The fast path's view: no destructor, so access is a plain TLS load
+    /// (in the static TLS block where the `static-tls` feature applies, see
+    /// `static_tls`), never refused.
+    static ThreadSlots: Tls = "poolalloc_thread_cache_slots";
+}
+
 thread_local! {
-    /// The fast path's view: no destructor, so access is a plain TLS load.
-    static TLS: Tls = const { Tls { slots: [const { Slot::EMPTY }; SLOTS] } };
     /// Touched once when a cache is bound, so that its destructor flushes the
-    /// thread's caches when it exits (and clears `TLS`, disabling them).
+    /// thread's caches when it exits (and clears `ThreadSlots`, disabling them).
     static EXIT: ExitFlush = const { ExitFlush };
 }
 
@@ -106,14 +111,8 @@ struct Slot {
     cache: Cell<*const ThreadCache>,
 }
 
-impl Slot {
-    /// A free slot; only ever copied into the thread-local's initialiser.
-    #[allow(clippy::declare_interior_mutable_const)]
-    const EMPTY: Slot = Slot {
-        owner: Cell::new(ptr::null()),
-        cache: Cell::new(ptr::null()),
-    };
-}
+// SAFETY: null pointers in `Cell`s: every slot free.
+unsafe impl crate::static_tls::ZeroInit for Tls {}
 
 impl Tls {
     /// The cache bound for `owner`, if any.
@@ -130,7 +129,7 @@ struct ExitFlush;
 
 impl Drop for ExitFlush {
     fn drop(&mut self) {
-        let _ = TLS.try_with(|t| {
+        ThreadSlots::with(|t| {
             for slot in &t.slots {
                 // SAFETY: an owner outlives its caches (an allocator's state
                 // is never unmapped; see `Drop for PooledAllocator`), and the
@@ -216,7 +215,7 @@ impl Inner {
         // One TLS access (a small closure the compiler inlines); binding is
         // the cold path.
         let me = ptr::from_ref(self);
-        let cache = match TLS.try_with(|t| t.cache_of(me)).ok()? {
+        let cache = match ThreadSlots::with(|t| t.cache_of(me)) {
             Some(cache) => cache,
             None => self.bind_thread()?,
         };
@@ -238,16 +237,12 @@ impl Inner {
         if self.max_cached == 0 {
             return None;
         }
-        let free = TLS
-            .try_with(|t| t.slots.iter().position(|s| s.owner.get().is_null()))
-            .ok()??;
+        let free = ThreadSlots::with(|t| t.slots.iter().position(|s| s.owner.get().is_null()))?;
         // Register the exit flush first; if the thread is already exiting,
         // run without a cache.
         EXIT.try_with(|_| ()).ok()?;
         let cache = self.bind_cache()?;
-        // A `const` thread-local without a destructor stays accessible for
-        // the thread's whole life: this cannot fail after the read above.
-        let _ = TLS.try_with(|t| {
+        ThreadSlots::with(|t| {
             t.slots[free].owner.set(self);
             t.slots[free].cache.set(cache);
         });
@@ -298,7 +293,7 @@ impl Inner {
                 (c.as_ptr().cast_const(), a)
             }
         };
-        // SAFETY: claimed by us above and not yet bound in `TLS`, so no other
+        // SAFETY: claimed by us above and not yet bound in `ThreadSlots`, so no other
         // guard of it exists; it lives as long as the allocator.
         let mut owned = unsafe { OwnedCache::new(&*cache) };
         owned.arena = arena;
@@ -315,7 +310,7 @@ impl Inner {
     /// The calling thread's arena for this allocator, without binding a
     /// cache: its cache's arena, or a hash of its stack.
     pub(crate) fn current_arena(&self) -> usize {
-        TLS.try_with(|t| {
+        ThreadSlots::with(|t| {
             // SAFETY: a slot's cache is set with its owner and lives as long
             // as it.
             // ORDERING: Relaxed; the arena is set at the cache's first bind,
@@ -323,8 +318,6 @@ impl Inner {
             t.cache_of(ptr::from_ref(self))
                 .map(|c| unsafe { (*c).arena.load(Ordering::Relaxed) })
         })
-        .ok()
-        .flatten()
         .unwrap_or_else(|| stack_hash() % self.n_arenas)
     }
 
