@@ -44,28 +44,21 @@ pub unsafe trait ZeroInit {}
 
 /// Declares `$name`, a unit struct whose `with(f)` runs `f` on the calling
 /// thread's `$ty` (see the module docs). `$sym` names the block in the
-/// object file; it must be unique in the final library.
+/// object file; it must be unique in the final library. This crate's
+/// `static-tls` feature picks the model, for every crate that uses the
+/// macro.
+#[cfg(all(
+    feature = "static-tls",
+    target_arch = "x86_64",
+    target_os = "linux",
+    not(miri)
+))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! static_thread_local {
     ($(#[$meta:meta])* $vis:vis static $name:ident: $ty:ty = $sym:literal;) => {
-        $(#[$meta])*
-        $vis struct $name;
+        $crate::__static_thread_local_type!($(#[$meta])* $vis $name: $ty);
 
-        const _: () = {
-            const fn zero_init<T: $crate::static_tls::ZeroInit>() {}
-            zero_init::<$ty>();
-            assert!(!::core::mem::needs_drop::<$ty>(), "never dropped");
-            assert!(::core::mem::align_of::<$ty>() <= 64, "aligned to 64");
-            assert!(::core::mem::size_of::<$ty>() > 0, "not zero-sized");
-        };
-
-        #[cfg(all(
-            feature = "static-tls",
-            target_arch = "x86_64",
-            target_os = "linux",
-            not(miri)
-        ))]
         ::core::arch::global_asm!(
             ::core::concat!(".pushsection .tbss.", $sym, ",\"awT\",@nobits"),
             ".p2align 6",
@@ -79,12 +72,6 @@ macro_rules! static_thread_local {
             size = const ::core::mem::size_of::<$ty>(),
         );
 
-        #[cfg(all(
-            feature = "static-tls",
-            target_arch = "x86_64",
-            target_os = "linux",
-            not(miri)
-        ))]
         impl $name {
             /// Runs `f` on the calling thread's value.
             #[inline(always)]
@@ -104,31 +91,58 @@ macro_rules! static_thread_local {
                     )
                 };
                 // SAFETY: the block is this thread's, mapped for as long as
-                // the thread runs, aligned (`.p2align 6`, checked above), and
-                // valid as zero bytes (`ZeroInit`); only this thread reaches
-                // it, and only through shared references (the type's own
-                // `Cell`s and atomics do the mutation).
+                // the thread runs, aligned (`.p2align 6`, checked), and valid
+                // as zero bytes (`ZeroInit`); only this thread reaches it,
+                // and only through shared references (the type's own `Cell`s
+                // and atomics do the mutation).
                 f(unsafe { &*p })
             }
         }
+    };
+}
 
-        #[cfg(not(all(
-            feature = "static-tls",
-            target_arch = "x86_64",
-            target_os = "linux",
-            not(miri)
-        )))]
+/// [`static_thread_local!`] as a `thread_local!` (see the module docs).
+#[cfg(not(all(
+    feature = "static-tls",
+    target_arch = "x86_64",
+    target_os = "linux",
+    not(miri)
+)))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! static_thread_local {
+    ($(#[$meta:meta])* $vis:vis static $name:ident: $ty:ty = $sym:literal;) => {
+        $crate::__static_thread_local_type!($(#[$meta])* $vis $name: $ty);
+
         impl $name {
             /// Runs `f` on the calling thread's value.
             #[inline(always)]
             $vis fn with<R>(f: impl FnOnce(&$ty) -> R) -> R {
                 ::std::thread_local! {
-                    // SAFETY: `ZeroInit` (checked above): zero bytes are a
-                    // valid value.
+                    // SAFETY: `ZeroInit` (checked): zero bytes are a valid
+                    // value.
                     static VALUE: $ty = const { unsafe { ::core::mem::zeroed() } };
                 }
                 VALUE.with(f)
             }
         }
+    };
+}
+
+/// The struct of [`static_thread_local!`] and its compile-time checks.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __static_thread_local_type {
+    ($(#[$meta:meta])* $vis:vis $name:ident: $ty:ty) => {
+        $(#[$meta])*
+        $vis struct $name;
+
+        const _: () = {
+            const fn zero_init<T: $crate::static_tls::ZeroInit>() {}
+            zero_init::<$ty>();
+            assert!(!::core::mem::needs_drop::<$ty>(), "never dropped");
+            assert!(::core::mem::align_of::<$ty>() <= 64, "aligned to 64");
+            assert!(::core::mem::size_of::<$ty>() > 0, "not zero-sized");
+        };
     };
 }
