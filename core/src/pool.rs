@@ -498,6 +498,17 @@ impl Pool {
         self.route_size(layout)
     }
 
+    /// The pages of the page run that serves `layout`, or `None` when it is
+    /// served otherwise (a subpage element, a span) or not at all: for
+    /// layers that remember which run lengths a pool could not place.
+    #[inline]
+    pub fn run_pages(&self, layout: Layout) -> Option<usize> {
+        match self.route(layout) {
+            Ok(Route::Normal { pages, .. }) => Some(pages),
+            _ => None,
+        }
+    }
+
     #[inline]
     pub(crate) fn route_size(&self, layout: Layout) -> usize {
         self.route(layout).map_or(0, |r| self.route_bytes(r))

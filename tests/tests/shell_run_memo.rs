@@ -1,0 +1,80 @@
+//! The arena's memo of run lengths a chunk could not place (`Chunk::no_run`,
+//! see `arena::fill`): a chunk that failed a page run is passed over for
+//! runs that long or longer, still serves shorter ones, and serves again as
+//! soon as a block comes back to it.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use poolalloc::PooledAllocator;
+
+const CHUNK: usize = 4 << 20;
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).unwrap()
+}
+
+fn chunk_of(p: NonNull<u8>) -> usize {
+    p.as_ptr() as usize & !(CHUNK - 1)
+}
+
+#[test]
+fn a_chunk_passed_over_for_a_run_serves_shorter_ones_and_again_after_a_free() {
+    // No cache: every block goes to and from its chunk.
+    let pool = PooledAllocator::builder()
+        .arenas(1)
+        .thread_cache(false)
+        .chunk_decay_millis(0)
+        .build();
+    let (small, big) = (layout(32 << 10), layout(64 << 10));
+    let alloc = |l| pool.try_allocate(l).unwrap().cast::<u8>();
+    // Fill the first chunk with 4-page blocks, then free every other one:
+    // half the chunk free, in holes of 4 pages.
+    let first = alloc(small);
+    let mut blocks = vec![first];
+    while let Some(p) = pool.try_allocate(small).ok().map(NonNull::cast::<u8>) {
+        if chunk_of(p) != chunk_of(first) {
+            blocks.push(p);
+            break;
+        }
+        blocks.push(p);
+    }
+    let spill = blocks.pop().unwrap();
+    let mut holes = Vec::new();
+    for (i, p) in blocks.iter().enumerate() {
+        if i % 2 == 1 {
+            // SAFETY: allocated above with this layout, freed once.
+            unsafe { pool.try_deallocate(*p, small) }.unwrap();
+            holes.push(i);
+        }
+    }
+    // An 8-page run fits no hole: it comes from another chunk, and the
+    // first chunk remembers that it could not place one.
+    let b1 = alloc(big);
+    assert_ne!(chunk_of(b1), chunk_of(first));
+    let created = pool.metrics().chunks_created;
+    let b2 = alloc(big);
+    assert_ne!(chunk_of(b2), chunk_of(first));
+    // A 4-page run still fits a hole of the first chunk.
+    let s = alloc(small);
+    assert_eq!(
+        chunk_of(s),
+        chunk_of(first),
+        "shorter runs are still served"
+    );
+    // Free the neighbour of the last hole (the 4-page block above went to
+    // a lower one): an 8-page hole, and the memo is reset.
+    let k = *holes.last().unwrap();
+    // SAFETY: allocated above, freed once.
+    unsafe { pool.try_deallocate(blocks[k - 1], small) }.unwrap();
+    let b3 = alloc(big);
+    assert_eq!(
+        chunk_of(b3),
+        chunk_of(first),
+        "a free into the chunk makes it serve runs again"
+    );
+    assert_eq!(pool.metrics().chunks_created, created);
+    for (p, l) in [(b1, big), (b2, big), (b3, big), (s, small), (spill, small)] {
+        // SAFETY: allocated above with this layout, freed once.
+        unsafe { pool.try_deallocate(p, l) }.unwrap();
+    }
+}
