@@ -31,14 +31,22 @@
 //! pays a page fault per page to touch them again: the batch bench took
 //! 22.6 ms per batch that way and 4.1 ms with the chunks kept.
 //!
-//! The decay is checked on the arena's slow paths (a free that moves a
-//! chunk across bands, a refill while chunks are kept): no timer, no
-//! thread. `Lists::oldest_empty_ns` is a lower bound on the oldest kept
-//! chunk's time, so the check is one clock read and one compare until a
-//! chunk is due. A thread that stops allocating keeps its arena's empty
-//! chunks until the next slow path; `PooledAllocator::trim`, and any reclaim
-//! under the memory limit, release every empty chunk at once, so kept
-//! chunks never cause a refusal.
+//! The chunks that still hold blocks give their free runs of 64 KiB or more
+//! back once per period too (decommitted, as `trim` does: the pages stay
+//! mapped and come back as zero pages), so that a server whose use falls
+//! returns memory without calling `trim`. A run freed just before the purge
+//! goes with the others and costs page faults when it serves again: at most
+//! once per page and period.
+//!
+//! The decay is checked on the arena's slow paths (a refill, a free that
+//! moves a chunk across bands): no timer, no thread; one clock read and a
+//! compare or two until something is due (`Lists::oldest_empty_ns` is a
+//! lower bound on the oldest kept chunk's time). A thread that stops
+//! allocating keeps its arena's empty chunks and free runs until the next
+//! slow path; `PooledAllocator::trim`, and any reclaim under the memory
+//! limit, release every empty chunk at once, so kept chunks never cause a
+//! refusal. A decay of 0 releases empty chunks at once and purges nothing
+//! by time.
 //!
 //! # Locking
 //! The lists are under a spin lock, taken on thread-cache misses (refills in
@@ -278,6 +286,9 @@ struct Lists {
     /// (`u64::MAX`: none was ever added): a chunk leaving the list leaves
     /// it lower than need be, and the next decay walk makes it exact.
     oldest_empty_ns: u64,
+    /// When the free runs of the arena's chunks were last given back by the
+    /// decay (`os::monotonic_ns`; 0: never).
+    purged_ns: u64,
 }
 
 // SAFETY: the raw pointers name chunks owned by the arena; they are only
@@ -473,6 +484,7 @@ impl Arena {
                 trimmed_at: usize::MAX,
                 last: [ptr::null_mut(); NUM_SIZES],
                 oldest_empty_ns: u64::MAX,
+                purged_ns: 0,
             }),
             index,
             threads: AtomicUsize::new(0),
@@ -490,9 +502,7 @@ impl Arena {
         out: &mut [NonNull<u8>],
     ) -> Result<usize, Shortage> {
         let mut lists = self.lists.lock();
-        if lists.counts[EMPTY] > sh.keep_empty {
-            self.expire_empty(sh, &mut lists);
-        }
+        self.decay(sh, &mut lists);
         let mut n = 0;
         // SAFETY: `last` names a live chunk of this arena or is null (a
         // released chunk is cleared from it under this lock).
@@ -631,21 +641,35 @@ impl Arena {
         // ORDERING: Acquire pairs with the frees' Release decrements.
         chunk.active.load(Ordering::Acquire);
         lists.settle(chunk);
-        self.expire_empty(sh, &mut lists)
+        self.decay(sh, &mut lists)
     }
 
-    /// Releases the empty chunks beyond `keep_empty` whose decay has run
-    /// out (all of them when the decay is 0), oldest first (see the module
-    /// docs). Returns the bytes released.
-    fn expire_empty(&self, sh: &Shared, lists: &mut Lists) -> usize {
-        if lists.counts[EMPTY] <= sh.keep_empty {
-            return sh.drain_retired();
-        }
+    /// The decay (module docs): gives the free runs of the arena's chunks
+    /// back once per period, and releases the empty chunks past it.
+    /// Returns the bytes of chunks released.
+    fn decay(&self, sh: &Shared, lists: &mut Lists) -> usize {
         if sh.decay_ns == 0 {
             return self.release_empty(sh, lists, sh.keep_empty);
         }
         let now = os::monotonic_ns();
-        if now.saturating_sub(lists.oldest_empty_ns) < sh.decay_ns {
+        if now.saturating_sub(lists.purged_ns) >= sh.decay_ns {
+            lists.purged_ns = now;
+            for band in 0..EMPTY {
+                for c in lists.chunks(band) {
+                    decommit_free(c);
+                }
+            }
+        }
+        self.expire_empty(sh, lists, now)
+    }
+
+    /// Releases the empty chunks beyond `keep_empty` whose decay has run
+    /// out by `now`, oldest first (see the module docs). Returns the bytes
+    /// released.
+    fn expire_empty(&self, sh: &Shared, lists: &mut Lists, now: u64) -> usize {
+        if lists.counts[EMPTY] <= sh.keep_empty
+            || now.saturating_sub(lists.oldest_empty_ns) < sh.decay_ns
+        {
             return sh.drain_retired();
         }
         let mut released = 0;

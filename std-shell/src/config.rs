@@ -130,10 +130,12 @@ pub struct ShellConfig {
     /// Milliseconds an arena keeps a chunk that emptied mapped (and
     /// resident) for reuse before it goes back to the OS, checked on the
     /// arena's slow paths (jemalloc's `dirty_decay_ms`, mimalloc's purge
-    /// delay); one empty chunk per arena is kept regardless. 0 releases the
-    /// others at once, as Netty destroys a chunk whose usage falls to zero.
-    /// `PooledAllocator::trim` and a reclaim under the memory limit release
-    /// them all whatever this says.
+    /// delay); one empty chunk per arena is kept regardless. Also the period
+    /// at which the free runs (64 KiB or more) of the other chunks are
+    /// decommitted. 0 releases empty chunks beyond one at once, as Netty
+    /// destroys a chunk whose usage falls to zero, and decommits nothing by
+    /// time. `PooledAllocator::trim` and a reclaim under the memory limit
+    /// release them all whatever this says.
     pub chunk_decay_millis: usize,
     /// Leak detection level.
     pub leak_detection: LeakDetection,
