@@ -27,6 +27,7 @@ pub mod model;
 pub mod oracle;
 pub mod pattern;
 pub mod region_len;
+pub mod resident;
 pub mod rng;
 pub mod shell_ops;
 pub mod source;
