@@ -30,7 +30,8 @@ python="$(python3 -c 'import sys; print(sys.executable)')"
 allocators=("system=" "poolalloc=$lib")
 for peer in mimalloc:libmimalloc.so.2 jemalloc:libjemalloc.so.2; do
     name="${peer%%:*}"
-    so="$(ldconfig -p | awk -v so="${peer#*:}" '$1 == so { print $NF; exit }')"
+    # No `exit` in awk: ldconfig would die of SIGPIPE, failing the pipeline.
+    so="$(ldconfig -p | awk -v so="${peer#*:}" '$1 == so && !found { print $NF; found = 1 }')"
     if [ -n "$so" ]; then
         allocators+=("$name=$so")
     else
