@@ -280,6 +280,20 @@ fn c_threads_free_across_threads_and_exit() {
 }
 
 #[test]
+fn c_larson_successor_threads_free_what_others_allocated() {
+    // Fewer rounds than the bench: the check is that every block keeps its
+    // bytes across the hand-overs and every cross-thread free is taken.
+    let Some(r) = c_case(
+        "larson",
+        &[("LARSON_ROUNDS", "2000"), ("LARSON_GENERATIONS", "20")],
+    ) else {
+        return;
+    };
+    r.ok("malloc_test larson");
+    assert_eq!(r.stdout.trim(), "larson: ok");
+}
+
+#[test]
 fn c_fork_while_threads_allocate() {
     // One arena: every thread shares its lock, the worst case for a fork.
     let Some(r) = c_case("fork", &[("POOLALLOC_ARENAS", "1")]) else {

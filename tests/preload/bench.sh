@@ -45,6 +45,7 @@ workloads=(
     "C: 1 thread, 5M malloc/free steps (working set 1000 blocks, 16 B-64 KiB)|$work/malloc_test bench"
     "C: 2 threads, 5M steps each|BENCH_THREADS=2 $work/malloc_test bench"
     "C: producer/consumer threads + thread churn|$work/malloc_test threads"
+    "C: Larson-style server, 4 lanes x 50 successor threads x 20,000 replacements|$work/malloc_test larson"
     "python3 workload.py (dicts, lists, strings, JSON, threads, fork)|PYTHONHASHSEED=0 $python tests/preload/workload.py"
     "sqlite3: 100,000 rows inserted, indexed, queried, updated|rm -f $work/bench.db; sqlite3 $work/bench.db < tests/preload/sqlite_workload.sql"
 )

@@ -21,6 +21,10 @@
  *   stats    allocates a little and exits normally (run with POOLALLOC_STATS=1)
  *   bench    allocation throughput (BENCH_STEPS, BENCH_THREADS): a working
  *            set of 1,000 blocks, one replaced per step
+ *   larson   a Larson-style server simulation (LARSON_LANES, LARSON_ROUNDS,
+ *            LARSON_GENERATIONS): threads replace random blocks of a shared
+ *            working set, then hand it to a successor thread and exit, so
+ *            most frees are of blocks another (often exited) thread allocated
  *   oom      under POOLALLOC_TEST_FAULTS=1: makes the OS refuse every call
  *            (poolalloc_test_fault, found with dlsym): malloc, calloc,
  *            realloc and posix_memalign of new memory fail with ENOMEM and
@@ -616,6 +620,94 @@ static void case_bench(void) {
     for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
 }
 
+/* --------------------------------------------------------------- larson -- */
+
+/* After Larson and Krishnan's server benchmark ("Memory allocation for
+ * long-running server applications", ISMM 1998): LARSON_LANES lanes (default
+ * 4) of 1,000 blocks of 16 B-1 KiB. A lane's thread replaces a random block
+ * LARSON_ROUNDS times (default 20,000), checking the block it frees, then
+ * starts a successor that inherits the lane and exits; LARSON_GENERATIONS
+ * threads per lane (default 50). Each thread frees mostly blocks its
+ * predecessors allocated, as a server's worker threads free what others
+ * (since gone) received. */
+enum { LARSON_SLOTS = 1000 };
+struct lane {
+    unsigned char *slot[LARSON_SLOTS];
+    size_t len[LARSON_SLOTS];
+    uint64_t seed;
+    long rounds;
+    int gen, generations;
+};
+static pthread_mutex_t larson_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t larson_done = PTHREAD_COND_INITIALIZER;
+static int larson_running;
+
+static long env_or(const char *name, long fallback) {
+    const char *v = getenv(name);
+    return v ? atol(v) : fallback;
+}
+
+static void *larson_thread(void *arg) {
+    struct lane *l = arg;
+    for (long i = 0; i < l->rounds; i++) {
+        int k = rnd(&l->seed) % LARSON_SLOTS;
+        if (l->slot[k]) {
+            size_t n = l->len[k];
+            if (l->slot[k][0] != (unsigned char)n || l->slot[k][n - 1] != (unsigned char)k)
+                failures++;
+            free(l->slot[k]);
+        }
+        size_t n = 16 + rnd(&l->seed) % 1009;
+        l->slot[k] = malloc(n);
+        if (!l->slot[k]) {
+            failures++;
+            continue;
+        }
+        l->len[k] = n;
+        l->slot[k][0] = (unsigned char)n;
+        l->slot[k][n - 1] = (unsigned char)k;
+    }
+    pthread_t next;
+    if (++l->gen < l->generations && pthread_create(&next, NULL, larson_thread, l) == 0) {
+        pthread_detach(next);
+        return NULL;
+    }
+    pthread_mutex_lock(&larson_lock);
+    larson_running--;
+    pthread_cond_signal(&larson_done);
+    pthread_mutex_unlock(&larson_lock);
+    return NULL;
+}
+
+static void case_larson(void) {
+    int lanes = (int)env_or("LARSON_LANES", 4);
+    if (lanes < 1 || lanes > 64) lanes = 4;
+    struct lane *l = calloc(lanes, sizeof *l);
+    CHECK(l != NULL);
+    if (!l) return;
+    larson_running = lanes;
+    for (int i = 0; i < lanes; i++) {
+        l[i].seed = (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull | 1;
+        l[i].rounds = env_or("LARSON_ROUNDS", 20000);
+        l[i].generations = (int)env_or("LARSON_GENERATIONS", 50);
+        pthread_t t;
+        if (pthread_create(&t, NULL, larson_thread, &l[i]) == 0) {
+            pthread_detach(t);
+        } else {
+            failures++;
+            pthread_mutex_lock(&larson_lock);
+            larson_running--;
+            pthread_mutex_unlock(&larson_lock);
+        }
+    }
+    pthread_mutex_lock(&larson_lock);
+    while (larson_running > 0) pthread_cond_wait(&larson_done, &larson_lock);
+    pthread_mutex_unlock(&larson_lock);
+    for (int i = 0; i < lanes; i++)
+        for (int k = 0; k < LARSON_SLOTS; k++) free(l[i].slot[k]);
+    free(l);
+}
+
 /* ---------------------------------------------------------------- misc -- */
 
 static void case_stats(void) {
@@ -633,6 +725,7 @@ static int run(const char *name) {
     else if (!strcmp(name, "limit")) case_limit();
     else if (!strcmp(name, "stats")) case_stats();
     else if (!strcmp(name, "bench")) case_bench();
+    else if (!strcmp(name, "larson")) case_larson();
     else if (!strcmp(name, "oom")) case_oom();
     else if (!strcmp(name, "bad-free")) {
         int x;
