@@ -16,8 +16,9 @@
 //!
 //! * `chunk` / `chunk_map`: chunk-aligned mappings, each with its own core
 //!   pool, and the bitmap that tells our chunks from foreign memory;
-//! * `arena`: chunks in Netty's usage bands, filled fullest first, empty
-//!   chunks released with hysteresis;
+//! * `arena`: chunks in Netty's usage bands, filled fullest first; empty
+//!   chunks kept for reuse until their decay runs out, free runs
+//!   decommitted once per period;
 //! * `thread_cache`: per-thread bins, no shared writes on the fast path
 //!   (its `registry` holds each thread's `ThreadCache` mapping, reused
 //!   across threads, and the `OwnedCache` guard to its private state);
