@@ -7,7 +7,8 @@
 //! holds, or any unsized free (C's `free`). In order:
 //!
 //! 1. the thread's cache (one TLS read) and, for a sized free, room in the
-//!    layout's bin: a full bin goes to the full path before any lookup;
+//!    layout's bin: a bin without room first flushes its older half to the
+//!    arenas (`Inner::flush_half`, see `thread_cache`), before any lookup;
 //! 2. the chunk (`Inner::chunk_of`: the chunk map, the header's magic and
 //!    owner), and no tracked block in its granule (`Chunk::may_track`);
 //! 3. the core's `Pool::live_class`: the pointer starts a live element or
@@ -24,8 +25,9 @@
 //! core `Block`, which classifies misuse exactly (foreign, interior, not
 //! allocated, mismatched layout), the tracker consulted, then the bin if it
 //! has room or the chunk's pool (the core's lock-free free, whose RMW is the
-//! last check). A block of a full bin is thus looked up twice; the second
-//! time is beside a core free that costs far more.
+//! last check). A bin still without room after a flush (fewer than two
+//! blocks in it, the cache's bytes held by other bins) sends its block down
+//! this path.
 //!
 //! A huge block is checked against the huge table and unmapped (`huge`).
 //!
@@ -149,7 +151,7 @@ impl Inner {
         self.with_cache(|cache| {
             // A sized free knows its bin before validating: a full one sends
             // the block to its chunk without a lookup here.
-            if want.is_some_and(|w| !self.has_room(cache, w)) {
+            if want.is_some_and(|w| !self.has_room(cache, w) && !self.flush_half(cache, w)) {
                 return None;
             }
             let chunk = self.chunk_of(ptr)?;
@@ -160,7 +162,9 @@ impl Inner {
             let class = chunk.pool.live_class(ptr)?;
             match want {
                 Some(w) if w != class => return None,
-                None if SIZES[class] > self.max_cached || !self.has_room(cache, class) => {
+                None if SIZES[class] > self.max_cached
+                    || !(self.has_room(cache, class) || self.flush_half(cache, class)) =>
+                {
                     return None
                 }
                 _ => {}

@@ -62,6 +62,16 @@
 //!   least): a cache filled to its budget by one class's refill would send
 //!   every other class's frees down the full path (the preload's C loop
 //!   went from 680 to 609 instructions a step with this bound).
+//! * A free that finds its bin without room (the bin full, or the cache at
+//!   `cache_max_bytes`) flushes the bin's older half to the arenas in one
+//!   burst and caches its block, as jemalloc's tcache flushes a full bin.
+//!   A thread that frees more than it allocates (a consumer of another
+//!   thread's buffers) then keeps the cached path, and writes the shared
+//!   metadata (bitmap words, chunk counts) in bursts of half a bin, not
+//!   once per free interleaved with the producer's claims on the same
+//!   words: producer/consumer went from 1.18–1.30× mimalloc's time to
+//!   0.89–0.95× in one harness. A bin with fewer than two blocks flushes
+//!   nothing; its block takes the full path.
 //! * When the allocator's trim epoch moves (`PooledAllocator::trim`, or a
 //!   reclaim under the memory limit), each cache flushes on its next slow
 //!   path or trim; a thread that exits flushes in its TLS destructor.
@@ -444,6 +454,26 @@ impl Inner {
         cache.bytes += bin.size as usize;
         cache.publish_bytes();
         cache.count_free(class);
+    }
+
+    /// Makes room in bin `class` for a free: the older half of the bin goes
+    /// back to the arenas in one burst (see "Bounds and trimming").
+    /// Whether the bin has room now; `false`, flushing nothing, when it
+    /// holds fewer than two blocks (the cache's bytes are in other bins).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn flush_half(&self, cache: &mut OwnedCache<'_>, class: usize) -> bool {
+        if class >= cache.nbins {
+            return false;
+        }
+        // SAFETY: `class < nbins`.
+        let len = unsafe { (*cache.bins.add(class)).len } as usize;
+        if len < 2 {
+            return false;
+        }
+        self.drain(cache, class, len / 2);
+        cache.publish_bytes();
+        self.has_room(cache, class)
     }
 
     /// Frees `n` cached blocks of bin `class` (the oldest) to their arenas.
