@@ -462,6 +462,16 @@ impl Lists {
         }
     }
 
+    /// Gives the free runs of every chunk that holds blocks back to the OS
+    /// (`decommit_free`; the caller holds the arena lock, as `Lists` are).
+    fn decommit_live(&self) {
+        for band in 0..EMPTY {
+            for c in self.chunks(band) {
+                decommit_free(c);
+            }
+        }
+    }
+
     fn chunks(&self, band: usize) -> impl Iterator<Item = &Chunk> {
         let mut c = self.heads[band];
         core::iter::from_fn(move || {
@@ -654,18 +664,14 @@ impl Arena {
         let now = os::monotonic_ns();
         if now.saturating_sub(lists.purged_ns) >= sh.decay_ns {
             lists.purged_ns = now;
-            for band in 0..EMPTY {
-                for c in lists.chunks(band) {
-                    decommit_free(c);
-                }
-            }
+            lists.decommit_live();
         }
         self.expire_empty(sh, lists, now)
     }
 
-    /// Releases the empty chunks beyond `keep_empty` whose decay has run
-    /// out by `now`, oldest first (see the module docs). Returns the bytes
-    /// released.
+    /// Releases the empty chunks whose decay has run out by `now`, while
+    /// more than `keep_empty` remain (see the module docs). Returns the
+    /// bytes released.
     fn expire_empty(&self, sh: &Shared, lists: &mut Lists, now: u64) -> usize {
         if lists.counts[EMPTY] <= sh.keep_empty
             || now.saturating_sub(lists.oldest_empty_ns) < sh.decay_ns
@@ -759,11 +765,7 @@ impl Arena {
         }
         let released = self.release_empty(sh, &mut lists, 0);
         // The chunks that still hold blocks give their free runs back.
-        for band in 0..EMPTY {
-            for c in lists.chunks(band) {
-                decommit_free(c);
-            }
-        }
+        lists.decommit_live();
         released
     }
 }

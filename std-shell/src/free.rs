@@ -149,8 +149,9 @@ impl Inner {
         want: Option<usize>,
     ) -> Option<Result<usize, FreeError>> {
         self.with_cache(|cache| {
-            // A sized free knows its bin before validating: a full one sends
-            // the block to its chunk without a lookup here.
+            // A sized free knows its bin before validating: one without room
+            // flushes its older half, and one still without room sends the
+            // block to the full path without a lookup here.
             if want.is_some_and(|w| !self.has_room(cache, w) && !self.flush_half(cache, w)) {
                 return None;
             }

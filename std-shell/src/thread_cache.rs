@@ -11,23 +11,24 @@
 //! A thread binds a cache at its first cached operation on an allocator
 //! (`Inner::with_cache`): it claims a free cache from the registry (one that
 //! keeps its arena) or maps a new one bound to the least used arena, and
-//! stores it in a free slot of `ThreadSlots` with its owner. `ThreadSlots` has no
-//! destructor, so the fast path is a plain TLS load and a compare per slot
-//! (one for the first allocator bound); binding also touches `EXIT`, whose
-//! destructor flushes and releases the caches when the thread exits (and
-//! clears `ThreadSlots`, disabling them). A thread caches for up to `SLOTS`
-//! allocators (the global one and, say, a `BufPool`'s); operations on
-//! further ones take the uncached paths.
+//! stores it in a free slot of `ThreadSlots` with its owner. `ThreadSlots`
+//! has no destructor, so the fast path is a plain TLS load and a compare per
+//! slot (one for the first allocator bound); binding also touches `EXIT`,
+//! whose destructor flushes and releases the caches when the thread exits
+//! (and clears `ThreadSlots`, disabling them). A thread caches for up to
+//! `SLOTS` allocators (the global one and, say, a `BufPool`'s); operations
+//! on further ones take the uncached paths.
 //!
 //! # Ownership
 //!
 //! The private state of a cache (bins, `ops`, `epoch`) is reached only
 //! through an [`OwnedCache`], made where ownership is established: in
-//! `with_cache` (the cache bound in this thread's `ThreadSlots`), in `bind_cache`
-//! (just claimed) and in the exit flush (`ThreadSlots` already cleared). Every cache
-//! operation below takes `&mut OwnedCache`. A cache operation never calls
-//! `with_cache` again (a refill under the memory limit reclaims with
-//! `reclaim_from`, not `reclaim`), so one guard is alive at a time.
+//! `with_cache` (the cache bound in this thread's `ThreadSlots`), in
+//! `bind_cache` (just claimed) and in the exit flush (`ThreadSlots` already
+//! cleared). Every cache operation below takes `&mut OwnedCache`. A cache
+//! operation never calls `with_cache` again (a refill under the memory
+//! limit reclaims with `reclaim_from`, not `reclaim`), so one guard is alive
+//! at a time.
 //!
 //! # The fast path
 //!
@@ -105,7 +106,8 @@ crate::static_thread_local! {
 
 thread_local! {
     /// Touched once when a cache is bound, so that its destructor flushes the
-    /// thread's caches when it exits (and clears `ThreadSlots`, disabling them).
+    /// thread's caches when it exits (and clears `ThreadSlots`, disabling
+    /// them).
     static EXIT: ExitFlush = const { ExitFlush };
 }
 
@@ -303,8 +305,8 @@ impl Inner {
                 (c.as_ptr().cast_const(), a)
             }
         };
-        // SAFETY: claimed by us above and not yet bound in `ThreadSlots`, so no other
-        // guard of it exists; it lives as long as the allocator.
+        // SAFETY: claimed by us above and not yet bound in `ThreadSlots`, so
+        // no other guard of it exists; it lives as long as the allocator.
         let mut owned = unsafe { OwnedCache::new(&*cache) };
         owned.arena = arena;
         // ORDERING: Relaxed; the epoch only schedules flushes.

@@ -28,6 +28,14 @@ fn free(pool: &PooledAllocator, blocks: Vec<NonNull<u8>>) {
     }
 }
 
+/// A pool of one arena whose empty chunks decay after `ms`.
+fn one_arena(ms: usize) -> PooledAllocator {
+    PooledAllocator::builder()
+        .arenas(1)
+        .chunk_decay_millis(ms)
+        .build()
+}
+
 /// Bytes one chunk's mapping charges (the limit's unit).
 fn chunk_mapping() -> usize {
     let pool = PooledAllocator::builder().arenas(1).build();
@@ -39,10 +47,7 @@ fn chunk_mapping() -> usize {
 
 #[test]
 fn emptied_chunks_are_kept_and_reused_until_trim() {
-    let pool = PooledAllocator::builder()
-        .arenas(1)
-        .chunk_decay_millis(600_000)
-        .build();
+    let pool = one_arena(600_000);
     let blocks = allocate(&pool, 8);
     let full = pool.metrics();
     assert_eq!(full.chunks_created, 4);
@@ -65,10 +70,7 @@ fn emptied_chunks_are_kept_and_reused_until_trim() {
 
 #[test]
 fn without_decay_one_empty_chunk_is_kept() {
-    let pool = PooledAllocator::builder()
-        .arenas(1)
-        .chunk_decay_millis(0)
-        .build();
+    let pool = one_arena(0);
     let full = {
         let blocks = allocate(&pool, 8);
         let m = pool.metrics();
@@ -82,15 +84,12 @@ fn without_decay_one_empty_chunk_is_kept() {
 
 #[test]
 fn chunks_past_their_decay_go_back_at_the_next_slow_path() {
-    let pool = PooledAllocator::builder()
-        .arenas(1)
-        .chunk_decay_millis(20)
-        .build();
+    let pool = one_arena(200);
     let blocks = allocate(&pool, 8);
     let full = pool.metrics().used_memory;
     free(&pool, blocks);
     assert_eq!(pool.metrics().chunks_destroyed, 0);
-    std::thread::sleep(Duration::from_millis(60));
+    std::thread::sleep(Duration::from_millis(400));
     // A refill while chunks are kept checks their decay: all but one go,
     // and the one kept serves the block.
     let one = allocate(&pool, 1);
