@@ -226,16 +226,29 @@ impl Pool {
     /// element or a page run of a class's size: the whole check that a
     /// layer caching freed blocks needs (the std shell's thread caches), in
     /// the loads of [`Pool::resolve`]'s fast half plus the element's bitmap
-    /// word (or the run's tree word), with no [`Block`] built. A sized free
-    /// whose layout has an alignment of at most the quantum and a size that
-    /// [`class_of`](crate::size_class::class_of) maps to the class returned
-    /// is then valid. `None` says nothing about why: [`Pool::resolve`]
-    /// classifies the pointer exactly.
+    /// word (or the run's tree word, out of line), with no [`Block`] built.
+    /// A sized free whose layout has an alignment of at most the quantum
+    /// and a size that [`class_of`](crate::size_class::class_of) maps to
+    /// the class returned is then valid. `None` says nothing about why:
+    /// [`Pool::resolve`] classifies the pointer exactly.
     ///
     /// A snapshot, as [`Pool::is_live`]: meaningful while the caller owns
     /// the block.
     #[inline(always)]
     pub fn live_class(&self, ptr: NonNull<u8>) -> Option<usize> {
+        self.live_class_of::<true>(ptr)
+    }
+
+    /// [`Pool::live_class`] for small elements only (`None` for a page
+    /// run), with no call, so that a caller's fast path stays free of
+    /// spills around one.
+    #[inline(always)]
+    pub fn live_small_class(&self, ptr: NonNull<u8>) -> Option<usize> {
+        self.live_class_of::<false>(ptr)
+    }
+
+    #[inline(always)]
+    fn live_class_of<const RUNS: bool>(&self, ptr: NonNull<u8>) -> Option<usize> {
         let addr = ptr.as_ptr() as usize;
         let (chunk, page) = self.locate(addr)?;
         match PageDesc::load(chunk.page_map(), page) {
@@ -249,7 +262,7 @@ impl Pool {
                 let word = header[BITMAP + b.n / BITS].load(Ordering::Acquire);
                 (word & (1 << (b.n % BITS)) != 0).then_some(class)
             }
-            PageDesc::Normal { pages } if addr & ((1 << chunk.page_shift) - 1) == 0 => {
+            PageDesc::Normal { pages } if RUNS && addr & ((1 << chunk.page_shift) - 1) == 0 => {
                 self.live_run_class(chunk, page, pages)
             }
             _ => None,

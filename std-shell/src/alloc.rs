@@ -2,27 +2,31 @@
 //!
 //! # Paths
 //!
-//! * **Cached** (class size up to `max_cached_capacity`, alignment up to a
-//!   page): [`Inner::allocate`] pops the thread's bin (`thread_cache`). No
-//!   shared memory is written.
+//! * **Fast** (`Inner::allocate_fast`: a size up to the cache's largest
+//!   class, alignment up to the quantum): the thread's bound cache pops its
+//!   bin (`thread_cache`), unless the bin is empty or the cache's next
+//!   event (a trim, a sample) is due. No shared memory is written, and no
+//!   call is made: the path is a leaf, and anything else is one jump to
+//!   the cold path with the caller's arguments (`PooledAllocator::
+//!   allocate_cold`, `alloc_cold` for `GlobalAlloc`).
+//! * **Cold, cached** (`Inner::allocate_cold`): a first use binds a cache;
+//!   an empty bin refills from the arena; an event trims or samples;
+//!   alignments up to a page are cached too.
 //! * **Arena** (cache miss, other pooled sizes, no cache): the thread's arena
 //!   fills a batch under its lock, fullest chunk first (`Inner::fill`); a
 //!   cache refill keeps the batch, an uncached allocation takes one block.
 //! * **Huge** (above half a chunk, or aligned above a page): mapped one by
 //!   one (`huge`).
 //!
-//! Only the cached path is inlined into the caller; the others start at the
-//! cold `Inner::allocate_slow`.
-//!
 //! # The budget
 //!
 //! Measured with callgrind (`pair-loop shell:poolalloc 64`, BENCHMARKS.md),
-//! a cached 64 B allocation costs about 87 instructions through
-//! `GlobalAlloc`: the allocator's state pointer (~5), the class from the
-//! layout (~10), the thread-local cache and its owner check (~15), the bin
-//! pop with the slow-path countdown (trim, sample) and the owner-only
-//! counters (~35), and the canary clear. A change that adds to this path
-//! must say so here.
+//! a cached 64 B allocation costs about 60 instructions through
+//! `GlobalAlloc`: the allocator's state pointer (~3), the class from the
+//! layout (~10), the thread-local cache and its owner check (~8), the bin
+//! pop with the event countdown (trim, sample) and the owner-only counters
+//! (~30), and the canary clear. A change that adds to this path must say
+//! so here.
 //!
 //! # Sampling
 //!
@@ -48,14 +52,29 @@ use crate::leak::{self, Origin};
 use crate::thread_cache::stack_hash;
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use poolalloc_core::size_class::{class_for, SIZES};
+use poolalloc_core::size_class::{class_for, class_of, QUANTUM, SIZES};
 
 impl Inner {
-    /// Allocates a block for `layout`, attributing it to `origin` if the
-    /// leak tracker samples it: the fast path (a cache hit) inline, the rest
-    /// behind `allocate_slow`.
+    /// The allocation fast path: a cache hit for a layout routed by size
+    /// alone (alignment up to the quantum), with no call and no shared
+    /// write. `None` sends the request to [`Inner::allocate_cold`], which
+    /// serves it (binding a cache, refilling, sampling, other layouts).
     #[inline(always)]
-    pub(crate) fn allocate(
+    pub(crate) fn allocate_fast(&self, layout: Layout) -> Option<NonNull<[u8]>> {
+        let size = layout.size();
+        if size.wrapping_sub(1) >= self.max_cached || layout.align() > QUANTUM {
+            return None;
+        }
+        let class = class_of(size);
+        let p = self.cache_pop_fast(class)?;
+        Some(NonNull::slice_from_raw_parts(p, SIZES[class]))
+    }
+
+    /// Every allocation the fast path did not serve, attributing it to
+    /// `origin` if the leak tracker samples it: a cache pop that binds,
+    /// refills or reaches the cache's next event, then the arenas and huge
+    /// blocks (`allocate_slow`).
+    pub(crate) fn allocate_cold(
         &self,
         layout: Layout,
         origin: Origin,
@@ -68,7 +87,7 @@ impl Inner {
             {
                 let class = class_for(size, layout.align());
                 // The cache decides sampling on its slow path (see
-                // `Private::next_event`): nothing to do here on a hit.
+                // `Private::next_event`).
                 if let Some((p, sampled)) = self.cache_pop(class, layout) {
                     break 'done (Ok(NonNull::slice_from_raw_parts(p, SIZES[class])), sampled);
                 }

@@ -55,6 +55,10 @@ pub(crate) struct Inner {
     pub max_pooled: usize,
     /// Largest cached class size (0: no cache).
     pub max_cached: usize,
+    /// Largest size of the small classes the cache holds: the free fast
+    /// path's leaf (`Inner::free_fast`); cached page runs take
+    /// `Inner::free_run`.
+    pub max_cached_small: usize,
     /// Number of cached classes (bins).
     pub cache_bins: usize,
     pub caches: Registry,
@@ -115,13 +119,20 @@ impl PooledAllocator {
     /// The state, mapped (once) if it is not yet.
     #[inline]
     pub(crate) fn inner(&self) -> &Inner {
-        // ORDERING: Acquire pairs with the Release store in `init`.
-        let p = self.inner.load(Ordering::Acquire);
-        if let Some(inner) = NonNull::new(p) {
-            // SAFETY: set once by `init`, valid until the allocator drops.
-            return unsafe { inner.as_ref() };
+        match self.ready() {
+            Some(inner) => inner,
+            None => self.init(),
         }
-        self.init()
+    }
+
+    /// The state if it is mapped: the fast paths' view, which never calls
+    /// out (a first use takes the cold paths, which map it).
+    #[inline(always)]
+    pub(crate) fn ready(&self) -> Option<&Inner> {
+        // ORDERING: Acquire pairs with the Release store in `init`.
+        let p = NonNull::new(self.inner.load(Ordering::Acquire))?;
+        // SAFETY: set once by `init`, valid until the allocator drops.
+        Some(unsafe { p.as_ref() })
     }
 
     #[cold]
@@ -163,8 +174,7 @@ impl PooledAllocator {
     #[inline]
     #[track_caller]
     pub fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.inner()
-            .allocate(layout, Origin::Caller(Location::caller()))
+        self.allocate_for(layout, Origin::Caller(Location::caller()))
     }
 
     /// [`PooledAllocator::try_allocate`] for allocation wrappers (`GlobalAlloc`,
@@ -173,7 +183,34 @@ impl PooledAllocator {
     /// the standard library, not to the wrapper.
     #[inline]
     pub fn try_allocate_wrapped(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.inner().allocate(layout, Origin::Stack)
+        self.allocate_for(layout, Origin::Stack)
+    }
+
+    /// Allocates for `layout`, attributing the block to `origin` if the
+    /// leak tracker samples it: the fast path (`Inner::allocate_fast`)
+    /// inline, the rest behind one out-of-line call.
+    #[inline(always)]
+    pub(crate) fn allocate_for(
+        &self,
+        layout: Layout,
+        origin: Origin,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        match self.ready().and_then(|inner| inner.allocate_fast(layout)) {
+            Some(block) => Ok(block),
+            None => self.allocate_cold(layout, origin),
+        }
+    }
+
+    /// Every allocation the fast path did not serve (see `alloc`), the
+    /// state mapped first if needed. Out of line, so that the fast path
+    /// stays a leaf that saves no registers.
+    #[inline(never)]
+    pub(crate) fn allocate_cold(
+        &self,
+        layout: Layout,
+        origin: Origin,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        self.inner().allocate_cold(layout, origin)
     }
 
     /// Frees a block; misuse (double free, foreign pointer, mismatched
@@ -185,8 +222,55 @@ impl PooledAllocator {
     /// If `ptr` is a live block of this allocator, the caller owns it.
     #[inline]
     pub unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if let Some(inner) = self.ready() {
+            if layout.size() <= inner.max_cached_small {
+                if inner.free_fast(ptr, layout) {
+                    return;
+                }
+            } else if layout.size() <= inner.max_cached {
+                // SAFETY: forwarded.
+                return unsafe { self.deallocate_run(ptr, layout) };
+            }
+        }
         // SAFETY: forwarded.
-        match unsafe { self.try_deallocate(ptr, layout) } {
+        unsafe { self.deallocate_cold(ptr, layout) }
+    }
+
+    /// [`deallocate`] of a size the cache holds as page runs: their cached
+    /// path (whose tree check is a call) out of the small classes' leaf,
+    /// then the cold path.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it.
+    ///
+    /// [`deallocate`]: PooledAllocator::deallocate
+    #[inline(never)]
+    unsafe fn deallocate_run(&self, ptr: NonNull<u8>, layout: Layout) {
+        if self
+            .ready()
+            .is_some_and(|inner| inner.free_run_fast(ptr, layout))
+        {
+            return;
+        }
+        // SAFETY: forwarded.
+        unsafe { self.deallocate_cold(ptr, layout) }
+    }
+
+    /// Every free the fast path did not take, with [`deallocate`]'s
+    /// handling of misuse. Out of line, as [`PooledAllocator::allocate_cold`].
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it.
+    ///
+    /// [`deallocate`]: PooledAllocator::deallocate
+    #[inline(never)]
+    pub(crate) unsafe fn deallocate_cold(&self, ptr: NonNull<u8>, layout: Layout) {
+        let freed = match self.ready() {
+            // SAFETY: forwarded.
+            Some(inner) => unsafe { inner.free_slow(ptr, layout) },
+            None => Err(FreeError::Foreign),
+        };
+        match freed {
             Ok(()) => {}
             // SAFETY: forwarded; the refused free left the block live.
             Err(FreeError::Os) => _ = unsafe { self.orphan(ptr) },
@@ -226,14 +310,31 @@ impl PooledAllocator {
     /// If `ptr` is a live block of this allocator, the caller owns it.
     #[inline]
     pub unsafe fn try_deallocate(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        // ORDERING: Acquire, as in `inner`.
-        let Some(inner) = NonNull::new(self.inner.load(Ordering::Acquire)) else {
-            return Err(FreeError::Foreign);
-        };
-        // SAFETY: initialised, valid while the allocator lives.
-        let inner = unsafe { inner.as_ref() };
+        if self
+            .ready()
+            .is_some_and(|inner| inner.free_fast(ptr, layout))
+        {
+            return Ok(());
+        }
         // SAFETY: forwarded.
-        unsafe { inner.free(ptr, layout) }
+        unsafe { self.try_deallocate_cold(ptr, layout) }
+    }
+
+    /// [`PooledAllocator::try_deallocate`] past its fast path.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it.
+    #[inline(never)]
+    unsafe fn try_deallocate_cold(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), FreeError> {
+        match self.ready() {
+            // SAFETY: forwarded.
+            Some(inner) => unsafe { inner.free_slow(ptr, layout) },
+            None => Err(FreeError::Foreign),
+        }
     }
 
     /// Frees the block at `ptr`, found from the pointer alone (C's `free`):
@@ -244,12 +345,9 @@ impl PooledAllocator {
     /// If `ptr` is a live block of this allocator, the caller owns it.
     #[inline]
     pub unsafe fn try_free(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
-        // ORDERING: Acquire, as in `inner`.
-        let Some(inner) = NonNull::new(self.inner.load(Ordering::Acquire)) else {
+        let Some(inner) = self.ready() else {
             return Err(FreeError::Foreign);
         };
-        // SAFETY: initialised, valid while the allocator lives.
-        let inner = unsafe { inner.as_ref() };
         // SAFETY: forwarded.
         unsafe { inner.free_unsized(ptr) }
     }
@@ -425,6 +523,8 @@ impl Inner {
                 n_arenas,
                 max_pooled,
                 max_cached,
+                max_cached_small: max_cached
+                    .min(poolalloc_core::size_class::SIZES[core.num_small_classes() - 1]),
                 cache_bins,
                 caches: Registry::new(),
                 trim_epoch: AtomicUsize::new(0),

@@ -1,47 +1,58 @@
 //! The free paths of an allocator's state (`Inner`).
 //!
-//! # The cached path, then the full one
+//! # The fast path, then the cold ones
 //!
-//! **Cached** (`Inner::free_to_cache`, inline): a sized free whose layout
-//! routes by size alone (alignment up to the quantum) to a class the cache
-//! holds, or any unsized free (C's `free`). In order:
+//! **Fast** (`Inner::free_fast` for a sized free of a small class the
+//! cache holds, alignment up to the quantum; `Inner::free_unsized` for C's
+//! `free`): `Inner::free_to_cache` without `BIND` and `RUNS`, inline and
+//! making no call, so that a failure costs only a jump to the cold path
+//! with the caller's arguments. In order:
 //!
-//! 1. the thread's cache (one TLS read) and, for a sized free, room in the
-//!    layout's bin: a bin without room first flushes its older half to the
-//!    arenas (`Inner::flush_half`, see `thread_cache`), before any lookup;
+//! 1. the thread's cache if one is bound (one TLS read) and, for a sized
+//!    free, room in the layout's bin, before any lookup;
 //! 2. the chunk (`Inner::chunk_of`: the chunk map, the header's magic and
 //!    owner), and no tracked block in its granule (`Chunk::may_track`);
-//! 3. the core's `Pool::live_class`: the pointer starts a live element or
-//!    page run, and its class, in the loads of the core's resolve (address
-//!    table, descriptor, identity, element index, bitmap or tree word);
-//!    for a sized free the class must be the layout's, which is the layout
+//! 3. the core's `Pool::live_small_class`: the pointer starts a live small
+//!    element, and its class, in the loads of the core's resolve (address
+//!    table, descriptor, identity, element index, bitmap word); for a
+//!    sized free the class must be the layout's, which is the layout
 //!    check;
 //! 4. the double-free canary (a block already in a cache is live for the
 //!    core but free for its user), then the push, which writes the canary.
 //!    No shared memory is written.
 //!
-//! Anything else returns `None` without a verdict and takes the **full
-//! path** (`free_slow`, out of line): the pointer resolved once into a
-//! core `Block`, which classifies misuse exactly (foreign, interior, not
-//! allocated, mismatched layout), the tracker consulted, then the bin if it
-//! has room or the chunk's pool (the core's lock-free free, whose RMW is the
+//! A cached **page run** (a sized free above the small classes, up to the
+//! cache's largest class) takes the same steps with `RUNS` out of the
+//! small classes' code (`PooledAllocator::deallocate_run`): the run's tree
+//! word is checked by a call (`Pool::live_class`).
+//!
+//! Anything else changes nothing and takes the **cold path**
+//! (`free_slow`, `free_unsized_slow`, out of line). It first retries the
+//! cache with `BIND` and `RUNS`: binding a cache to a thread that has none
+//! yet, flushing the older half of a bin without room to the arenas
+//! (`Inner::flush_half`, see `thread_cache`), reporting the canary as a
+//! double free. Then the pointer is resolved once into a core `Block`,
+//! which classifies misuse exactly (foreign, interior, not allocated,
+//! mismatched layout), the tracker is consulted, then the bin if it has
+//! room or the chunk's pool (the core's lock-free free, whose RMW is the
 //! last check). A bin still without room after a flush (fewer than two
-//! blocks in it, the cache's bytes held by other bins) sends its block down
-//! this path.
+//! blocks in it, the cache's bytes held by other bins) sends its block
+//! down this path.
 //!
 //! A huge block is checked against the huge table and unmapped (`huge`).
 //!
 //! # The budget
 //!
 //! Measured with callgrind (`pair-loop shell:poolalloc 64`, BENCHMARKS.md),
-//! a cached 64 B free costs about 195 instructions through `GlobalAlloc`:
-//! the TLS read and bin room (~15), the chunk map and header (~20), the
-//! core's `live_class` (~60), the canary (~5), the push with its counters
-//! (~25), and the glue. mimalloc's whole alloc+free pair is 77; what
-//! separates them is validation that mimalloc does not do (foreign,
-//! interior, mismatched and double frees, exactly, on every free) and the
-//! shell's second lookup structure (the chunk map before the core's
-//! table). A change that adds to this path must say so here.
+//! a cached 64 B free costs about 205 instructions through `GlobalAlloc`:
+//! the register saves (~16: the path needs more registers than a call
+//! leaves free), the TLS read and bin room (~15), the chunk map and header
+//! (~20), the core's `live_small_class` (~60), the canary (~5), the push
+//! with its counters (~25), and the glue. mimalloc's whole alloc+free pair
+//! is 77; what separates them is validation that mimalloc does not do
+//! (foreign, interior, mismatched and double frees, exactly, on every
+//! free) and the shell's second lookup structure (the chunk map before the
+//! core's table). A change that adds to this path must say so here.
 //!
 //! # Leak tracking
 //!
@@ -58,33 +69,64 @@ use crate::allocator::Inner;
 use crate::chunk::Chunk;
 use crate::error::FreeError;
 use crate::os;
+use crate::thread_cache::OwnedCache;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use poolalloc_core::size_class::{class_of, QUANTUM, SIZES};
 
 impl Inner {
-    /// # Safety
-    /// If `ptr` is a live block of this allocator, the caller owns it.
+    /// The sized free's fast path (see the module docs): `true` when the
+    /// block, validated, is in this thread's cache. `false` changes
+    /// nothing and says nothing about why: [`Inner::free_slow`] decides.
     #[inline(always)]
-    pub(crate) unsafe fn free(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
-        // The cached path first: a size the cache holds, routed by size
-        // alone (so its class is the layout's check).
-        if layout.align() <= QUANTUM && layout.size().wrapping_sub(1) < self.max_cached {
-            if let Some(r) = self.free_to_cache(ptr, Some(class_of(layout.size()))) {
-                return r.map(|_| ());
-            }
-        }
-        // SAFETY: forwarded.
-        unsafe { self.free_slow(ptr, layout) }
+    pub(crate) fn free_fast(&self, ptr: NonNull<u8>, layout: Layout) -> bool {
+        // A size the cache holds, routed by size alone (so its class is the
+        // layout's check).
+        layout.align() <= QUANTUM
+            && layout.size().wrapping_sub(1) < self.max_cached_small
+            && self
+                .free_to_cache::<false, false>(ptr, Some(class_of(layout.size())))
+                .is_some()
     }
 
-    /// Every sized free the cached path did not take: huge blocks, sizes
-    /// the cache does not hold, full bins, tracked granules, misuse.
+    /// The sized free of a cached page run (a layout above the small
+    /// classes that the cache holds): `true` when the block, validated, is
+    /// in this thread's bound cache. The tree check of the run is a call,
+    /// so this path is kept apart from the small classes' leaf.
+    #[inline(always)]
+    pub(crate) fn free_run_fast(&self, ptr: NonNull<u8>, layout: Layout) -> bool {
+        self.cacheable(layout)
+            && self
+                .free_to_cache::<false, true>(ptr, Some(class_of(layout.size())))
+                .is_some()
+    }
+
+    /// Whether a sized free of `layout` may be cached by its size alone: a
+    /// size the cache holds, routed by size (alignment up to the quantum),
+    /// so that the class found for the pointer is the layout's check.
+    #[inline(always)]
+    fn cacheable(&self, layout: Layout) -> bool {
+        layout.align() <= QUANTUM && layout.size().wrapping_sub(1) < self.max_cached
+    }
+
+    /// Every sized free the fast path did not take: huge blocks, sizes the
+    /// cache does not hold, page runs, bins without room (flushed here),
+    /// a thread without a cache yet, tracked granules, misuse.
     ///
     /// # Safety
     /// If `ptr` is a live block of this allocator, the caller owns it.
-    #[inline(never)]
-    unsafe fn free_slow(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
+    #[inline]
+    pub(crate) unsafe fn free_slow(
+        &self,
+        ptr: NonNull<u8>,
+        layout: Layout,
+    ) -> Result<(), FreeError> {
+        if self.cacheable(layout) {
+            let class = Some(class_of(layout.size()));
+            if let Some(r) = self.free_to_cache::<true, true>(ptr, class) {
+                return r.map(|_| ());
+            }
+        }
         if layout.size() == 0 {
             return Err(FreeError::ZeroSize);
         }
@@ -109,7 +151,7 @@ impl Inner {
     /// If `ptr` is a live block of this allocator, the caller owns it.
     #[inline]
     pub(crate) unsafe fn free_unsized(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
-        if let Some(r) = self.free_to_cache(ptr, None) {
+        if let Some(r) = self.free_to_cache::<false, false>(ptr, None) {
             return r.map(|class| SIZES[class]);
         }
         // SAFETY: forwarded.
@@ -122,6 +164,9 @@ impl Inner {
     /// If `ptr` is a live block of this allocator, the caller owns it.
     #[inline(never)]
     unsafe fn free_unsized_slow(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
+        if let Some(r) = self.free_to_cache::<true, true>(ptr, None) {
+            return r.map(|class| SIZES[class]);
+        }
         let Some(chunk) = self.chunk_of(ptr) else {
             // SAFETY: forwarded.
             return unsafe { self.free_huge(ptr, None) };
@@ -136,49 +181,70 @@ impl Inner {
     }
 
     /// The cached free (see the module docs): `ptr` starts a live element
-    /// of a small class the cache holds (`want`, when the layout names
-    /// one), its granule holds no tracked block, and it does not carry the
-    /// canary; then it is pushed on its bin. `Some(Ok(class))`: cached;
-    /// `Some(Err(DoubleFree))`: the canary; `None`: anything else (a full
-    /// bin, a tracked granule, a pointer to classify), for the full path,
+    /// (or, with `RUNS`, a page run) of a class the cache holds (`want`,
+    /// when the layout names one), its granule holds no tracked block, and
+    /// it does not carry the canary; then it is pushed on its bin.
+    /// `Some(Ok(class))`: cached; `Some(Err(DoubleFree))`: the canary;
+    /// `None`, having changed nothing: anything else, for the full path,
     /// which resolves the pointer and decides exactly.
+    ///
+    /// Without `BIND` and `RUNS` this is the fast paths' leaf: no call, so
+    /// nothing to spill around one. It takes only a cache already bound,
+    /// and leaves a bin without room, a page run and the canary to the
+    /// cold paths. `RUNS` checks a page run in the tree (out of line);
+    /// `BIND` binds a cache, flushes a bin without room (see
+    /// `Inner::flush_half`) and reports the canary.
     #[inline(always)]
-    fn free_to_cache(
+    fn free_to_cache<const BIND: bool, const RUNS: bool>(
         &self,
         ptr: NonNull<u8>,
         want: Option<usize>,
     ) -> Option<Result<usize, FreeError>> {
-        self.with_cache(|cache| {
-            // A sized free knows its bin before validating: one without room
-            // flushes its older half, and one still without room sends the
-            // block to the full path without a lookup here.
-            if want.is_some_and(|w| !self.has_room(cache, w) && !self.flush_half(cache, w)) {
-                return None;
-            }
-            let chunk = self.chunk_of(ptr)?;
-            let addr = ptr.as_ptr() as usize;
-            if chunk.may_track(addr) {
-                return None;
-            }
-            let class = chunk.pool.live_class(ptr)?;
-            match want {
-                Some(w) if w != class => return None,
-                None if SIZES[class] > self.max_cached
-                    || !(self.has_room(cache, class) || self.flush_half(cache, class)) =>
-                {
-                    return None
-                }
-                _ => {}
-            }
-            // SAFETY: a live block of at least 16 bytes that the caller owns.
-            let first = unsafe { ptr.cast::<usize>().read() };
-            if first == canary(self.secret, addr) {
-                return Some(Err(FreeError::DoubleFree));
-            }
-            self.push(cache, class, ptr, addr);
-            Some(Ok(class))
-        })
-        .flatten()
+        if BIND {
+            self.with_cache(|cache| self.free_in_cache::<true, RUNS>(cache, ptr, want))
+                .flatten()
+        } else {
+            self.with_bound_cache(|cache| self.free_in_cache::<false, RUNS>(cache, ptr, want))
+        }
+    }
+
+    /// [`Inner::free_to_cache`] in the thread's cache.
+    #[inline(always)]
+    fn free_in_cache<const BIND: bool, const RUNS: bool>(
+        &self,
+        cache: &mut OwnedCache<'_>,
+        ptr: NonNull<u8>,
+        want: Option<usize>,
+    ) -> Option<Result<usize, FreeError>> {
+        let room = |cache: &mut OwnedCache<'_>, class| {
+            self.has_room(cache, class) || (BIND && self.flush_half(cache, class))
+        };
+        // A sized free knows its bin before validating.
+        if want.is_some_and(|w| !room(cache, w)) {
+            return None;
+        }
+        let chunk = self.chunk_of(ptr)?;
+        let addr = ptr.as_ptr() as usize;
+        if chunk.may_track(addr) {
+            return None;
+        }
+        let class = if RUNS {
+            chunk.pool.live_class(ptr)?
+        } else {
+            chunk.pool.live_small_class(ptr)?
+        };
+        match want {
+            Some(w) if w != class => return None,
+            None if SIZES[class] > self.max_cached || !room(cache, class) => return None,
+            _ => {}
+        }
+        // SAFETY: a live block of at least 16 bytes that the caller owns.
+        let first = unsafe { ptr.cast::<usize>().read() };
+        if first == canary(self.secret, addr) {
+            return BIND.then_some(Err(FreeError::DoubleFree));
+        }
+        self.push(cache, class, ptr, addr);
+        Some(Ok(class))
     }
 
     /// The registered chunk holding `ptr`, if any.

@@ -14,9 +14,10 @@ use poolalloc_core::{dangling, realloc_in_place_or_move};
 unsafe impl GlobalAlloc for PooledAllocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match self.try_allocate_wrapped(layout) {
-            Ok(p) => p.as_ptr().cast(),
-            Err(_) => ptr::null_mut(),
+        // The fast path, a leaf; everything else behind one tail call.
+        match self.ready().and_then(|inner| inner.allocate_fast(layout)) {
+            Some(p) => p.as_ptr().cast(),
+            None => self.alloc_cold(layout),
         }
     }
 
@@ -68,6 +69,20 @@ unsafe impl allocator_api2::alloc::Allocator for &PooledAllocator {
         if layout.size() != 0 {
             // SAFETY: the Allocator contract.
             unsafe { PooledAllocator::deallocate(self, ptr, layout) }
+        }
+    }
+}
+
+impl PooledAllocator {
+    /// `GlobalAlloc::alloc` past its fast path.
+    #[inline(never)]
+    fn alloc_cold(&self, layout: Layout) -> *mut u8 {
+        match self
+            .inner()
+            .allocate_cold(layout, crate::leak::Origin::Stack)
+        {
+            Ok(p) => p.as_ptr().cast(),
+            Err(_) => ptr::null_mut(),
         }
     }
 }

@@ -222,7 +222,7 @@ impl Inner {
     /// Runs `f` on the thread's cache for this allocator, binding one if
     /// needed; `None` when the thread has no cache for it (caching off, a
     /// cache bound to another allocator, the thread exiting).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn with_cache<R>(&self, f: impl FnOnce(&mut OwnedCache<'_>) -> R) -> Option<R> {
         // One TLS access (a small closure the compiler inlines); binding is
         // the cold path.
@@ -238,6 +238,22 @@ impl Inner {
         // guard is the only one.
         let mut owned = unsafe { OwnedCache::new(cache) };
         Some(f(&mut owned))
+    }
+
+    /// [`Inner::with_cache`] for the fast paths: the cache already bound to
+    /// this thread, or `None` without binding one (the cold paths bind), so
+    /// that no call is made.
+    #[inline(always)]
+    pub(crate) fn with_bound_cache<R>(
+        &self,
+        f: impl FnOnce(&mut OwnedCache<'_>) -> Option<R>,
+    ) -> Option<R> {
+        let cache = ThreadSlots::with(|t| t.cache_of(ptr::from_ref(self)))?;
+        // SAFETY: the cache lives as long as the allocator.
+        let cache = unsafe { &*cache };
+        // SAFETY: as in `with_cache`: bound to this thread, one guard.
+        let mut owned = unsafe { OwnedCache::new(cache) };
+        f(&mut owned)
     }
 
     /// Binds a cache of this allocator to the calling thread in a free slot:
@@ -343,9 +359,28 @@ impl Inner {
         best
     }
 
-    #[inline]
+    /// The top block of this thread's bin `class`, if the thread has a
+    /// cache, the bin a block, and the cache's next event (trim, sample) is
+    /// not due: the allocation fast path, with no call. Changes nothing when
+    /// it returns `None`; [`Inner::cache_pop`] then counts the operation.
+    #[inline(always)]
+    pub(crate) fn cache_pop_fast(&self, class: usize) -> Option<NonNull<u8>> {
+        self.with_bound_cache(|cache| {
+            if class >= cache.nbins {
+                return None;
+            }
+            // SAFETY: `class < nbins` bins exist.
+            let len = unsafe { (*cache.bins.add(class)).len };
+            if len == 0 || cache.ops + 1 >= cache.next_event {
+                return None;
+            }
+            cache.ops += 1;
+            Some(cache.pop(class))
+        })
+    }
+
     /// A block from this thread's cache, and whether the leak tracker
-    /// samples it.
+    /// samples it: binds a cache and refills the bin as needed.
     pub(crate) fn cache_pop(&self, class: usize, layout: Layout) -> Option<(NonNull<u8>, bool)> {
         self.with_cache(|cache| {
             if class >= cache.nbins {
@@ -409,13 +444,14 @@ impl Inner {
         Some((cache.pop(class), sample))
     }
 
-    /// Pushes a validated block onto this thread's bin `class`: `None`
-    /// without a cache, `Some(false)` when it does not fit (no bin for the
-    /// class, the bin full, or the cache at `cache_max_bytes`).
+    /// Pushes a validated block onto this thread's bin `class`, flushing
+    /// the bin's older half first if it has no room: `None` without a
+    /// cache, `Some(false)` when it still does not fit (no bin for the
+    /// class, or too few blocks in the bin to make room).
     #[inline]
     pub(crate) fn cache_push(&self, class: usize, ptr: NonNull<u8>, addr: usize) -> Option<bool> {
         self.with_cache(|cache| {
-            if !self.has_room(cache, class) {
+            if !(self.has_room(cache, class) || self.flush_half(cache, class)) {
                 return false;
             }
             self.push(cache, class, ptr, addr);

@@ -108,8 +108,7 @@ impl Backing {
         #[cfg(not(miri))]
         {
             self.alloc
-                .inner()
-                .allocate(layout, crate::leak::Origin::Caller(at))
+                .allocate_for(layout, crate::leak::Origin::Caller(at))
         }
         #[cfg(miri)]
         {
