@@ -36,12 +36,22 @@ fn set_errno(code: c_int) {
 
 /// Allocates `size` bytes aligned to `align` (a power of two), or sets
 /// `errno` to ENOMEM and returns NULL.
-#[inline]
+#[inline(always)]
 fn alloc(size: usize, align: usize) -> *mut c_void {
     let Ok(layout) = Layout::from_size_align(size.max(1), align.max(MIN_ALIGN)) else {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
     };
+    // The cached path first, a leaf; then one call to the full one.
+    match heap::allocate_cached(layout) {
+        Some(p) => p.as_ptr().cast(),
+        None => alloc_slow(layout),
+    }
+}
+
+/// [`alloc`] past the cached path: inside the fork gate, any allocator.
+#[inline(never)]
+fn alloc_slow(layout: Layout) -> *mut c_void {
     match heap::allocate(layout) {
         Some(p) => p.as_ptr().cast(),
         None => {
@@ -80,6 +90,21 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     let Some(p) = NonNull::new(ptr.cast::<u8>()) else {
         return;
     };
+    // The cached path first, a leaf; then one call to the full one.
+    // SAFETY: the caller owns the block (C's contract).
+    if !unsafe { heap::free_cached(p) } {
+        // SAFETY: as above.
+        unsafe { free_slow(p) }
+    }
+}
+
+/// [`free`] past the cached path: inside the fork gate, whoever owns the
+/// block, and misuse reported.
+///
+/// # Safety
+/// As [`free`].
+#[inline(never)]
+unsafe fn free_slow(p: NonNull<u8>) {
     // SAFETY: the caller owns the block (C's contract).
     if let Err(e) = orphan_if_unmap_refused(p, unsafe { heap::free(p) }) {
         invalid("free", p, e);

@@ -138,6 +138,43 @@ impl Owner {
     }
 }
 
+/// A block for `layout` from `MAIN`'s cache of the calling thread, without
+/// [`thread::call`]: `None` (nothing changed) sends the caller to
+/// [`allocate`].
+///
+/// # Why the cached paths skip the gate
+///
+/// `PooledAllocator::try_allocate_cached` and `try_free_cached` take no
+/// lock, make no call, and write only the calling thread's cache and the
+/// block itself. The fork gate exists for the arena locks, which they never
+/// hold: a fork that copies a thread in the middle of one copies a cache
+/// that no thread of the child owns, as it copies the cache of a thread
+/// outside the allocator. The nesting depth still matters: inside `MAIN`
+/// (a libc function it called allocates), the thread's cache may be in the
+/// middle of an operation, so the cached paths run only at depth 0
+/// ([`thread::outside`]); a thread not yet registered has no cache bound,
+/// and one whose cache was flushed at exit has it unbound, so both take
+/// the full path.
+#[inline(always)]
+pub(crate) fn allocate_cached(layout: Layout) -> Option<NonNull<u8>> {
+    if !thread::outside() {
+        return None;
+    }
+    MAIN.try_allocate_cached(layout).map(NonNull::cast)
+}
+
+/// Frees `ptr` into `MAIN`'s cache of the calling thread, without
+/// [`thread::call`] (see [`allocate_cached`]): `false` (nothing changed)
+/// sends the caller to [`free`].
+///
+/// # Safety
+/// If `ptr` is a live block of this library, the caller owns it.
+#[inline(always)]
+pub(crate) unsafe fn free_cached(ptr: NonNull<u8>) -> bool {
+    // SAFETY: forwarded: MAIN's live blocks are the caller's.
+    thread::outside() && unsafe { MAIN.try_free_cached(ptr) }.is_some()
+}
+
 /// A fresh block for `layout`, from the allocator `route` names; `None` when
 /// it (and, for the fallback, the emergency pool) has none.
 #[inline]

@@ -1,6 +1,7 @@
 //! The per-thread record: nesting depth, fork-gate holds, registration.
 //!
-//! Every exported function runs inside [`call`], which
+//! Every exported function runs inside [`call`] (but for the cached paths,
+//! which need only [`outside`]: see `heap`), which
 //!
 //! 1. registers the thread on its first call (below),
 //! 2. enters the fork gate ([`fork::enter`]),
@@ -139,6 +140,16 @@ pub(crate) enum Route {
     Fallback,
     /// Deeper: the emergency pool.
     Emergency,
+}
+
+/// Whether the calling thread is outside the allocator (nesting depth 0):
+/// the condition of the cached paths that skip [`call`] (see `heap`). Inside
+/// (a libc function the shell called, that allocates), a thread's cache may
+/// be in the middle of an operation, and only the full path routes the
+/// call elsewhere.
+#[inline(always)]
+pub(crate) fn outside() -> bool {
+    ThreadRecord::with(|rec| rec.depth.get() == 0)
 }
 
 /// Runs `f` inside the fork gate with the nesting depth counted; `f` gets

@@ -186,6 +186,35 @@ impl PooledAllocator {
         self.allocate_for(layout, Origin::Stack)
     }
 
+    /// Allocates from the calling thread's cache alone: the fast path of
+    /// [`PooledAllocator::try_allocate_wrapped`] on its own. It takes no
+    /// lock, writes nothing but the thread's own cache and makes no call,
+    /// so a caller may run it where the full path would be unsafe to enter
+    /// (the preload runs it outside its fork gate). `None` when it cannot
+    /// serve (no cache bound to the thread yet, an empty bin, a trim or a
+    /// leak sample due, an alignment above 16 bytes or a size the cache
+    /// does not hold): nothing changed, and `try_allocate_wrapped` serves.
+    #[inline(always)]
+    pub fn try_allocate_cached(&self, layout: Layout) -> Option<NonNull<[u8]>> {
+        self.ready()?.allocate_fast(layout)
+    }
+
+    /// Frees into the calling thread's cache alone, from the pointer (C's
+    /// `free`): the fast path of [`PooledAllocator::try_free`] on its own,
+    /// with the same validation (a live small block of this allocator, at
+    /// its start, not already cached), no lock, no call and no write but
+    /// the thread's cache and the block. Returns the block's usable size;
+    /// `None` when it cannot (no cache bound yet, a bin without room, a
+    /// page run, a tracked granule, any pointer to classify): nothing
+    /// changed, and `try_free` frees it or says why not.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it.
+    #[inline(always)]
+    pub unsafe fn try_free_cached(&self, ptr: NonNull<u8>) -> Option<usize> {
+        self.ready()?.free_unsized_cached(ptr)
+    }
+
     /// Allocates for `layout`, attributing the block to `origin` if the
     /// leak tracker samples it: the fast path (`Inner::allocate_fast`)
     /// inline, the rest behind one out-of-line call.

@@ -187,6 +187,30 @@ impl Chunk {
         (c.magic == MAGIC && c.owner == owner).then_some(c)
     }
 
+    /// The chunk holding `addr`, known to be registered in its owner's
+    /// chunk map: [`Chunk::of`] without the header's magic and owner, which
+    /// the map already vouches for (a map holds only its allocator's
+    /// chunks, registered after their header is written and unregistered
+    /// before they are unmapped). The free path's lookup.
+    ///
+    /// # Safety
+    /// The chunk map of the allocator `owner` says the chunk whose first
+    /// page is at `addr & !(chunk_size - 1)` is registered.
+    #[inline(always)]
+    pub(crate) unsafe fn registered(
+        addr: usize,
+        chunk_size: usize,
+        owner: usize,
+    ) -> &'static Chunk {
+        let header = (addr & !(chunk_size - 1)) + chunk_size;
+        // SAFETY: the caller's contract: a registered, initialised chunk,
+        // whose header follows its pages.
+        let c = unsafe { &*ptr::with_exposed_provenance::<Chunk>(header) };
+        debug_assert!(c.magic == MAGIC && c.owner == owner);
+        let _ = owner;
+        c
+    }
+
     /// The chunk's key in the chunk map: the address of its first page.
     #[inline]
     pub(crate) fn key(&self) -> usize {

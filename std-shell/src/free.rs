@@ -158,6 +158,16 @@ impl Inner {
         unsafe { self.free_unsized_slow(ptr) }
     }
 
+    /// The unsized free's fast path alone: the block's usable size when
+    /// it is in this thread's cache, `None` (nothing changed) otherwise.
+    #[inline(always)]
+    pub(crate) fn free_unsized_cached(&self, ptr: NonNull<u8>) -> Option<usize> {
+        match self.free_to_cache::<false, false>(ptr, None) {
+            Some(Ok(class)) => Some(SIZES[class]),
+            _ => None,
+        }
+    }
+
     /// Every unsized free the cached path did not take.
     ///
     /// # Safety
@@ -204,7 +214,11 @@ impl Inner {
             self.with_cache(|cache| self.free_in_cache::<true, RUNS>(cache, ptr, want))
                 .flatten()
         } else {
-            self.with_bound_cache(|cache| self.free_in_cache::<false, RUNS>(cache, ptr, want))
+            // SAFETY: `free_in_cache` without `BIND` calls nothing that
+            // reaches a cache (at most the core's tree check of a run), so no
+            // other guard is made before this one drops.
+            let mut cache = unsafe { self.bound_cache() }?;
+            self.free_in_cache::<false, RUNS>(&mut cache, ptr, want)
         }
     }
 
@@ -254,8 +268,8 @@ impl Inner {
         if !self.shared.map.contains(addr) {
             return None;
         }
-        // SAFETY: the map says the chunk is registered (mapped, initialised).
-        unsafe { Chunk::of(addr, self.shared.core.chunk_size(), self.shared.owner) }
+        // SAFETY: our map says the chunk is registered (mapped, initialised).
+        Some(unsafe { Chunk::registered(addr, self.shared.core.chunk_size(), self.shared.owner) })
     }
 
     /// Frees a huge block, checked against `layout` when there is one.

@@ -167,7 +167,7 @@ impl Drop for ExitFlush {
 impl OwnedCache<'_> {
     /// Takes the top block of bin `class` (which must not be empty) and
     /// clears its double-free canary.
-    #[inline]
+    #[inline(always)]
     fn pop(&mut self, class: usize) -> NonNull<u8> {
         // SAFETY: `class < nbins`, checked by the callers.
         let bin = unsafe { &mut *self.bins.add(class) };
@@ -240,20 +240,19 @@ impl Inner {
         Some(f(&mut owned))
     }
 
-    /// [`Inner::with_cache`] for the fast paths: the cache already bound to
-    /// this thread, or `None` without binding one (the cold paths bind), so
-    /// that no call is made.
+    /// The fast paths' view of the cache already bound to this thread for
+    /// this allocator, without binding one (the cold paths bind), and as a
+    /// value rather than through a closure, so that no call is made.
+    ///
+    /// # Safety
+    /// No other guard of this thread's cache is alive while the returned one
+    /// is: the caller is a fast path that makes no call before dropping it.
     #[inline(always)]
-    pub(crate) fn with_bound_cache<R>(
-        &self,
-        f: impl FnOnce(&mut OwnedCache<'_>) -> Option<R>,
-    ) -> Option<R> {
+    pub(crate) unsafe fn bound_cache(&self) -> Option<OwnedCache<'_>> {
         let cache = ThreadSlots::with(|t| t.cache_of(ptr::from_ref(self)))?;
-        // SAFETY: the cache lives as long as the allocator.
-        let cache = unsafe { &*cache };
-        // SAFETY: as in `with_cache`: bound to this thread, one guard.
-        let mut owned = unsafe { OwnedCache::new(cache) };
-        f(&mut owned)
+        // SAFETY: the cache lives as long as the allocator; it is bound to
+        // this thread, and the caller holds no other guard (the contract).
+        Some(unsafe { OwnedCache::new(&*cache) })
     }
 
     /// Binds a cache of this allocator to the calling thread in a free slot:
@@ -365,18 +364,18 @@ impl Inner {
     /// it returns `None`; [`Inner::cache_pop`] then counts the operation.
     #[inline(always)]
     pub(crate) fn cache_pop_fast(&self, class: usize) -> Option<NonNull<u8>> {
-        self.with_bound_cache(|cache| {
-            if class >= cache.nbins {
-                return None;
-            }
-            // SAFETY: `class < nbins` bins exist.
-            let len = unsafe { (*cache.bins.add(class)).len };
-            if len == 0 || cache.ops + 1 >= cache.next_event {
-                return None;
-            }
-            cache.ops += 1;
-            Some(cache.pop(class))
-        })
+        // SAFETY: a leaf: no other guard is made before this one drops.
+        let mut cache = unsafe { self.bound_cache() }?;
+        if class >= cache.nbins {
+            return None;
+        }
+        // SAFETY: `class < nbins` bins exist.
+        let len = unsafe { (*cache.bins.add(class)).len };
+        if len == 0 || cache.ops + 1 >= cache.next_event {
+            return None;
+        }
+        cache.ops += 1;
+        Some(cache.pop(class))
     }
 
     /// A block from this thread's cache, and whether the leak tracker
