@@ -1,0 +1,99 @@
+//! The cached leaf paths on their own (`PooledAllocator::try_allocate_cached`,
+//! `try_free_cached`): what the preload's `malloc` and `free` try first,
+//! outside its fork gate. They serve only from a cache already bound to the
+//! thread, change nothing when they decline, and validate a free exactly as
+//! the full path does: a pointer they decline is still freed (or refused)
+//! by `try_free` with the full path's verdict.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use poolalloc::{FreeError, PooledAllocator};
+
+fn small() -> Layout {
+    Layout::from_size_align(100, 16).unwrap()
+}
+
+/// A pool used by this thread only, whose cache the first allocation binds.
+fn bound_pool() -> PooledAllocator {
+    let pool = PooledAllocator::builder().arenas(1).build();
+    let p = pool.try_allocate_wrapped(small()).unwrap().cast::<u8>();
+    // SAFETY: just allocated with this layout.
+    unsafe { pool.try_deallocate(p, small()) }.unwrap();
+    pool
+}
+
+#[test]
+fn a_thread_without_a_cache_is_declined_and_nothing_changes() {
+    let pool = PooledAllocator::builder().arenas(1).build();
+    assert!(pool.try_allocate_cached(small()).is_none(), "no cache bound yet");
+    let p = pool.try_allocate_wrapped(small()).unwrap().cast::<u8>();
+    let addr = p.as_ptr() as usize;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Another thread, no cache of its own: a free it tries cached
+            // is declined, and the block stays live.
+            let p = NonNull::new(addr as *mut u8).unwrap();
+            // SAFETY: the block is live and handed to this thread.
+            assert_eq!(unsafe { pool.try_free_cached(p) }, None);
+        });
+    });
+    // SAFETY: still live: the declined free changed nothing.
+    assert_eq!(unsafe { pool.try_free(p) }, Ok(112));
+    assert_eq!(pool.metrics().active_allocations, 0);
+}
+
+#[test]
+fn a_bound_cache_serves_and_takes_back_small_blocks() {
+    let pool = bound_pool();
+    let p = pool
+        .try_allocate_cached(small())
+        .expect("the bin holds the block freed when binding")
+        .cast::<u8>();
+    // SAFETY: ours, 112 usable bytes.
+    unsafe { p.as_ptr().write_bytes(7, 112) };
+    // SAFETY: live, ours.
+    assert_eq!(unsafe { pool.try_free_cached(p) }, Some(112));
+    // Cached: a second free of it is a double free, on either path.
+    // SAFETY: the pointer is no longer live: the calls must refuse it.
+    assert_eq!(unsafe { pool.try_free_cached(p) }, None);
+    // SAFETY: as above.
+    assert_eq!(unsafe { pool.try_free(p) }, Err(FreeError::DoubleFree));
+    let m = pool.metrics();
+    assert_eq!(m.active_allocations, 0, "{m}");
+}
+
+#[test]
+fn misuse_is_declined_by_the_cached_path_and_classified_by_the_full_one() {
+    let pool = bound_pool();
+    let p = pool.try_allocate_wrapped(small()).unwrap().cast::<u8>();
+    // SAFETY: inside the block: an interior pointer.
+    let inner = unsafe { NonNull::new_unchecked(p.as_ptr().add(16)) };
+    // SAFETY: misuse on purpose: the calls must refuse it.
+    assert_eq!(unsafe { pool.try_free_cached(inner) }, None);
+    // SAFETY: as above.
+    assert_eq!(unsafe { pool.try_free(inner) }, Err(FreeError::Interior));
+    let mut local = [0u64; 4];
+    let foreign = NonNull::new(local.as_mut_ptr().cast::<u8>()).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { pool.try_free_cached(foreign) }, None);
+    // SAFETY: as above.
+    assert_eq!(unsafe { pool.try_free(foreign) }, Err(FreeError::Foreign));
+    // The block itself is untouched by the refusals.
+    // SAFETY: live, ours.
+    assert_eq!(unsafe { pool.try_free_cached(p) }, Some(112));
+    assert_eq!(pool.metrics().active_allocations, 0);
+}
+
+#[test]
+fn page_runs_and_large_alignments_take_the_full_paths() {
+    let pool = bound_pool();
+    let run = Layout::from_size_align(64 << 10, 16).unwrap();
+    let aligned = Layout::from_size_align(100, 64).unwrap();
+    assert!(pool.try_allocate_cached(aligned).is_none(), "aligned above 16");
+    let p = pool.try_allocate_wrapped(run).unwrap().cast::<u8>();
+    // SAFETY: live, ours: declined (a page run), then freed in full.
+    assert_eq!(unsafe { pool.try_free_cached(p) }, None);
+    // SAFETY: still live.
+    assert_eq!(unsafe { pool.try_free(p) }, Ok(64 << 10));
+    assert_eq!(pool.metrics().active_allocations, 0);
+}
