@@ -86,7 +86,7 @@ impl PageDesc {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn decode(w: usize) -> PageDesc {
         match KIND.get(w) {
             NORMAL => PageDesc::Normal {
@@ -104,7 +104,7 @@ impl PageDesc {
     }
 
     /// The descriptor of page `page` of a chunk's map.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn load(map: &[AtomicUsize], page: usize) -> PageDesc {
         // ORDERING: Relaxed; see the module documentation (published by the
         // hand-over of the block, validated otherwise).

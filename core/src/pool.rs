@@ -339,7 +339,7 @@ impl Pool {
 
     /// The chunk and page holding `addr`, if any region's pages do: one chain
     /// head and its links (see the module documentation).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn locate(&self, addr: usize) -> Option<(&ChunkInfo, usize)> {
         let g = addr >> self.config.chunk_shift;
         // ORDERING: Acquire pairs with `link`'s Release store of the head: the
