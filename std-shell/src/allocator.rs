@@ -56,8 +56,8 @@ pub(crate) struct Inner {
     /// Largest cached class size (0: no cache).
     pub max_cached: usize,
     /// Largest size of the small classes the cache holds: the free fast
-    /// path's leaf (`Inner::free_fast`); cached page runs take
-    /// `Inner::free_run`.
+    /// path's leaf (`Inner::free_fast`); cached page runs above it take
+    /// `PooledAllocator::deallocate_run` (`Inner::free_run_fast`).
     pub max_cached_small: usize,
     /// Number of cached classes (bins).
     pub cache_bins: usize,
@@ -232,7 +232,7 @@ impl PooledAllocator {
 
     /// Every allocation the fast path did not serve (see `alloc`), the
     /// state mapped first if needed. Out of line, so that the fast path
-    /// stays a leaf that saves no registers.
+    /// stays a leaf: one jump here with the caller's arguments.
     #[inline(never)]
     pub(crate) fn allocate_cold(
         &self,

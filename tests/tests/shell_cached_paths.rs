@@ -25,7 +25,10 @@ fn bound_pool() -> PooledAllocator {
 #[test]
 fn a_thread_without_a_cache_is_declined_and_nothing_changes() {
     let pool = PooledAllocator::builder().arenas(1).build();
-    assert!(pool.try_allocate_cached(small()).is_none(), "no cache bound yet");
+    assert!(
+        pool.try_allocate_cached(small()).is_none(),
+        "no cache bound yet"
+    );
     let p = pool.try_allocate_wrapped(small()).unwrap().cast::<u8>();
     let addr = p.as_ptr() as usize;
     std::thread::scope(|s| {
@@ -89,7 +92,10 @@ fn page_runs_and_large_alignments_take_the_full_paths() {
     let pool = bound_pool();
     let run = Layout::from_size_align(64 << 10, 16).unwrap();
     let aligned = Layout::from_size_align(100, 64).unwrap();
-    assert!(pool.try_allocate_cached(aligned).is_none(), "aligned above 16");
+    assert!(
+        pool.try_allocate_cached(aligned).is_none(),
+        "aligned above 16"
+    );
     let p = pool.try_allocate_wrapped(run).unwrap().cast::<u8>();
     // SAFETY: live, ours: declined (a page run), then freed in full.
     assert_eq!(unsafe { pool.try_free_cached(p) }, None);
