@@ -9,17 +9,18 @@
 //! with the caller's arguments. In order:
 //!
 //! 1. the thread's cache if one is bound (one TLS read) and, for a sized
-//!    free, room in the layout's bin, before any lookup;
-//! 2. the chunk (`Inner::chunk_of`: the chunk map, the header's magic and
-//!    owner), and no tracked block in its granule (`Chunk::may_track`);
+//!    free, room for the layout's size under the cache's byte bound,
+//!    before any lookup;
+//! 2. the chunk (`Inner::chunk_of`: the chunk map, which vouches for the
+//!    header), and no tracked block in its granule (`Chunk::may_track`);
 //! 3. the core's `Pool::live_small_class`: the pointer starts a live small
 //!    element, and its class, in the loads of the core's resolve (address
 //!    table, descriptor, identity, element index, bitmap word); for a
-//!    sized free the class must be the layout's, which is the layout
-//!    check;
-//! 4. the double-free canary (a block already in a cache is live for the
-//!    core but free for its user), then the push, which writes the canary.
-//!    No shared memory is written.
+//!    sized free the layout's size must route to that class (above the
+//!    class below it, at most its own), which is the layout check;
+//! 4. room in the class's bin, the double-free canary (a block already in
+//!    a cache is live for the core but free for its user), then the push,
+//!    which writes the canary. No shared memory is written.
 //!
 //! A cached **page run** (a sized free above the small classes, up to the
 //! cache's largest class) takes the same steps with `RUNS` out of the
@@ -72,7 +73,7 @@ use crate::os;
 use crate::thread_cache::OwnedCache;
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use poolalloc_core::size_class::{class_of, QUANTUM, SIZES};
+use poolalloc_core::size_class::{QUANTUM, SIZES};
 
 impl Inner {
     /// The sized free's fast path (see the module docs): `true` when the
@@ -85,7 +86,7 @@ impl Inner {
         layout.align() <= QUANTUM
             && layout.size().wrapping_sub(1) < self.max_cached_small
             && self
-                .free_to_cache::<false, false>(ptr, Some(class_of(layout.size())))
+                .free_to_cache::<false, false>(ptr, Some(layout.size()))
                 .is_some()
     }
 
@@ -97,7 +98,7 @@ impl Inner {
     pub(crate) fn free_run_fast(&self, ptr: NonNull<u8>, layout: Layout) -> bool {
         self.cacheable(layout)
             && self
-                .free_to_cache::<false, true>(ptr, Some(class_of(layout.size())))
+                .free_to_cache::<false, true>(ptr, Some(layout.size()))
                 .is_some()
     }
 
@@ -122,8 +123,7 @@ impl Inner {
         layout: Layout,
     ) -> Result<(), FreeError> {
         if self.cacheable(layout) {
-            let class = Some(class_of(layout.size()));
-            if let Some(r) = self.free_to_cache::<true, true>(ptr, class) {
+            if let Some(r) = self.free_to_cache::<true, true>(ptr, Some(layout.size())) {
                 return r.map(|_| ());
             }
         }
@@ -191,8 +191,9 @@ impl Inner {
     }
 
     /// The cached free (see the module docs): `ptr` starts a live element
-    /// (or, with `RUNS`, a page run) of a class the cache holds (`want`,
-    /// when the layout names one), its granule holds no tracked block, and
+    /// (or, with `RUNS`, a page run) of a class the cache holds (the class
+    /// `size` routes to, for a sized free of an alignment up to the
+    /// quantum), its granule holds no tracked block, its bin has room, and
     /// it does not carry the canary; then it is pushed on its bin.
     /// `Some(Ok(class))`: cached; `Some(Err(DoubleFree))`: the canary;
     /// `None`, having changed nothing: anything else, for the full path,
@@ -208,17 +209,17 @@ impl Inner {
     fn free_to_cache<const BIND: bool, const RUNS: bool>(
         &self,
         ptr: NonNull<u8>,
-        want: Option<usize>,
+        size: Option<usize>,
     ) -> Option<Result<usize, FreeError>> {
         if BIND {
-            self.with_cache(|cache| self.free_in_cache::<true, RUNS>(cache, ptr, want))
+            self.with_cache(|cache| self.free_in_cache::<true, RUNS>(cache, ptr, size))
                 .flatten()
         } else {
             // SAFETY: `free_in_cache` without `BIND` calls nothing that
             // reaches a cache (at most the core's tree check of a run), so no
             // other guard is made before this one drops.
             let mut cache = unsafe { self.bound_cache() }?;
-            self.free_in_cache::<false, RUNS>(&mut cache, ptr, want)
+            self.free_in_cache::<false, RUNS>(&mut cache, ptr, size)
         }
     }
 
@@ -228,13 +229,11 @@ impl Inner {
         &self,
         cache: &mut OwnedCache<'_>,
         ptr: NonNull<u8>,
-        want: Option<usize>,
+        size: Option<usize>,
     ) -> Option<Result<usize, FreeError>> {
-        let room = |cache: &mut OwnedCache<'_>, class| {
-            self.has_room(cache, class) || (BIND && self.flush_half(cache, class))
-        };
-        // A sized free knows its bin before validating.
-        if want.is_some_and(|w| !room(cache, w)) {
+        // A cache at its byte bound cannot take a sized free whatever its
+        // class (the class is at least the size): leave before validating.
+        if !BIND && size.is_some_and(|s| cache.bytes + s > self.config.cache_max_bytes) {
             return None;
         }
         let chunk = self.chunk_of(ptr)?;
@@ -247,10 +246,17 @@ impl Inner {
         } else {
             chunk.pool.live_small_class(ptr)?
         };
-        match want {
-            Some(w) if w != class => return None,
-            None if SIZES[class] > self.max_cached || !room(cache, class) => return None,
+        match size {
+            // The layout check: the class is the one the size routes to
+            // (the callers pass alignments of at most the quantum).
+            Some(s) if s > SIZES[class] || class.checked_sub(1).is_some_and(|c| s <= SIZES[c]) => {
+                return None
+            }
+            None if SIZES[class] > self.max_cached => return None,
             _ => {}
+        }
+        if !(self.has_room(cache, class) || (BIND && self.flush_half(cache, class))) {
+            return None;
         }
         // SAFETY: a live block of at least 16 bytes that the caller owns.
         let first = unsafe { ptr.cast::<usize>().read() };
