@@ -103,3 +103,30 @@ fn page_runs_and_large_alignments_take_the_full_paths() {
     assert_eq!(unsafe { pool.try_free(p) }, Ok(64 << 10));
     assert_eq!(pool.metrics().active_allocations, 0);
 }
+
+#[test]
+fn the_layout_check_holds_at_the_class_boundaries() {
+    let pool = bound_pool();
+    // 100 bytes route to the 112-byte class; the class below is 96.
+    let p = pool.try_allocate_wrapped(small()).unwrap().cast::<u8>();
+    for size in [96, 113, 16, 1024] {
+        let l = Layout::from_size_align(size, 16).unwrap();
+        // SAFETY: a live block freed with a wrong layout: refused, unchanged.
+        let e = unsafe { pool.try_deallocate(p, l) }.unwrap_err();
+        assert!(
+            matches!(e, FreeError::LayoutMismatch { .. }),
+            "size {size}: {e:?}"
+        );
+    }
+    // Both ends of the class's range are the block's layout.
+    for size in [97, 112] {
+        let l = Layout::from_size_align(size, 16).unwrap();
+        // SAFETY: live, freed once with a layout of its class.
+        unsafe { pool.try_deallocate(p, l) }.unwrap();
+        let q = pool.try_allocate_wrapped(l).unwrap().cast::<u8>();
+        assert_eq!(q, p, "the cached block comes back");
+    }
+    // SAFETY: live, its own layout.
+    unsafe { pool.try_deallocate(p, small()) }.unwrap();
+    assert_eq!(pool.metrics().active_allocations, 0);
+}
