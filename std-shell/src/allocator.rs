@@ -294,12 +294,8 @@ impl PooledAllocator {
     /// [`deallocate`]: PooledAllocator::deallocate
     #[inline(never)]
     pub(crate) unsafe fn deallocate_cold(&self, ptr: NonNull<u8>, layout: Layout) {
-        let freed = match self.ready() {
-            // SAFETY: forwarded.
-            Some(inner) => unsafe { inner.free_slow(ptr, layout) },
-            None => Err(FreeError::Foreign),
-        };
-        match freed {
+        // SAFETY: forwarded.
+        match unsafe { self.free_slow(ptr, layout) } {
             Ok(()) => {}
             // SAFETY: forwarded; the refused free left the block live.
             Err(FreeError::Os) => _ = unsafe { self.orphan(ptr) },
@@ -359,6 +355,17 @@ impl PooledAllocator {
         ptr: NonNull<u8>,
         layout: Layout,
     ) -> Result<(), FreeError> {
+        // SAFETY: forwarded.
+        unsafe { self.free_slow(ptr, layout) }
+    }
+
+    /// The cold paths' free: `Inner::free_slow`, or `Foreign` before the
+    /// state is mapped (no block can be ours yet).
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it.
+    #[inline(always)]
+    unsafe fn free_slow(&self, ptr: NonNull<u8>, layout: Layout) -> Result<(), FreeError> {
         match self.ready() {
             // SAFETY: forwarded.
             Some(inner) => unsafe { inner.free_slow(ptr, layout) },

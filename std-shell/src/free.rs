@@ -83,8 +83,7 @@ impl Inner {
     pub(crate) fn free_fast(&self, ptr: NonNull<u8>, layout: Layout) -> bool {
         // A size the cache holds, routed by size alone (so its class is the
         // layout's check).
-        layout.align() <= QUANTUM
-            && layout.size().wrapping_sub(1) < self.max_cached_small
+        self.routes_by_size(layout, self.max_cached_small)
             && self
                 .free_to_cache::<false, false>(ptr, Some(layout.size()))
                 .is_some()
@@ -96,18 +95,19 @@ impl Inner {
     /// so this path is kept apart from the small classes' leaf.
     #[inline(always)]
     pub(crate) fn free_run_fast(&self, ptr: NonNull<u8>, layout: Layout) -> bool {
-        self.cacheable(layout)
+        self.routes_by_size(layout, self.max_cached)
             && self
                 .free_to_cache::<false, true>(ptr, Some(layout.size()))
                 .is_some()
     }
 
     /// Whether a sized free of `layout` may be cached by its size alone: a
-    /// size the cache holds, routed by size (alignment up to the quantum),
-    /// so that the class found for the pointer is the layout's check.
+    /// non-zero size up to `max`, routed by size (alignment up to the
+    /// quantum), so that the class found for the pointer is the layout's
+    /// check.
     #[inline(always)]
-    fn cacheable(&self, layout: Layout) -> bool {
-        layout.align() <= QUANTUM && layout.size().wrapping_sub(1) < self.max_cached
+    fn routes_by_size(&self, layout: Layout, max: usize) -> bool {
+        layout.align() <= QUANTUM && layout.size().wrapping_sub(1) < max
     }
 
     /// Every sized free the fast path did not take: huge blocks, sizes the
@@ -122,7 +122,7 @@ impl Inner {
         ptr: NonNull<u8>,
         layout: Layout,
     ) -> Result<(), FreeError> {
-        if self.cacheable(layout) {
+        if self.routes_by_size(layout, self.max_cached) {
             if let Some(r) = self.free_to_cache::<true, true>(ptr, Some(layout.size())) {
                 return r.map(|_| ());
             }
@@ -151,8 +151,8 @@ impl Inner {
     /// If `ptr` is a live block of this allocator, the caller owns it.
     #[inline]
     pub(crate) unsafe fn free_unsized(&self, ptr: NonNull<u8>) -> Result<usize, FreeError> {
-        if let Some(r) = self.free_to_cache::<false, false>(ptr, None) {
-            return r.map(|class| SIZES[class]);
+        if let Some(size) = self.free_unsized_cached(ptr) {
+            return Ok(size);
         }
         // SAFETY: forwarded.
         unsafe { self.free_unsized_slow(ptr) }

@@ -77,10 +77,7 @@ impl PooledAllocator {
     /// `GlobalAlloc::alloc` past its fast path.
     #[inline(never)]
     fn alloc_cold(&self, layout: Layout) -> *mut u8 {
-        match self
-            .inner()
-            .allocate_cold(layout, crate::leak::Origin::Stack)
-        {
+        match self.allocate_cold(layout, crate::leak::Origin::Stack) {
             Ok(p) => p.as_ptr().cast(),
             Err(_) => ptr::null_mut(),
         }

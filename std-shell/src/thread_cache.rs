@@ -224,19 +224,19 @@ impl Inner {
     /// cache bound to another allocator, the thread exiting).
     #[inline(always)]
     pub(crate) fn with_cache<R>(&self, f: impl FnOnce(&mut OwnedCache<'_>) -> R) -> Option<R> {
-        // One TLS access (a small closure the compiler inlines); binding is
-        // the cold path.
-        let me = ptr::from_ref(self);
-        let cache = match ThreadSlots::with(|t| t.cache_of(me)) {
-            Some(cache) => cache,
-            None => self.bind_thread()?,
+        // One TLS access; binding is the cold path. A cache operation never
+        // re-enters `with_cache` (module docs), so the guard made here is
+        // the only one: `bound_cache`'s contract.
+        // SAFETY: as just said.
+        let mut owned = match unsafe { self.bound_cache() } {
+            Some(owned) => owned,
+            None => {
+                let cache = self.bind_thread()?;
+                // SAFETY: the cache lives as long as the allocator and was
+                // just bound to this thread; the only guard, as above.
+                unsafe { OwnedCache::new(&*cache) }
+            }
         };
-        // SAFETY: the cache lives as long as the allocator.
-        let cache = unsafe { &*cache };
-        // SAFETY: the cache is bound to this thread (claimed by it), and a
-        // cache operation never re-enters `with_cache` (module docs): this
-        // guard is the only one.
-        let mut owned = unsafe { OwnedCache::new(cache) };
         Some(f(&mut owned))
     }
 
