@@ -47,6 +47,58 @@ pub struct Block<'p> {
     pub(crate) kind: Kind,
 }
 
+/// Where a live small element's metadata is (its subpage's first page and
+/// its index there), recorded when the element was resolved, so that a
+/// layer holding the block for a while (the std shell's thread caches) can
+/// free it later without resolving its pointer again
+/// ([`Pool::deallocate_element`]).
+///
+/// Plain bits, stored wherever the layer likes (the shell keeps it in the
+/// cached block itself): any value is safe to hand back, because the free
+/// checks it against the pointer before it trusts it, and resolves the
+/// pointer as [`Pool::deallocate`] does when it does not match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ElementTag(usize);
+
+impl ElementTag {
+    /// Bits of the element index (`Config`'s elements per run are `u16`).
+    const INDEX_BITS: u32 = 16;
+
+    /// The tag of no element: never matches a pointer.
+    pub const NONE: ElementTag = ElementTag(usize::MAX);
+
+    #[inline(always)]
+    pub(crate) const fn new(start: usize, n: usize) -> ElementTag {
+        ElementTag(start << Self::INDEX_BITS | n)
+    }
+
+    /// The subpage's first page and the element's index.
+    #[inline(always)]
+    pub(crate) const fn parts(self) -> (usize, usize) {
+        (
+            self.0 >> Self::INDEX_BITS,
+            self.0 & ((1 << Self::INDEX_BITS) - 1),
+        )
+    }
+
+    /// The tag as a word, to store.
+    #[inline(always)]
+    pub const fn to_bits(self) -> usize {
+        self.0
+    }
+
+    /// A tag from a stored word (any word: see the type's docs).
+    #[inline(always)]
+    pub const fn from_bits(bits: usize) -> ElementTag {
+        ElementTag(bits)
+    }
+}
+
+// A chunk's pages and a run's elements fit the packing on 32-bit targets.
+static_assertions::const_assert!(
+    (crate::config::MAX_CHUNK_PAGES as u64) << ElementTag::INDEX_BITS <= u32::MAX as u64 + 1
+);
+
 /// What a block is, in the chunk's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
@@ -60,6 +112,15 @@ pub(crate) enum Kind {
 }
 
 impl<'p> Block<'p> {
+    /// A small element's [`ElementTag`] ([`ElementTag::NONE`] for a run).
+    #[inline]
+    pub fn element_tag(&self) -> ElementTag {
+        match self.kind {
+            Kind::Small => ElementTag::new(self.page, self.n),
+            Kind::Normal | Kind::Span => ElementTag::NONE,
+        }
+    }
+
     /// Usable bytes of the block: its class size, or its pages.
     #[inline]
     pub fn size(&self) -> usize {
@@ -234,21 +295,24 @@ impl Pool {
     ///
     /// A snapshot, as [`Pool::is_live`]: meaningful while the caller owns
     /// the block.
+    ///
+    /// With the class, the block's [`ElementTag`] ([`ElementTag::NONE`] for
+    /// a page run), for a later [`Pool::deallocate_element`].
     #[inline(always)]
-    pub fn live_class(&self, ptr: NonNull<u8>) -> Option<usize> {
+    pub fn live_element(&self, ptr: NonNull<u8>) -> Option<(usize, ElementTag)> {
         self.live_class_of::<true>(ptr)
     }
 
-    /// [`Pool::live_class`] for small elements only (`None` for a page
+    /// [`Pool::live_element`] for small elements only (`None` for a page
     /// run), with no call, so that a caller's fast path stays free of
     /// spills around one.
     #[inline(always)]
-    pub fn live_small_class(&self, ptr: NonNull<u8>) -> Option<usize> {
+    pub fn live_small_element(&self, ptr: NonNull<u8>) -> Option<(usize, ElementTag)> {
         self.live_class_of::<false>(ptr)
     }
 
     #[inline(always)]
-    fn live_class_of<const RUNS: bool>(&self, ptr: NonNull<u8>) -> Option<usize> {
+    fn live_class_of<const RUNS: bool>(&self, ptr: NonNull<u8>) -> Option<(usize, ElementTag)> {
         let addr = ptr.as_ptr() as usize;
         let (chunk, page) = self.locate(addr)?;
         match PageDesc::load(chunk.page_map(), page) {
@@ -260,10 +324,10 @@ impl Pool {
                 // ORDERING: Acquire; a snapshot of the element's state, as
                 // `is_live`.
                 let word = header[BITMAP + b.n / BITS].load(Ordering::Acquire);
-                (word & (1 << (b.n % BITS)) != 0).then_some(class)
+                (word & (1 << (b.n % BITS)) != 0).then_some((class, ElementTag::new(b.page, b.n)))
             }
             PageDesc::Normal { pages } if RUNS && addr & ((1 << chunk.page_shift) - 1) == 0 => {
-                self.live_run_class(chunk, page, pages)
+                Some((self.live_run_class(chunk, page, pages)?, ElementTag::NONE))
             }
             _ => None,
         }

@@ -12,11 +12,12 @@
 //! run goes back to the tree, unless a lane allocates from it (as Netty keeps
 //! a class's last subpage, to avoid churn).
 
-use crate::block::{Block, Kind};
+use crate::block::{Block, ElementTag, Kind};
 use crate::chunk::ChunkInfo;
 use crate::error::FreeError;
 use crate::pool::{stack_lane, Pool, Route};
-use crate::subpage::{self, ident_class, is_short, BITMAP, IDENT};
+use crate::size_class::{QUANTUM, SIZES};
+use crate::subpage::{self, ident_class, is_short, life_class, BITMAP, IDENT};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::tree::RunKind;
 use crate::{bitmap, tree};
@@ -104,6 +105,72 @@ impl Pool {
         #[cfg(feature = "counters")]
         self.counters().count_free(r.is_ok());
         r
+    }
+
+    /// Frees the block at `ptr` as a block of size class `class`, given the
+    /// [`ElementTag`] recorded when it was resolved
+    /// ([`Pool::live_small_element`], [`Block::element_tag`]): what
+    /// [`Pool::deallocate`] does with a layout of the class's size and the
+    /// quantum's alignment, without resolving the pointer again when the tag
+    /// matches it.
+    ///
+    /// The tag is checked, not trusted: its page must start a live life of
+    /// `class` whose element `n` is at `ptr`. That is what the lookup itself
+    /// establishes (`small_block`: such a life holds `ptr`'s page, since
+    /// live runs never overlap), in an identity load and a multiply instead
+    /// of the descriptor, the identity and a division. A tag that does not
+    /// match (a page run's, a stale or overwritten one) sends the pointer
+    /// down [`Pool::deallocate`]'s path, which decides exactly.
+    ///
+    /// # Safety
+    /// As [`Pool::deallocate`].
+    #[inline]
+    pub unsafe fn deallocate_element(
+        &self,
+        ptr: NonNull<u8>,
+        class: usize,
+        tag: ElementTag,
+    ) -> Result<(), FreeError> {
+        let r = self.free_tagged(ptr, class, tag);
+        #[cfg(feature = "counters")]
+        self.counters().count_free(r.is_ok());
+        r
+    }
+
+    #[inline]
+    fn free_tagged(
+        &self,
+        ptr: NonNull<u8>,
+        class: usize,
+        tag: ElementTag,
+    ) -> Result<(), FreeError> {
+        let addr = ptr.as_ptr() as usize;
+        let (start, n) = tag.parts();
+        if class < self.config().num_small {
+            if let Some((chunk, page)) = self.locate(addr) {
+                if start <= page {
+                    let header = chunk.header(start);
+                    // ORDERING: Acquire, paired with `subpage::init`'s
+                    // publication, as in `small_block`.
+                    let ident = header[IDENT].load(Ordering::Acquire);
+                    if life_class(ident) == Some(class) {
+                        let (_, elems) = self.config().subpage_shape(class, is_short(ident));
+                        let base = chunk.data + (start << chunk.page_shift);
+                        if n < elems && base + n * SIZES[class] == addr {
+                            return self.free_small(chunk, start, class, n, elems);
+                        }
+                    }
+                }
+            }
+        }
+        let Some(&size) = SIZES.get(class) else {
+            return Err(FreeError::LayoutMismatch {
+                expected: 0,
+                found: 0,
+            });
+        };
+        let layout = Layout::from_size_align(size, QUANTUM).map_err(|_| FreeError::ZeroSize)?;
+        self.free_checked(ptr, layout)
     }
 
     /// Checks, without freeing, that `ptr` is a live block of this pool that

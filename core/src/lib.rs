@@ -106,7 +106,7 @@ mod pool_tests;
 mod tests;
 
 #[cfg(not(loom))]
-pub use block::Block;
+pub use block::{Block, ElementTag};
 #[cfg(not(loom))]
 pub use check::CheckError;
 pub use config::{Config, ConfigError, MAX_CHUNK_PAGES, MAX_PAGE, MAX_SMALL, MIN_PAGE};

@@ -191,3 +191,77 @@ fn has_partial_follows_the_listed_subpages() {
     assert!(!p.has_partial(small), "a trim retires the empty subpage");
     p.check().unwrap();
 }
+
+#[test]
+fn elements_free_by_their_tag_and_a_wrong_tag_changes_nothing_it_should_not() {
+    use crate::size_class::class_of;
+    use crate::ElementTag;
+    let len = 16 << 10;
+    let mut buf = std::vec![0u64; len / 8];
+    let p = &Pool::new(CONFIG);
+    let start = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap();
+    // SAFETY: memory used by nothing else, alive until the end of the test,
+    // after the pool's last use.
+    unsafe { p.add_region(start, len) }.unwrap();
+    let layout = l(48, 16);
+    let class = class_of(48);
+    let blocks: Vec<_> = (0..6)
+        .map(|_| p.allocate(layout).unwrap().cast::<u8>())
+        .collect();
+    let tags: Vec<_> = blocks
+        .iter()
+        .map(|&b| {
+            let (c, tag) = p.live_small_element(b).unwrap();
+            assert_eq!(c, class);
+            assert_eq!(tag, p.resolve(b).unwrap().element_tag());
+            tag
+        })
+        .collect();
+    // Distinct elements, distinct tags.
+    assert_ne!(tags[0], tags[1]);
+    // A matching tag frees; the same free again is a double free, refused.
+    // SAFETY: every call frees a live block of this pool that we own, or a
+    // pointer the pool refuses without changing anything.
+    unsafe {
+        assert_eq!(p.deallocate_element(blocks[0], class, tags[0]), Ok(()));
+        assert_eq!(
+            p.deallocate_element(blocks[0], class, tags[0]),
+            Err(FreeError::NotAllocated)
+        );
+        // Another element's tag, a page run's and garbage: the full free
+        // decides, and frees the block the pointer names, not the tag's.
+        assert_eq!(p.deallocate_element(blocks[1], class, tags[2]), Ok(()));
+        assert!(p.live_small_element(blocks[2]).is_some());
+        assert_eq!(
+            p.deallocate_element(blocks[2], class, ElementTag::NONE),
+            Ok(())
+        );
+        assert_eq!(
+            p.deallocate_element(blocks[3], class, ElementTag::from_bits(0x5a5a_5a5a)),
+            Ok(())
+        );
+        // The wrong class is a layout mismatch, and the block stays live.
+        assert!(matches!(
+            p.deallocate_element(blocks[4], class + 1, tags[4]),
+            Err(FreeError::LayoutMismatch { .. })
+        ));
+        assert!(matches!(
+            p.deallocate_element(blocks[4], usize::MAX, tags[4]),
+            Err(FreeError::LayoutMismatch { .. })
+        ));
+        assert!(p.live_small_element(blocks[4]).is_some());
+        // An interior pointer with its block's tag is refused.
+        assert_eq!(
+            p.deallocate_element(
+                NonNull::new_unchecked(blocks[5].as_ptr().add(16)),
+                class,
+                tags[5]
+            ),
+            Err(FreeError::Interior)
+        );
+        assert_eq!(p.deallocate_element(blocks[4], class, tags[4]), Ok(()));
+        assert_eq!(p.deallocate_element(blocks[5], class, tags[5]), Ok(()));
+    }
+    p.check().unwrap();
+    assert_eq!(p.stats().allocated_bytes, 0);
+}

@@ -62,8 +62,8 @@ use crate::os;
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
-use poolalloc_core::size_class::{class_of, NUM_SIZES};
-use poolalloc_core::{Block, Config as CoreConfig, FreeError};
+use poolalloc_core::size_class::{class_of, NUM_SIZES, SIZES};
+use poolalloc_core::{Block, Config as CoreConfig, ElementTag, FreeError, Pool};
 
 /// `(min, max)` usage in percent of each band; a chunk stays while
 /// `min <= usage < max` (q100: usage 100).
@@ -608,14 +608,53 @@ impl Arena {
         chunk: &Chunk,
         block: Block<'_>,
     ) -> Result<usize, FreeError> {
-        let size = block.size();
+        // SAFETY: forwarded contract (the block was resolved in this chunk's
+        // pool), for both calls.
+        unsafe { self.free_with(sh, chunk, block.size(), |pool| pool.deallocate_block(block)) }
+    }
+
+    /// [`Arena::free`] of a cached block of `class` by the tag recorded when
+    /// it was validated (`Pool::deallocate_element`: not resolved again).
+    ///
+    /// # Safety
+    /// `chunk` is a registered chunk of this arena and `ptr`, if a live
+    /// block of its pool, one the caller owns.
+    pub(crate) unsafe fn free_element(
+        &self,
+        sh: &Shared,
+        chunk: &Chunk,
+        ptr: NonNull<u8>,
+        class: usize,
+        tag: ElementTag,
+    ) -> Result<usize, FreeError> {
+        // SAFETY: forwarded contract, for both calls.
+        unsafe {
+            self.free_with(sh, chunk, SIZES[class], |pool| {
+                pool.deallocate_element(ptr, class, tag)
+            })
+        }
+    }
+
+    /// The core free `free` of a block of `size` bytes in `chunk`'s pool,
+    /// then the chunk's accounting (see [`Arena::free`]).
+    ///
+    /// # Safety
+    /// `chunk` is a registered chunk of this arena; `free` frees a block of
+    /// `size` bytes of its pool that the caller owns, or changes nothing
+    /// and fails.
+    #[inline]
+    unsafe fn free_with(
+        &self,
+        sh: &Shared,
+        chunk: &Chunk,
+        size: usize,
+        free: impl FnOnce(&Pool) -> Result<(), FreeError>,
+    ) -> Result<usize, FreeError> {
         // Read before the block is released: afterwards the chunk may go.
         // ORDERING: Relaxed; a heuristic rechecked under the lock.
         let band = chunk.band.load(Ordering::Relaxed) as usize;
         let (usable, addr) = (chunk.usable, chunk.key());
-        // SAFETY: forwarded contract; the block was resolved in this chunk's
-        // pool.
-        unsafe { chunk.pool.deallocate_block(block) }?;
+        free(&chunk.pool)?;
         // ORDERING: Release: the core free happens before an arena that sees
         // the lower count (Acquire, under the lock) releases the chunk.
         let after = chunk.active.fetch_sub(size, Ordering::Release) - size;

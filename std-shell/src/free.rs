@@ -13,19 +13,22 @@
 //!    before any lookup;
 //! 2. the chunk (`Inner::chunk_of`: the chunk map, which vouches for the
 //!    header), and no tracked block in its granule (`Chunk::may_track`);
-//! 3. the core's `Pool::live_small_class`: the pointer starts a live small
-//!    element, and its class, in the loads of the core's resolve (address
-//!    table, descriptor, identity, element index, bitmap word); for a
+//! 3. the core's `Pool::live_small_element`: the pointer starts a live small
+//!    element, and its class and tag (`ElementTag`), in the loads of the
+//!    core's resolve (address table, descriptor, identity, element index,
+//!    bitmap word); for a
 //!    sized free the layout's size must route to that class (above the
 //!    class below it, at most its own), which is the layout check;
 //! 4. room in the class's bin, the double-free canary (a block already in
 //!    a cache is live for the core but free for its user), then the push,
-//!    which writes the canary. No shared memory is written.
+//!    which writes the canary and the tag, so that the block goes back to
+//!    its chunk later without being resolved again (`thread_cache`,
+//!    "Validated once"). No shared memory is written.
 //!
 //! A cached **page run** (a sized free above the small classes, up to the
 //! cache's largest class) takes the same steps with `RUNS` out of the
 //! small classes' code (`PooledAllocator::deallocate_run`): the run's tree
-//! word is checked by a call (`Pool::live_class`).
+//! word is checked by a call (`Pool::live_element`).
 //!
 //! Anything else changes nothing and takes the **cold path**
 //! (`free_slow`, `free_unsized_slow`, out of line). It first retries the
@@ -48,9 +51,9 @@
 //! a cached 64 B free costs about 205 instructions through `GlobalAlloc`:
 //! the register saves (~16: the path needs more registers than a call
 //! leaves free), the TLS read and bin room (~15), the chunk map and header
-//! (~20), the core's `live_small_class` (~60), the canary (~5), the push
-//! with its counters (~25), and the glue. mimalloc's whole alloc+free pair
-//! is 77; what separates them is validation that mimalloc does not do
+//! (~20), the core's `live_small_element` (~60), the canary (~5), the push
+//! with the tag and its counters (~25), and the glue. mimalloc's whole
+//! alloc+free pair is 77; what separates them is validation that mimalloc does not do
 //! (foreign, interior, mismatched and double frees, exactly, on every
 //! free) and the shell's second lookup structure (the chunk map before the
 //! core's table). A change that adds to this path must say so here.
@@ -241,10 +244,10 @@ impl Inner {
         if chunk.may_track(addr) {
             return None;
         }
-        let class = if RUNS {
-            chunk.pool.live_class(ptr)?
+        let (class, tag) = if RUNS {
+            chunk.pool.live_element(ptr)?
         } else {
-            chunk.pool.live_small_class(ptr)?
+            chunk.pool.live_small_element(ptr)?
         };
         match size {
             // The layout check: the class is the one the size routes to
@@ -263,7 +266,7 @@ impl Inner {
         if first == canary(self.secret, addr) {
             return BIND.then_some(Err(FreeError::DoubleFree));
         }
-        self.push(cache, class, ptr, addr);
+        self.push(cache, class, ptr, addr, tag);
         Some(Ok(class))
     }
 
@@ -344,7 +347,7 @@ impl Inner {
                 return Err(FreeError::DoubleFree);
             }
             if let Some(class) = class {
-                if self.cache_push(class, ptr, addr) == Some(true) {
+                if self.cache_push(class, ptr, addr, block.element_tag()) == Some(true) {
                     return Ok(());
                 }
             }

@@ -34,11 +34,25 @@
 //!
 //! A pop counts an operation and takes the bin's top block; a push checks
 //! the bin's room and the cache's byte bound, writes the double-free canary
-//! into the block and stacks it. Neither writes memory another thread
-//! writes: only the cache's own counts and `cached_bytes`, which metrics
-//! read. Everything else waits for the slow path, taken when a bin is empty
-//! or `ops` reaches `next_event`: the earlier of the next trim and the next
-//! leak-detection sample.
+//! into the block's first word and the element's tag (`ElementTag`, where
+//! the free's validation found its metadata) into its second, and stacks
+//! it. Neither writes memory another thread writes: only the cache's own
+//! counts and `cached_bytes`, which metrics read. Everything else waits for
+//! the slow path, taken when a bin is empty or `ops` reaches `next_event`:
+//! the earlier of the next trim and the next leak-detection sample.
+//!
+//! # Validated once
+//!
+//! A block leaves the cache for its chunk (a flush, a trim, the exit flush:
+//! `drain`) without being resolved again. Its chunk is the one its address
+//! masks to (a chunk with blocks in a cache is never released, so no map
+//! lookup), and the core frees it by the tag the push stored
+//! (`Pool::deallocate_element`), which it checks against the pointer in an
+//! identity load and a multiply instead of the lookup's descriptor,
+//! identity and division. Blocks that a refill stacked and nobody used
+//! carry no tag of theirs (whatever their memory held), and a block the
+//! user wrote after freeing it may carry a broken one: the check sends
+//! both down the core's full free, which decides exactly, as before.
 //!
 //! # Bounds and trimming
 //!
@@ -82,6 +96,7 @@ mod registry;
 pub(crate) use registry::{OwnedCache, Registry, ThreadCache};
 
 use crate::allocator::Inner;
+use crate::chunk::Chunk;
 use crate::free::{canary, misuse};
 use crate::leak;
 use crate::os;
@@ -90,6 +105,7 @@ use core::cell::Cell;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering;
 use poolalloc_core::size_class::SIZES;
+use poolalloc_core::ElementTag;
 use registry::{bin_cap, max_fill, Bin};
 
 /// Allocators one thread caches for at once: the global one and a few
@@ -448,12 +464,18 @@ impl Inner {
     /// cache, `Some(false)` when it still does not fit (no bin for the
     /// class, or too few blocks in the bin to make room).
     #[inline]
-    pub(crate) fn cache_push(&self, class: usize, ptr: NonNull<u8>, addr: usize) -> Option<bool> {
+    pub(crate) fn cache_push(
+        &self,
+        class: usize,
+        ptr: NonNull<u8>,
+        addr: usize,
+        tag: ElementTag,
+    ) -> Option<bool> {
         self.with_cache(|cache| {
             if !(self.has_room(cache, class) || self.flush_half(cache, class)) {
                 return false;
             }
-            self.push(cache, class, ptr, addr);
+            self.push(cache, class, ptr, addr, tag);
             true
         })
     }
@@ -471,7 +493,8 @@ impl Inner {
     }
 
     /// Pushes a validated block at `addr` onto bin `class`, which
-    /// [`Inner::has_room`]: writes the double-free canary and stacks it.
+    /// [`Inner::has_room`]: writes the double-free canary and the element's
+    /// `tag` (see "Validated once") and stacks it.
     #[inline(always)]
     pub(crate) fn push(
         &self,
@@ -479,12 +502,18 @@ impl Inner {
         class: usize,
         ptr: NonNull<u8>,
         addr: usize,
+        tag: ElementTag,
     ) {
         // SAFETY: `class < nbins` (`has_room`).
         let bin = unsafe { &mut *cache.bins.add(class) };
         debug_assert!(bin.len < bin.cap);
-        // SAFETY: a live block we own (validated), at least 16 bytes.
-        unsafe { ptr.cast::<usize>().write(canary(self.secret, addr)) };
+        // SAFETY: a live block we own (validated), at least 16 bytes: two
+        // words.
+        unsafe {
+            let words = ptr.cast::<usize>();
+            words.write(canary(self.secret, addr));
+            words.add(1).write(tag.to_bits());
+        }
         // SAFETY: `len < cap` (`has_room`).
         unsafe { bin.items.add(bin.len as usize).write(ptr) };
         bin.len += 1;
@@ -522,7 +551,7 @@ impl Inner {
         for i in 0..n {
             // SAFETY: `i < len` items are initialised.
             let ptr = unsafe { *bin.items.add(i) };
-            self.free_uncached(ptr, size);
+            self.free_uncached(ptr, class, size);
         }
         // SAFETY: shifting the remaining initialised items down.
         unsafe { ptr::copy(bin.items.add(n), bin.items, bin.len as usize - n) };
@@ -530,17 +559,27 @@ impl Inner {
         cache.bytes -= n * size;
     }
 
-    /// Frees a cached block to its chunk. It was validated when it was
-    /// cached; the core's O(1) lookup finds its metadata again, and its free
-    /// RMW is the only check left.
-    fn free_uncached(&self, ptr: NonNull<u8>, size: usize) {
-        let chunk = self
-            .chunk_of(ptr)
-            .expect("cached blocks belong to this allocator");
-        let freed = chunk.pool.resolve(ptr).and_then(|block| {
-            // SAFETY: we own the cached block, a block of this chunk's pool.
-            unsafe { self.arena(chunk.arena).free(&self.shared, chunk, block) }
-        });
+    /// Frees a cached block of `class` to its chunk by the tag its push
+    /// stored, without resolving it again (see "Validated once"); the
+    /// core's free RMW is the only check left.
+    fn free_uncached(&self, ptr: NonNull<u8>, class: usize, size: usize) {
+        let addr = ptr.as_ptr() as usize;
+        debug_assert!(self.shared.map.contains(addr));
+        // SAFETY: a cached block was validated in a registered chunk of this
+        // allocator, which stays registered while it has blocks out (cached
+        // blocks count as `active`, see `chunk`).
+        let chunk =
+            unsafe { Chunk::registered(addr, self.shared.core.chunk_size(), self.shared.owner) };
+        // SAFETY: the cached block has two words (classes hold 16 bytes or
+        // more) that we own; any value read is safe to hand to the core,
+        // which checks it.
+        let tag = ElementTag::from_bits(unsafe { ptr.cast::<usize>().add(1).read() });
+        // SAFETY: we own the cached block, a live block of this chunk's
+        // pool.
+        let freed = unsafe {
+            self.arena(chunk.arena)
+                .free_element(&self.shared, chunk, ptr, class, tag)
+        };
         if let Err(e) = freed {
             let layout = Layout::from_size_align(size, 16).expect("class sizes are valid layouts");
             misuse(e.into(), ptr, layout);

@@ -130,3 +130,43 @@ fn the_layout_check_holds_at_the_class_boundaries() {
     unsafe { pool.try_deallocate(p, small()) }.unwrap();
     assert_eq!(pool.metrics().active_allocations, 0);
 }
+
+#[test]
+fn a_flush_frees_by_the_tag_and_an_overwritten_tag_frees_the_right_block() {
+    let pool = bound_pool();
+    let blocks: Vec<_> = (0..48)
+        .map(|_| pool.try_allocate_wrapped(small()).unwrap().cast::<u8>())
+        .collect();
+    for &b in &blocks {
+        // SAFETY: live, ours, this layout.
+        unsafe { pool.try_deallocate(b, small()) }.unwrap();
+    }
+    assert!(pool.metrics().cached_bytes >= 48 * 112);
+    // A write after free into the second word of cached blocks, where the
+    // cache keeps the element's tag: another cached block's tag, garbage.
+    // SAFETY: misuse on purpose, of memory still mapped and the pool's: the
+    // blocks have 112 bytes each.
+    unsafe {
+        let tag_of_0 = blocks[0].as_ptr().cast::<usize>().add(1).read();
+        blocks[1].as_ptr().cast::<usize>().add(1).write(tag_of_0);
+        blocks[2]
+            .as_ptr()
+            .cast::<usize>()
+            .add(1)
+            .write(0x0123_4567_89ab_cdef);
+    }
+    // The flush frees every block to its chunk. Trusting the copied tag
+    // would free block 0 twice (an abort) and leak block 1.
+    pool.trim();
+    let m = pool.metrics();
+    assert_eq!((m.cached_bytes, m.handed_out_bytes), (0, 0), "{m}");
+    // All come back once each.
+    let again: std::collections::HashSet<_> = (0..48)
+        .map(|_| pool.try_allocate_wrapped(small()).unwrap().cast::<u8>())
+        .collect();
+    assert_eq!(again.len(), 48);
+    for &b in &again {
+        // SAFETY: live, ours, this layout.
+        unsafe { pool.try_deallocate(b, small()) }.unwrap();
+    }
+}
