@@ -8,7 +8,8 @@
 #   nightly:  miri and rust-src (Miri is skipped, loudly, if they do not
 #             install), used by ci/miri.sh
 #   tools:    a C toolchain (linking; libFuzzer), cmake (a peer allocator
-#             in benches builds with it), cargo-fuzz if fuzz/ exists
+#             in benches builds with it), valgrind (ci/budget.sh counts
+#             instructions with callgrind), cargo-fuzz if fuzz/ exists
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -34,6 +35,7 @@ ci_run rustup target add thumbv7em-none-eabihf x86_64-unknown-none
 ci_say "system packages"
 command -v cc >/dev/null && command -v c++ >/dev/null || apt_install build-essential
 command -v cmake >/dev/null || apt_install cmake
+command -v valgrind >/dev/null || apt_install valgrind
 command -v timeout >/dev/null || apt_install coreutils
 
 ci_say "nightly: miri, rust-src"
