@@ -138,6 +138,12 @@ impl Inner {
             Ok(n) => n,
             Err(Shortage::NeedChunk) => match self.new_chunk(a, reclaim) {
                 Ok(chunk) => arena.adopt(chunk, layout, size, out),
+                // The limit refused the chunk after a reclaim, which may have
+                // given blocks back to the existing chunks (flushed caches):
+                // they may serve now.
+                Err(AllocError::Limit(_)) => arena
+                    .allocate_batch(&self.shared, layout, size, out)
+                    .unwrap_or(0),
                 Err(_) => 0,
             },
         }

@@ -89,7 +89,28 @@
 //!   nothing; its block takes the full path.
 //! * When the allocator's trim epoch moves (`PooledAllocator::trim`, or a
 //!   reclaim under the memory limit), each cache flushes on its next slow
-//!   path or trim; a thread that exits flushes in its TLS destructor.
+//!   path or trim.
+//!
+//! # Warm caches
+//!
+//! A thread that exits releases its cache in its TLS destructor. While
+//! fewer caches than arenas are warm, it keeps its blocks (a *warm* cache,
+//! see `registry`), and the next thread to bind claims it first and starts
+//! with them: a worker that replaces an exited one takes over its cache, as
+//! it takes over its work, instead of the exiting thread flushing up to
+//! `cache_max_bytes` of blocks to the arenas one by one and its successor
+//! refilling each bin from them again. Otherwise, or with an empty cache,
+//! the exiting thread flushes first, as before. In the preload's
+//! Larson-style bench (threads that free what their exited predecessors
+//! allocated) this took 0.22-0.24 s to 0.15-0.17 s, and 291.7 to 270.7
+//! million instructions.
+//!
+//! A warm cache nobody claims holds its blocks until some thread's periodic
+//! trim finds it older than `cache_trim_interval_millis` (`flush_warm`),
+//! or until `PooledAllocator::trim` or a reclaim under the memory limit,
+//! which flush every warm cache: at most one cache's bytes per arena wait
+//! there, and never cause a refusal. The blocks count in `cached_bytes`
+//! meanwhile.
 
 mod registry;
 
@@ -171,9 +192,7 @@ impl Drop for ExitFlush {
                     // SAFETY: this thread bound the cache (claimed it), and
                     // with the slot cleared no `with_cache` reaches it again:
                     // this guard is the only one.
-                    let mut cache = unsafe { OwnedCache::new(cache) };
-                    inner.flush_cache(&mut cache);
-                    inner.release_cache(cache);
+                    inner.release_at_exit(unsafe { OwnedCache::new(cache) });
                 }
             }
         });
@@ -340,8 +359,12 @@ impl Inner {
         // no other guard of it exists; it lives as long as the allocator.
         let mut owned = unsafe { OwnedCache::new(&*cache) };
         owned.arena = arena;
-        // ORDERING: Relaxed; the epoch only schedules flushes.
-        owned.epoch = self.trim_epoch.load(Ordering::Relaxed);
+        // A warm cache keeps its epoch: if a reclaim ran since its release,
+        // its first slow path flushes the blocks it came with.
+        if !owned.take_warm(&self.caches) {
+            // ORDERING: Relaxed; the epoch only schedules flushes.
+            owned.epoch = self.trim_epoch.load(Ordering::Relaxed);
+        }
         owned.next_sample = match self.leak.rate {
             0 => usize::MAX,
             rate => owned.ops.saturating_add(leak::gap(rate)),
@@ -429,6 +452,10 @@ impl Inner {
             cache.next_sample = cache.next_sample.saturating_sub(cache.ops);
             cache.ops = 0;
             self.trim_cache(cache, flush);
+            // Warm caches of exited threads that nobody claimed for a trim
+            // interval go back too.
+            let age = self.config.cache_trim_interval_millis as u64 * 1_000_000;
+            self.flush_warm(age);
         }
         self.schedule(cache);
         // SAFETY: `class < nbins`, checked by the caller.
@@ -616,13 +643,47 @@ impl Inner {
         self.trim_cache(cache, true);
     }
 
-    /// Gives a flushed cache back for another thread (thread exit).
-    fn release_cache(&self, cache: OwnedCache<'_>) {
+    /// Gives the cache of an exiting thread back for another thread: warm,
+    /// with its blocks, while fewer than one cache per arena is (see "Warm
+    /// caches"); flushed otherwise.
+    fn release_at_exit(&self, mut cache: OwnedCache<'_>) {
         // ORDERING: Relaxed; a balancing heuristic.
         self.arena(cache.arena)
             .threads
             .fetch_sub(1, Ordering::Relaxed);
+        if cache.bytes > 0 && self.caches.reserve_warm(self.n_arenas) {
+            cache.release_warm(os::monotonic_ns());
+            return;
+        }
+        self.flush_cache(&mut cache);
         cache.release();
+    }
+
+    /// Flushes the warm caches released at least `age_ns` ago that no
+    /// thread claimed: each is claimed, flushed and released cold.
+    fn flush_warm(&self, age_ns: u64) {
+        if self.caches.warm() == 0 {
+            return;
+        }
+        let now = os::monotonic_ns();
+        for c in self.caches.iter() {
+            // ORDERING: Relaxed, both; hints, the claim decides.
+            let since = c.warm_since.load(Ordering::Relaxed);
+            if since == 0 || now.saturating_sub(since) < age_ns || c.in_use.load(Ordering::Relaxed)
+            {
+                continue;
+            }
+            if !self.caches.try_claim(c) {
+                continue;
+            }
+            // SAFETY: claimed just now and bound in no thread's slots, so
+            // this guard is its only one.
+            let mut owned = unsafe { OwnedCache::new(c) };
+            if owned.take_warm(&self.caches) {
+                self.flush_cache(&mut owned);
+            }
+            owned.release();
+        }
     }
 
     /// Flushes this thread's cache, asks every other cache to flush, and
@@ -645,8 +706,12 @@ impl Inner {
     }
 
     fn reclaim_shared(&self) -> usize {
-        // ORDERING: Relaxed; the epoch only schedules flushes.
+        // ORDERING: Relaxed; the epoch only schedules flushes. Bumped before
+        // the warm caches are flushed, so that one released warm after the
+        // sweep passed it is flushed by its claimer (`bind_cache` keeps a
+        // warm cache's epoch).
         self.trim_epoch.fetch_add(1, Ordering::Relaxed);
+        self.flush_warm(0);
         let mut released = 0;
         for a in self.arenas() {
             released += a.trim(&self.shared);

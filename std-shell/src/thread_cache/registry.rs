@@ -9,9 +9,14 @@
 //! global allocator): the header, then its bins, its counts and the bins'
 //! item arrays. Caches sit in a push-only registry of their allocator and
 //! are reused: a thread claims a free cache (`in_use` false → true), and on
-//! exit flushes it back to the arenas and releases it for the next thread,
-//! so thousands of short threads cost no more than the most that ran at
-//! once.
+//! exit releases it for the next thread, so thousands of short threads cost
+//! no more than the most that ran at once.
+//!
+//! A cache released with blocks in its bins is *warm* (`warm_since`): the
+//! registry counts them (`Registry::reserve_warm` bounds how many), a claim
+//! prefers them, and the claimer takes the blocks with the cache
+//! (`OwnedCache::take_warm`). `thread_cache` decides when a cache goes warm
+//! and flushes the warm caches nobody claims.
 //!
 //! # Counting
 //!
@@ -25,7 +30,8 @@
 //!
 //! Only the owning thread touches bins, `ops` and `epoch`, and writes the
 //! counts and `cached_bytes`; other threads only read `cached_bytes`,
-//! `counts` and `arena` (metrics) and `in_use`/`next` (registry).
+//! `counts` and `arena` (metrics) and `in_use`/`next`/`warm_since`
+//! (registry).
 //!
 //! The owner's half is enforced by type: the private state is a field of
 //! this module, reached only through an [`OwnedCache`], and the owner-only
@@ -37,7 +43,7 @@
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// One size class's stack.
 #[repr(C)]
@@ -99,6 +105,12 @@ pub(crate) struct ThreadCache {
     private: UnsafeCell<Private>,
     /// Bytes of this mapping.
     pub mapped: usize,
+    /// When the last owner released the cache with blocks in its bins
+    /// (`os::monotonic_ns`, at least 1); 0 while it is cold or in use.
+    /// Written by the releasing owner before its Release of `in_use`, and
+    /// reset by the next claimer after its Acquire claim
+    /// (`OwnedCache::take_warm`); others read it only as a hint.
+    pub warm_since: AtomicU64,
 }
 
 /// The owner's half of a [`ThreadCache`] (see [`OwnedCache`]).
@@ -140,13 +152,46 @@ pub(crate) fn bin_cap(
 /// The push-only registry of an allocator's thread caches.
 pub(crate) struct Registry {
     head: AtomicPtr<ThreadCache>,
+    /// Caches released warm and not claimed since (or reserved to be):
+    /// each `reserve_warm` that succeeded is matched by one `take_warm`
+    /// that finds the cache warm.
+    warm: AtomicUsize,
 }
 
 impl Registry {
     pub(crate) const fn new() -> Registry {
         Registry {
             head: AtomicPtr::new(ptr::null_mut()),
+            warm: AtomicUsize::new(0),
         }
+    }
+
+    /// Caches released warm and not claimed since (a snapshot).
+    #[inline]
+    pub(crate) fn warm(&self) -> usize {
+        // ORDERING: Relaxed; a hint for the sweep, which claims to be sure.
+        self.warm.load(Ordering::Relaxed)
+    }
+
+    /// Reserves one of `limit` places for a warm cache: `false`, reserving
+    /// nothing, when all are taken.
+    pub(crate) fn reserve_warm(&self, limit: usize) -> bool {
+        // ORDERING: Relaxed; a bound on memory, not synchronisation.
+        if self.warm.fetch_add(1, Ordering::Relaxed) < limit {
+            return true;
+        }
+        self.warm.fetch_sub(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Claims `cache` if it is free: `true` makes the caller its owner.
+    pub(crate) fn try_claim(&self, cache: &ThreadCache) -> bool {
+        // ORDERING: Acquire pairs with the Release of `OwnedCache::release`:
+        // the last owner's writes to the cache happen before ours.
+        cache
+            .in_use
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Every cache ever registered.
@@ -163,21 +208,16 @@ impl Registry {
         })
     }
 
-    /// Claims a free cache, if any, preferring the one with the least `key`
-    /// (its arena's thread count: a reused cache keeps its arena).
+    /// Claims a free cache, if any: a warm one first (its blocks go with
+    /// it), then the one with the least `key` (its arena's thread count: a
+    /// reused cache keeps its arena).
     pub(crate) fn claim(&self, key: impl Fn(&ThreadCache) -> usize) -> Option<&ThreadCache> {
         loop {
-            // ORDERING: Relaxed; a hint, the CAS below decides.
+            // ORDERING: Relaxed, both; hints, the claim decides.
             let free = |c: &&ThreadCache| !c.in_use.load(Ordering::Relaxed);
-            let best = self.iter().filter(free).min_by_key(|c| key(c))?;
-            // ORDERING: Acquire pairs with the Release of
-            // `OwnedCache::release`: the last owner's writes to the cache
-            // happen before ours.
-            if best
-                .in_use
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
+            let cold = |c: &ThreadCache| c.warm_since.load(Ordering::Relaxed) == 0;
+            let best = self.iter().filter(free).min_by_key(|c| (cold(c), key(c)))?;
+            if self.try_claim(best) {
                 return Some(best);
             }
         }
@@ -254,6 +294,7 @@ impl ThreadCache {
                     bytes: 0,
                 }),
                 mapped: total,
+                warm_since: AtomicU64::new(0),
             });
         }
         Some(cache)
@@ -323,6 +364,30 @@ impl<'a> OwnedCache<'a> {
     pub(crate) fn release(self) {
         // ORDERING: Release pairs with `Registry::claim`.
         self.cache.in_use.store(false, Ordering::Release);
+    }
+
+    /// [`OwnedCache::release`] with the blocks still in the bins, for the
+    /// next claimer, at `now` (`os::monotonic_ns`). The caller reserved a
+    /// place ([`Registry::reserve_warm`]).
+    pub(crate) fn release_warm(self, now: u64) {
+        // ORDERING: Relaxed; the Release of `in_use` in `release` publishes
+        // it to the next claimer.
+        self.cache.warm_since.store(now.max(1), Ordering::Relaxed);
+        self.release();
+    }
+
+    /// Whether the cache, just claimed, was released warm: its blocks are
+    /// now the claimer's, and its place in `registry`'s count is given up.
+    pub(crate) fn take_warm(&self, registry: &Registry) -> bool {
+        // ORDERING: Relaxed; the claim's Acquire ordered the releaser's
+        // store before this, and only the owner writes it.
+        let warm = self.cache.warm_since.load(Ordering::Relaxed) != 0;
+        if warm {
+            self.cache.warm_since.store(0, Ordering::Relaxed);
+            // ORDERING: Relaxed; see `reserve_warm`.
+            registry.warm.fetch_sub(1, Ordering::Relaxed);
+        }
+        warm
     }
 }
 
