@@ -75,8 +75,9 @@ fi
 base="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
 iters="${SAN_STRESS_ITERS:-2000}"
 # The stress and cross-thread tests: the core (stress, cross_thread_frees)
-# and the shell (shell_stress).
-stress_tests=(--test stress --test cross_thread_frees --test shell_stress)
+# and the shell (shell_stress, and shell_warm_caches for the hand-over of
+# exited threads' caches).
+stress_tests=(--test stress --test cross_thread_frees --test shell_stress --test shell_warm_caches)
 # Tests that measure the process's resident memory: under a sanitizer it
 # includes the shadow memory, which the sanitizer keeps (TSan's shadow of a
 # decommitted range stays resident), so the figure no longer measures the

@@ -187,3 +187,49 @@ fn a_warm_cache_never_causes_a_refusal_under_the_limit() {
     assert!(again.len() >= n, "{} fit again, {n} before", again.len());
     free(again, mib);
 }
+
+#[test]
+fn thread_churn_with_concurrent_trims_loses_nothing() {
+    let pool = PooledAllocator::builder().arenas(2).build();
+    let waves = std::env::var("POOLALLOC_STRESS_ITERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(16, |n| (n / 100).clamp(4, 64));
+    for wave in 0..waves {
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let pool = &pool;
+                s.spawn(move || {
+                    let mut live: Vec<(NonNull<u8>, Layout)> = Vec::new();
+                    for i in 0..300 {
+                        let size = 16 + (i * 37 + t * 101 + wave * 13) % 2000;
+                        let layout = Layout::from_size_align(size, 16).unwrap();
+                        let p = pool.try_allocate_wrapped(layout).unwrap().cast::<u8>();
+                        // SAFETY: ours, `size` bytes.
+                        unsafe { p.as_ptr().write_bytes(t as u8, size) };
+                        live.push((p, layout));
+                        if i % 3 == 0 {
+                            let (q, l) = live.swap_remove(i % live.len());
+                            // SAFETY: live, ours, this layout.
+                            unsafe { pool.try_deallocate(q, l) }.unwrap();
+                        }
+                    }
+                    for (p, l) in live {
+                        // SAFETY: the pattern this thread wrote is intact.
+                        assert_eq!(unsafe { p.as_ptr().read() }, t as u8);
+                        // SAFETY: live, ours, this layout.
+                        unsafe { pool.try_deallocate(p, l) }.unwrap();
+                    }
+                });
+            }
+            // A trim racing with the exits and the claims.
+            s.spawn(|| pool.trim());
+        });
+    }
+    settled(&pool, 0);
+    let m = pool.metrics();
+    assert_eq!(m.active_allocations, 0, "{m}");
+    pool.trim();
+    let m = pool.metrics();
+    assert_eq!((m.cached_bytes, m.handed_out_bytes), (0, 0), "{m}");
+}
