@@ -266,9 +266,11 @@ impl Pool {
         let addr = ptr.as_ptr() as usize;
         let (chunk, page) = self.locate(addr)?;
         let page_offset = addr & ((1 << chunk.page_shift) - 1);
-        match PageDesc::load(chunk.page_map(), page) {
+        // SAFETY: `locate`'s page is below `full_pages`.
+        match PageDesc::load_word(unsafe { chunk.map_word(page) }) {
             PageDesc::Small { back, class } if back <= page => {
-                match self.small_block(chunk, page - back, addr, class) {
+                // SAFETY: `page - back <= page`, below `full_pages`.
+                match unsafe { self.small_block(chunk, page - back, addr, class) } {
                     Small::Block(b) => Some(b),
                     _ => None,
                 }
@@ -315,15 +317,22 @@ impl Pool {
     fn live_class_of<const RUNS: bool>(&self, ptr: NonNull<u8>) -> Option<(usize, ElementTag)> {
         let addr = ptr.as_ptr() as usize;
         let (chunk, page) = self.locate(addr)?;
-        match PageDesc::load(chunk.page_map(), page) {
+        // SAFETY: `locate`'s page is below `full_pages`.
+        match PageDesc::load_word(unsafe { chunk.map_word(page) }) {
             PageDesc::Small { back, class } if back <= page => {
-                let Small::Block(b) = self.small_block(chunk, page - back, addr, class) else {
+                // SAFETY: `page - back <= page`, below `full_pages`.
+                let Small::Block(b) =
+                    (unsafe { self.small_block(chunk, page - back, addr, class) })
+                else {
                     return None;
                 };
-                let header = chunk.header(b.page);
+                // SAFETY: the subpage's first page is a page of the chunk,
+                // and its element `n < elems` has its bit in the header's
+                // bitmap words (`Config` sizes them for every run).
+                let bits = unsafe { chunk.header_word(b.page, BITMAP + b.n / BITS) };
                 // ORDERING: Acquire; a snapshot of the element's state, as
                 // `is_live`.
-                let word = header[BITMAP + b.n / BITS].load(Ordering::Acquire);
+                let word = bits.load(Ordering::Acquire);
                 (word & (1 << (b.n % BITS)) != 0).then_some((class, ElementTag::new(b.page, b.n)))
             }
             PageDesc::Normal { pages } if RUNS && addr & ((1 << chunk.page_shift) - 1) == 0 => {
@@ -351,7 +360,9 @@ impl Pool {
         let (chunk, page) = self.locate(addr).ok_or(FreeError::Foreign)?;
         if let PageDesc::Small { back, class } = PageDesc::load(chunk.page_map(), page) {
             if back <= page {
-                if let Small::Interior = self.small_block(chunk, page - back, addr, class) {
+                // SAFETY: `page - back <= page`, below `full_pages`.
+                let found = unsafe { self.small_block(chunk, page - back, addr, class) };
+                if let Small::Interior = found {
                     return Err(FreeError::Interior);
                 }
             }
@@ -366,8 +377,11 @@ impl Pool {
     /// A live life of `class` at `start` whose elements reach `addr` holds
     /// `addr`'s page even if the descriptor that led here is stale: two live
     /// runs never overlap.
+    ///
+    /// # Safety
+    /// `start < chunk.full_pages`.
     #[inline(always)]
-    fn small_block<'a>(
+    unsafe fn small_block<'a>(
         &self,
         chunk: &'a ChunkInfo,
         start: usize,
@@ -375,8 +389,11 @@ impl Pool {
         class: usize,
     ) -> Small<'a> {
         let cfg = self.config();
+        // SAFETY: `start` is a page of the chunk (the caller's contract),
+        // and every header has its identity word.
+        let ident = unsafe { chunk.header_word(start, IDENT) };
         // ORDERING: Acquire, paired with `subpage::init`'s publication.
-        let ident = chunk.header(start)[IDENT].load(Ordering::Acquire);
+        let ident = ident.load(Ordering::Acquire);
         // A life held by a retirer is still live (see `subpage::life_class`).
         if life_class(ident) != Some(class) {
             return Small::Unknown;
@@ -426,7 +443,8 @@ impl Pool {
         // ORDERING: Acquire, paired with `subpage::init`'s publication.
         let ident = chunk.header(start)[IDENT].load(Ordering::Acquire);
         let class = life_class(ident).ok_or(FreeError::NotAllocated)?;
-        match self.small_block(chunk, start, addr, class) {
+        // SAFETY: the tree's run starts at a page of the chunk.
+        match unsafe { self.small_block(chunk, start, addr, class) } {
             Small::Block(b) => Ok(b),
             Small::Interior => Err(FreeError::Interior),
             Small::Unknown => Err(FreeError::NotAllocated),

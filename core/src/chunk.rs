@@ -236,6 +236,33 @@ impl ChunkInfo {
         unsafe { slice::from_raw_parts(self.map, self.full_pages) }
     }
 
+    /// The page map's word of `page`, without a bounds check (the free
+    /// path's lookup, whose page comes from `Pool::locate`).
+    ///
+    /// # Safety
+    /// `page < full_pages`.
+    #[inline(always)]
+    pub(crate) unsafe fn map_word(&self, page: usize) -> &AtomicUsize {
+        debug_assert!(page < self.full_pages);
+        // SAFETY: `full_pages` initialised map words at `map` (see `new`),
+        // alive as long as the pool; the caller's page is one of them.
+        unsafe { &*self.map.add(page) }
+    }
+
+    /// Word `i` of the header slot of `page`, without a bounds check (the
+    /// free path's lookup).
+    ///
+    /// # Safety
+    /// `page < full_pages` and `i < header_words`.
+    #[inline(always)]
+    pub(crate) unsafe fn header_word(&self, page: usize, i: usize) -> &AtomicUsize {
+        debug_assert!(page < self.full_pages && i < self.header_words);
+        // SAFETY: `full_pages` header slots of `header_words` initialised
+        // words at `headers` (see `new`), alive as long as the pool; the
+        // caller's slot and word are among them.
+        unsafe { &*self.headers.add(page * self.header_words + i) }
+    }
+
     /// The header slot of `page`.
     #[inline]
     pub(crate) fn header(&self, page: usize) -> &[AtomicUsize] {

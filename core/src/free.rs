@@ -149,10 +149,12 @@ impl Pool {
         if class < self.config().num_small {
             if let Some((chunk, page)) = self.locate(addr) {
                 if start <= page {
-                    let header = chunk.header(start);
+                    // SAFETY: `start <= page`, below `full_pages` (`locate`);
+                    // every header has its identity word.
+                    let ident = unsafe { chunk.header_word(start, IDENT) };
                     // ORDERING: Acquire, paired with `subpage::init`'s
                     // publication, as in `small_block`.
-                    let ident = header[IDENT].load(Ordering::Acquire);
+                    let ident = ident.load(Ordering::Acquire);
                     if life_class(ident) == Some(class) {
                         let (_, elems) = self.config().subpage_shape(class, is_short(ident));
                         let base = chunk.data + (start << chunk.page_shift);

@@ -106,9 +106,15 @@ impl PageDesc {
     /// The descriptor of page `page` of a chunk's map.
     #[inline(always)]
     pub(crate) fn load(map: &[AtomicUsize], page: usize) -> PageDesc {
+        PageDesc::load_word(&map[page])
+    }
+
+    /// The descriptor in map word `w`.
+    #[inline(always)]
+    pub(crate) fn load_word(w: &AtomicUsize) -> PageDesc {
         // ORDERING: Relaxed; see the module documentation (published by the
         // hand-over of the block, validated otherwise).
-        PageDesc::decode(map[page].load(Ordering::Relaxed))
+        PageDesc::decode(w.load(Ordering::Relaxed))
     }
 
     /// Records a page run of `pages` pages at `page` (its owner, after the

@@ -338,7 +338,9 @@ impl Pool {
     }
 
     /// The chunk and page holding `addr`, if any region's pages do: one chain
-    /// head and its links (see the module documentation).
+    /// head and its links (see the module documentation). The page is below
+    /// the chunk's `pages` (a link's `end` is its last page's end), so below
+    /// `full_pages`.
     #[inline(always)]
     pub(crate) fn locate(&self, addr: usize) -> Option<(&ChunkInfo, usize)> {
         let g = addr >> self.config.chunk_shift;

@@ -48,10 +48,11 @@
 //! # The budget
 //!
 //! Measured with callgrind (`pair-loop shell:poolalloc 64`, BENCHMARKS.md),
-//! a cached 64 B free costs about 205 instructions through `GlobalAlloc`:
+//! a cached 64 B free costs about 190 instructions through `GlobalAlloc`:
 //! the register saves (~16: the path needs more registers than a call
 //! leaves free), the TLS read and bin room (~15), the chunk map and header
-//! (~20), the core's `live_small_element` (~60), the canary (~5), the push
+//! (~20), the core's `live_small_element` (~50: its header and map words
+//! are read without bounds checks), the canary (~5), the push
 //! with the tag and its counters (~25), and the glue. mimalloc's whole
 //! alloc+free pair is 77; what separates them is validation that mimalloc does not do
 //! (foreign, interior, mismatched and double frees, exactly, on every
