@@ -320,16 +320,17 @@ impl Pool {
         // SAFETY: `locate`'s page is below `full_pages`.
         match PageDesc::load_word(unsafe { chunk.map_word(page) }) {
             PageDesc::Small { back, class } if back <= page => {
+                // The slot is computed before `small_block`'s Acquire load.
                 // SAFETY: `page - back <= page`, below `full_pages`.
-                let Small::Block(b) =
-                    (unsafe { self.small_block(chunk, page - back, addr, class) })
-                else {
+                let header = unsafe { chunk.header_ptr(page - back) };
+                // SAFETY: as above.
+                let found = unsafe { self.small_block(chunk, page - back, addr, class) };
+                let Small::Block(b) = found else {
                     return None;
                 };
-                // SAFETY: the subpage's first page is a page of the chunk,
-                // and its element `n < elems` has its bit in the header's
+                // SAFETY: element `n < elems` has its bit in the slot's
                 // bitmap words (`Config` sizes them for every run).
-                let bits = unsafe { chunk.header_word(b.page, BITMAP + b.n / BITS) };
+                let bits = unsafe { &*header.add(BITMAP + b.n / BITS) };
                 // ORDERING: Acquire; a snapshot of the element's state, as
                 // `is_live`.
                 let word = bits.load(Ordering::Acquire);
@@ -389,9 +390,12 @@ impl Pool {
         class: usize,
     ) -> Small<'a> {
         let cfg = self.config();
+        // Before the Acquire load, after which the chunk's fields would be
+        // loaded again.
+        let off = addr - (chunk.data + (start << chunk.page_shift));
         // SAFETY: `start` is a page of the chunk (the caller's contract),
         // and every header has its identity word.
-        let ident = unsafe { chunk.header_word(start, IDENT) };
+        let ident = unsafe { &*chunk.header_ptr(start).add(IDENT) };
         // ORDERING: Acquire, paired with `subpage::init`'s publication.
         let ident = ident.load(Ordering::Acquire);
         // A life held by a retirer is still live (see `subpage::life_class`).
@@ -399,7 +403,6 @@ impl Pool {
             return Small::Unknown;
         }
         let (_, elems) = cfg.subpage_shape(class, is_short(ident));
-        let off = addr - (chunk.data + (start << chunk.page_shift));
         let idx = ((off as u64 * cfg.div_magic[class]) >> DIV_SHIFT) as usize;
         // Past the run's elements: a stale descriptor (or the run's tail
         // waste); the tree decides.

@@ -249,18 +249,20 @@ impl ChunkInfo {
         unsafe { &*self.map.add(page) }
     }
 
-    /// Word `i` of the header slot of `page`, without a bounds check (the
-    /// free path's lookup).
+    /// The first word of the header slot of `page`, as a pointer (the free
+    /// path's lookup reads its words without bounds checks, and computes
+    /// the slot once: the ChunkInfo's fields are reloaded after any Acquire
+    /// load, which the compiler cannot move them across).
     ///
     /// # Safety
-    /// `page < full_pages` and `i < header_words`.
+    /// `page < full_pages`. The slot's words are the `header_words` from the
+    /// pointer on.
     #[inline(always)]
-    pub(crate) unsafe fn header_word(&self, page: usize, i: usize) -> &AtomicUsize {
-        debug_assert!(page < self.full_pages && i < self.header_words);
-        // SAFETY: `full_pages` header slots of `header_words` initialised
-        // words at `headers` (see `new`), alive as long as the pool; the
-        // caller's slot and word are among them.
-        unsafe { &*self.headers.add(page * self.header_words + i) }
+    pub(crate) unsafe fn header_ptr(&self, page: usize) -> *const AtomicUsize {
+        debug_assert!(page < self.full_pages);
+        // SAFETY: `full_pages` header slots of `header_words` words at
+        // `headers` (see `new`); the caller's slot is one of them.
+        unsafe { self.headers.add(page * self.header_words) }
     }
 
     /// The header slot of `page`.

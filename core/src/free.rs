@@ -151,7 +151,7 @@ impl Pool {
                 if start <= page {
                     // SAFETY: `start <= page`, below `full_pages` (`locate`);
                     // every header has its identity word.
-                    let ident = unsafe { chunk.header_word(start, IDENT) };
+                    let ident = unsafe { &*chunk.header_ptr(start).add(IDENT) };
                     // ORDERING: Acquire, paired with `subpage::init`'s
                     // publication, as in `small_block`.
                     let ident = ident.load(Ordering::Acquire);

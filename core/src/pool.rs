@@ -55,6 +55,10 @@ pub struct Pool {
     regions: AtomicPtr<Region>,
     region_lock: AtomicBool,
     table: [AtomicPtr<Link>; TABLE],
+    /// The first chunk's first link, once one is published: `locate` tries
+    /// it before the table (a pool of one chunk, as each of the std shell's
+    /// chunks is, never walks a chain).
+    first: AtomicPtr<Link>,
     pub(crate) lanes: [[AtomicPtr<AtomicUsize>; LANES]; MAX_SMALL],
     pub(crate) normal_hint: [AtomicPtr<ChunkInfo>; LANES],
     /// Per small class: set bits in its partial sets (see `Listing`).
@@ -104,6 +108,7 @@ impl Pool {
             regions: AtomicPtr::new(ptr::null_mut()),
             region_lock: AtomicBool::new(false),
             table: [const { AtomicPtr::new(ptr::null_mut()) }; TABLE],
+            first: AtomicPtr::new(ptr::null_mut()),
             lanes: [const { [const { AtomicPtr::new(ptr::null_mut()) }; LANES] }; MAX_SMALL],
             normal_hint: [const { AtomicPtr::new(ptr::null_mut()) }; LANES],
             partial_count: [const { AtomicUsize::new(0) }; MAX_SMALL],
@@ -302,6 +307,13 @@ impl Pool {
             // to `locate`'s Acquire load of the head.
             head.store(ptr::from_ref(link).cast_mut(), Ordering::Release);
         }
+        // ORDERING: Relaxed load: we hold the region lock, the only writer;
+        // the Release store publishes as the head's does.
+        if self.first.load(Ordering::Relaxed).is_null() {
+            let link = &chunk.links[0];
+            self.first
+                .store(ptr::from_ref(link).cast_mut(), Ordering::Release);
+        }
     }
 
     fn lock_regions(&self) {
@@ -343,6 +355,18 @@ impl Pool {
     /// `full_pages`.
     #[inline(always)]
     pub(crate) fn locate(&self, addr: usize) -> Option<(&ChunkInfo, usize)> {
+        // ORDERING: Acquire pairs with `link`'s Release store of `first`, as
+        // the head's below.
+        let first = self.first.load(Ordering::Acquire).cast_const();
+        // SAFETY: `first` names a link of a published region, which lives as
+        // long as the pool.
+        if let Some(link) = unsafe { first.as_ref() } {
+            if addr >= link.data && addr < link.end {
+                // SAFETY: as above; a link names its own chunk.
+                let chunk = unsafe { &*link.chunk };
+                return Some((chunk, (addr - link.data) >> self.config.page_shift));
+            }
+        }
         let g = addr >> self.config.chunk_shift;
         // ORDERING: Acquire pairs with `link`'s Release store of the head: the
         // links and chunks it reaches were written before.
