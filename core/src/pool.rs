@@ -15,7 +15,9 @@
 //! chains, so up to [`TABLE`] chunks of address space (256 MiB of Netty's
 //! 4 MiB chunks) have chains of one link; beyond that a chain holds one
 //! link per `TABLE` chunks. Links are pushed under the region lock and never
-//! removed (regions live as long as the pool).
+//! removed (regions live as long as the pool). Before the table, a lookup
+//! tries the first chunk ever linked (`first`): a pool of one chunk, as each
+//! of the std shell's chunks is, then costs a load and two compares.
 //!
 //! Nothing on the allocation or free paths takes a lock. Adding a region
 //! takes a spin lock that only other `add_region` calls contend for.
@@ -44,6 +46,8 @@ pub(crate) const TABLE: usize = 64;
 /// * `regions` is a push-only list of immutable, fully initialised regions.
 /// * Every chunk of every published region is on the `table` chain of each
 ///   granule it overlaps; chains only grow, at their heads.
+/// * `first` is null or the first link of the first chunk linked, set once
+///   (under the region lock, after the chunk's links were published).
 /// * A lane slot holds null or a header pointer of some chunk of this pool;
 ///   it is only a hint and is validated by the header's identity on use.
 /// * `normal_hint` holds null or a chunk of this pool; only a hint.

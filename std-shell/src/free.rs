@@ -48,16 +48,18 @@
 //! # The budget
 //!
 //! Measured with callgrind (`pair-loop shell:poolalloc 64`, BENCHMARKS.md),
-//! a cached 64 B free costs about 190 instructions through `GlobalAlloc`:
+//! a cached 64 B free costs about 178 instructions through `GlobalAlloc`:
 //! the register saves (~16: the path needs more registers than a call
 //! leaves free), the TLS read and bin room (~15), the chunk map and header
-//! (~20), the core's `live_small_element` (~50: its header and map words
-//! are read without bounds checks), the canary (~5), the push
-//! with the tag and its counters (~25), and the glue. mimalloc's whole
-//! alloc+free pair is 77; what separates them is validation that mimalloc does not do
-//! (foreign, interior, mismatched and double frees, exactly, on every
-//! free) and the shell's second lookup structure (the chunk map before the
-//! core's table). A change that adds to this path must say so here.
+//! (~20), the core's `live_small_element` (~45: the pool's first chunk
+//! before its address table, the map and header words read without bounds
+//! checks), the canary (~5), the push with the tag and its counters (~25),
+//! and the glue. mimalloc's whole alloc+free pair is 77; what separates
+//! them is validation that mimalloc does not do (foreign, interior,
+//! mismatched and double frees, exactly, on every free) and the shell's
+//! second lookup structure (the chunk map before the core's). A change
+//! that adds to this path must say so here; `ci/budget.sh` fails a pair
+//! past its ceiling.
 //!
 //! # Leak tracking
 //!
