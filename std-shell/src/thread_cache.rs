@@ -24,11 +24,13 @@
 //! The private state of a cache (bins, `ops`, `epoch`) is reached only
 //! through an [`OwnedCache`], made where ownership is established: in
 //! `with_cache` (the cache bound in this thread's `ThreadSlots`), in
-//! `bind_cache` (just claimed) and in the exit flush (`ThreadSlots` already
-//! cleared). Every cache operation below takes `&mut OwnedCache`. A cache
-//! operation never calls `with_cache` again (a refill under the memory
-//! limit reclaims with `reclaim_from`, not `reclaim`), so one guard is alive
-//! at a time.
+//! `bind_cache` (just claimed), in the exit flush (`ThreadSlots` already
+//! cleared) and in the sweep of warm caches (`flush_warm`, a cache it just
+//! claimed, bound in no thread's slots). Every cache operation below takes
+//! `&mut OwnedCache`. A cache operation never calls `with_cache` again (a
+//! refill under the memory limit reclaims with `reclaim_from`, not
+//! `reclaim`), so one guard of a cache is alive at a time; the sweep, which
+//! may run inside a refill, holds a second guard, of another cache.
 //!
 //! # The fast path
 //!
