@@ -6,7 +6,10 @@
 //! a small element, the tree CAS of a page run, the first chunk's tree CAS of
 //! a span. Any error leaves everything as it was. A free from the pointer
 //! alone ([`Pool::deallocate_unsized`], C's `free`) is the same minus the
-//! layout check.
+//! layout check. A free by the [`ElementTag`] of an earlier resolve
+//! ([`Pool::deallocate_element`], the std shell's cache flushes) checks the
+//! tag against the pointer instead of resolving it again, and falls back
+//! to the full free when it does not match.
 //!
 //! An element free that empties its bitmap word may retire the subpage: its
 //! run goes back to the tree, unless a lane allocates from it (as Netty keeps
