@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Formatting and clippy, warnings denied (the workspace's lints, including
-# `undocumented_unsafe_blocks` and `unsafe_op_in_unsafe_fn`, are deny).
+# Formatting, clippy and rustdoc, warnings denied (the workspace's lints,
+# including `undocumented_unsafe_blocks` and `unsafe_op_in_unsafe_fn`, are
+# deny; rustdoc's catch links that a reader of the public docs would find
+# broken).
 # Every check runs even if an earlier one failed, so one log shows them all.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -26,6 +28,12 @@ check "clippy (core, thumbv7em-none-eabihf)" \
     cargo clippy -p poolalloc-core --target thumbv7em-none-eabihf -- -D warnings
 check "clippy (core, thumbv7em-none-eabihf, counters)" \
     cargo clippy -p poolalloc-core --target thumbv7em-none-eabihf --features counters -- -D warnings
+# The preload's library is also named `poolalloc`, so it is documented on
+# its own.
+check "rustdoc (core, shell)" \
+    env RUSTDOCFLAGS="-D warnings" cargo doc -p poolalloc-core -p poolalloc --no-deps
+check "rustdoc (preload)" \
+    env RUSTDOCFLAGS="-D warnings" cargo doc -p poolalloc-preload --no-deps
 
 if [ "${#failed[@]}" != 0 ]; then
     printf '\nlint failed: %s\n' "$(IFS=,; echo "${failed[*]}")" >&2

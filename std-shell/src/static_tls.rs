@@ -14,8 +14,9 @@
 //! glibc's own malloc does for its thread cache: the block sits at a fixed
 //! offset from the thread pointer, which one GOT load gives, so an access
 //! is two instructions and no call. Stable Rust cannot ask for that model
-//! (`-Z tls-model` is nightly), so [`static_thread_local!`] declares the
-//! block in assembly and reaches it with inline assembly.
+//! (`-Z tls-model` is nightly), so
+//! [`static_thread_local!`](crate::static_thread_local) declares the block
+//! in assembly and reaches it with inline assembly.
 //!
 //! # Where
 //!
@@ -35,7 +36,7 @@
 //! first instruction to its last, so `with` never fails.
 
 /// Types whose all-zero bytes are a valid value, for
-/// [`static_thread_local!`].
+/// [`static_thread_local!`](crate::static_thread_local).
 ///
 /// # Safety
 /// Every field of the type is valid as zero bytes (null pointers in

@@ -34,14 +34,14 @@
 //!
 //! * **Touches.** At `Advanced` and `Paranoid`, `touch(hint)` on a tracked
 //!   buffer stores the caller's location and the hint in its entry, keeping
-//!   the last [`TOUCHES`](table::TOUCHES) ([`Tracker::touch`]); a report
+//!   the last `table::TOUCHES` (`Tracker::touch`); a report
 //!   prints them under the allocation's site, most recent first. The
 //!   entries live in the table's OS mapping, so a touch allocates nothing.
 //!   At `Simple` a touch is not kept (it would cost a table lookup for 1
 //!   buffer in 128).
 //! * **Views.** A buffer split off another shares its block, so no
 //!   allocation stands for it; at `Advanced` and `Paranoid`,
-//!   [`Tracker::record_view`] samples it like an allocation and records an
+//!   `Tracker::record_view` samples it like an allocation and records an
 //!   entry under a key of its own (never a block address: blocks are
 //!   16-byte aligned, view keys are 8 modulo 16), which the buffer forgets
 //!   when it is dropped. A view's bytes lie inside its
@@ -54,17 +54,17 @@
 //!   path: the cache's operation count already sends it to its slow path at
 //!   the next trim, and that point is brought forward to the next sample.
 //!   Uncached allocations pay a thread-local countdown.
-//! * A sampled one records its site (see [`stack`]), takes a clock reading
+//! * A sampled one records its site (see `stack`), takes a clock reading
 //!   and inserts an entry into a sharded table under the shard's spin lock.
 //! * A free consults the table only if its chunk holds a tracked block
 //!   (`Chunk::tracked`, a counter in the header the free reads anyway) *and*
 //!   so does the 512-byte granule the block starts in (a byte of the chunk's
-//!   tracked-block map, see [`Gate`]), or if it is a huge block; then it
+//!   tracked-block map, see `Gate`), or if it is a huge block; then it
 //!   takes the shard's lock.
 //!
 //! # Never recursing
 //!
-//! The tracker's tables live in OS mappings ([`table`]), never in the
+//! The tracker's tables live in OS mappings (`table`), never in the
 //! global allocator (which may be the allocator tracked). While a thread
 //! records a sample or builds a report it is marked busy, and its own
 //! allocations are not sampled: the unwinder and glibc may allocate, and a

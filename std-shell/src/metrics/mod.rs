@@ -12,7 +12,7 @@
 //!
 //! Exports (`export`): a readable `Display` dump, Prometheus text
 //! ([`Metrics::to_prometheus`]), `serde::Serialize` (feature `serde`) and the
-//! `metrics` crate's facade ([`Metrics::record`], feature `metrics`).
+//! `metrics` crate's facade (`Metrics::record`, feature `metrics`).
 //!
 //! # Two "active" numbers
 //! * `active_bytes` (Netty's *pinned* memory): bytes of live user
