@@ -393,16 +393,10 @@ impl Pool {
         // Before the Acquire load, after which the chunk's fields would be
         // loaded again.
         let off = addr - (chunk.data + (start << chunk.page_shift));
-        // SAFETY: `start` is a page of the chunk (the caller's contract),
-        // and every header has its identity word.
-        let ident = unsafe { &*chunk.header_ptr(start).add(IDENT) };
-        // ORDERING: Acquire, paired with `subpage::init`'s publication.
-        let ident = ident.load(Ordering::Acquire);
-        // A life held by a retirer is still live (see `subpage::life_class`).
-        if life_class(ident) != Some(class) {
+        // SAFETY: the caller's contract.
+        let Some(elems) = (unsafe { self.live_elems(chunk, start, class) }) else {
             return Small::Unknown;
-        }
-        let (_, elems) = cfg.subpage_shape(class, is_short(ident));
+        };
         let idx = ((off as u64 * cfg.div_magic[class]) >> DIV_SHIFT) as usize;
         // Past the run's elements: a stale descriptor (or the run's tail
         // waste); the tree decides.
@@ -421,6 +415,30 @@ impl Pool {
             elems,
             kind: Kind::Small,
         })
+    }
+
+    /// The elements of the subpage starting at `start`, if a live life of
+    /// `class` holds it (a life held by a retirer is still live: see
+    /// `subpage::life_class`).
+    ///
+    /// # Safety
+    /// `start < chunk.full_pages`.
+    #[inline(always)]
+    pub(crate) unsafe fn live_elems(
+        &self,
+        chunk: &ChunkInfo,
+        start: usize,
+        class: usize,
+    ) -> Option<usize> {
+        // SAFETY: `start` is a page of the chunk (the caller's contract),
+        // and every header has its identity word.
+        let ident = unsafe { &*chunk.header_ptr(start).add(IDENT) };
+        // ORDERING: Acquire, paired with `subpage::init`'s publication.
+        let ident = ident.load(Ordering::Acquire);
+        if life_class(ident) != Some(class) {
+            return None;
+        }
+        Some(self.config().subpage_shape(class, is_short(ident)).1)
     }
 
     /// Resolution from the page tree, for pointers whose descriptor does not

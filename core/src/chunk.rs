@@ -52,6 +52,23 @@ pub(crate) struct Link {
     pub chunk: *const ChunkInfo,
 }
 
+impl Link {
+    /// The chunk and page holding `addr`, if it lies in this link's pages.
+    /// The page is below the chunk's `pages` (`end` is its last page's end).
+    ///
+    /// # Safety
+    /// The link is one of a published region (its `chunk` is live).
+    #[inline(always)]
+    pub(crate) unsafe fn find(&self, addr: usize, page_shift: u32) -> Option<(&ChunkInfo, usize)> {
+        if addr < self.data || addr >= self.end {
+            return None;
+        }
+        // SAFETY: the caller's contract; a link names its own chunk.
+        let chunk = unsafe { &*self.chunk };
+        Some((chunk, (addr - self.data) >> page_shift))
+    }
+}
+
 /// Immutable description of one chunk. Lives in its region's metadata.
 #[repr(C)]
 pub(crate) struct ChunkInfo {

@@ -20,7 +20,7 @@ use crate::chunk::ChunkInfo;
 use crate::error::FreeError;
 use crate::pool::{stack_lane, Pool, Route};
 use crate::size_class::{QUANTUM, SIZES};
-use crate::subpage::{self, ident_class, is_short, life_class, BITMAP, IDENT};
+use crate::subpage::{self, ident_class, is_short, BITMAP, IDENT};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::tree::RunKind;
 use crate::{bitmap, tree};
@@ -152,15 +152,10 @@ impl Pool {
         if class < self.config().num_small {
             if let Some((chunk, page)) = self.locate(addr) {
                 if start <= page {
-                    // SAFETY: `start <= page`, below `full_pages` (`locate`);
-                    // every header has its identity word.
-                    let ident = unsafe { &*chunk.header_ptr(start).add(IDENT) };
-                    // ORDERING: Acquire, paired with `subpage::init`'s
-                    // publication, as in `small_block`.
-                    let ident = ident.load(Ordering::Acquire);
-                    if life_class(ident) == Some(class) {
-                        let (_, elems) = self.config().subpage_shape(class, is_short(ident));
-                        let base = chunk.data + (start << chunk.page_shift);
+                    // Before `live_elems`' Acquire load (see `small_block`).
+                    let base = chunk.data + (start << chunk.page_shift);
+                    // SAFETY: `start <= page`, below `full_pages` (`locate`).
+                    if let Some(elems) = unsafe { self.live_elems(chunk, start, class) } {
                         if n < elems && base + n * SIZES[class] == addr {
                             return self.free_small(chunk, start, class, n, elems);
                         }

@@ -365,10 +365,9 @@ impl Pool {
         // SAFETY: `first` names a link of a published region, which lives as
         // long as the pool.
         if let Some(link) = unsafe { first.as_ref() } {
-            if addr >= link.data && addr < link.end {
-                // SAFETY: as above; a link names its own chunk.
-                let chunk = unsafe { &*link.chunk };
-                return Some((chunk, (addr - link.data) >> self.config.page_shift));
+            // SAFETY: as just said.
+            if let Some(found) = unsafe { link.find(addr, self.config.page_shift) } {
+                return Some(found);
             }
         }
         let g = addr >> self.config.chunk_shift;
@@ -378,10 +377,9 @@ impl Pool {
         // SAFETY: chains hold only links of published regions, which live as
         // long as the pool.
         while let Some(link) = unsafe { l.as_ref() } {
-            if addr >= link.data && addr < link.end {
-                // SAFETY: as above; a link names its own chunk.
-                let chunk = unsafe { &*link.chunk };
-                return Some((chunk, (addr - link.data) >> self.config.page_shift));
+            // SAFETY: as above.
+            if let Some(found) = unsafe { link.find(addr, self.config.page_shift) } {
+                return Some(found);
             }
             // ORDERING: Relaxed; `next` was written before the link was
             // published (see `link`), which the Acquire above ordered.

@@ -13,12 +13,12 @@
 //!    before any lookup;
 //! 2. the chunk (`Inner::chunk_of`: the chunk map, which vouches for the
 //!    header), and no tracked block in its granule (`Chunk::may_track`);
-//! 3. the core's `Pool::live_small_element`: the pointer starts a live small
-//!    element, and its class and tag (`ElementTag`), in the loads of the
-//!    core's resolve (address table, descriptor, identity, element index,
-//!    bitmap word); for a
-//!    sized free the layout's size must route to that class (above the
-//!    class below it, at most its own), which is the layout check;
+//! 3. the core's `Pool::live_small_element`: the pointer starts a live
+//!    small element, and its class and tag (`ElementTag`), in the loads of
+//!    the core's resolve (address table, descriptor, identity, element
+//!    index, bitmap word); for a sized free the layout's size must route to
+//!    that class (above the class below it, at most its own), which is the
+//!    layout check;
 //! 4. room in the class's bin, the double-free canary (a block already in
 //!    a cache is live for the core but free for its user), then the push,
 //!    which writes the canary and the tag, so that the block goes back to

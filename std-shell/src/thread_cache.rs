@@ -580,7 +580,7 @@ impl Inner {
         for i in 0..n {
             // SAFETY: `i < len` items are initialised.
             let ptr = unsafe { *bin.items.add(i) };
-            self.free_uncached(ptr, class, size);
+            self.free_uncached(ptr, class);
         }
         // SAFETY: shifting the remaining initialised items down.
         unsafe { ptr::copy(bin.items.add(n), bin.items, bin.len as usize - n) };
@@ -591,7 +591,7 @@ impl Inner {
     /// Frees a cached block of `class` to its chunk by the tag its push
     /// stored, without resolving it again (see "Validated once"); the
     /// core's free RMW is the only check left.
-    fn free_uncached(&self, ptr: NonNull<u8>, class: usize, size: usize) {
+    fn free_uncached(&self, ptr: NonNull<u8>, class: usize) {
         let addr = ptr.as_ptr() as usize;
         debug_assert!(self.shared.map.contains(addr));
         // SAFETY: a cached block was validated in a registered chunk of this
@@ -610,7 +610,8 @@ impl Inner {
                 .free_element(&self.shared, chunk, ptr, class, tag)
         };
         if let Err(e) = freed {
-            let layout = Layout::from_size_align(size, 16).expect("class sizes are valid layouts");
+            let layout =
+                Layout::from_size_align(SIZES[class], 16).expect("class sizes are valid layouts");
             misuse(e.into(), ptr, layout);
         }
     }
