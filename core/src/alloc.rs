@@ -81,6 +81,59 @@ impl Pool {
         self.allocate_in_lane(layout, hint & (LANES - 1), false)
     }
 
+    /// Whether a subpage of small class `class` is listed: [`Pool::has_partial`]
+    /// by class (`false` for a class that is not small here), for a layer
+    /// that asks many pools about one class.
+    #[inline]
+    pub fn has_listed(&self, class: usize) -> bool {
+        // ORDERING: Relaxed; a hint that the allocation's RMWs validate.
+        class < self.config().num_small && self.partial_count[class].load(Ordering::Relaxed) > 0
+    }
+
+    /// Fills `out` with blocks of `layout`'s small class from the pool's
+    /// listed subpages (those with free elements, empty ones that
+    /// [`Pool::keep_empty_subpages`] kept among them), creating none, and
+    /// returns how many: 0 for a layout that is not a small class. Each
+    /// block is the class size, as [`Pool::allocate_with_hint`] would
+    /// return it, with `hint` picking the lane. For layers that keep many
+    /// pools (the std shell: one per chunk) and look for subpages of a
+    /// class across them before claiming a new run anywhere, as Netty's
+    /// arenas keep a class's partial subpages across their chunks.
+    pub fn allocate_listed(&self, layout: Layout, hint: usize, out: &mut [NonNull<u8>]) -> usize {
+        let Ok(Route::Small { class }) = self.route(layout) else {
+            return 0;
+        };
+        let lane = hint & (LANES - 1);
+        let slot = self.lane_slot(class, lane);
+        let mut n = 0;
+        while n < out.len() {
+            let p = match self.claim_from_slot(class, slot) {
+                FromSlot::Element(p) => Some(p),
+                FromSlot::Full(header, elems) => {
+                    let (chunk, page) = self.header_home(header);
+                    subpage::unlist(header, self.listing(chunk, class, page), class, elems);
+                    None
+                }
+                FromSlot::Nothing => None,
+            };
+            let p = match p {
+                Some(p) => p,
+                None => match self.refill(class, lane, slot, false) {
+                    Ok(Refill::Element(p)) => p,
+                    Ok(Refill::Slot) => continue,
+                    Err(_) => break,
+                },
+            };
+            out[n] = p;
+            n += 1;
+        }
+        #[cfg(feature = "counters")]
+        for _ in 0..n {
+            self.counters().count_alloc(true);
+        }
+        n
+    }
+
     /// Whether an allocation of `layout` may succeed now: `false` means it
     /// cannot, until a block is freed after this call. For layers that keep
     /// many pools (the std shell: one per chunk) and look for one that can
@@ -265,7 +318,7 @@ impl Pool {
                 }
                 FromSlot::Nothing => {}
             }
-            match self.refill(class, lane, slot)? {
+            match self.refill(class, lane, slot, true)? {
                 Refill::Element(p) => return Ok(p),
                 Refill::Slot => {}
             }
@@ -291,13 +344,15 @@ impl Pool {
             .any(|(l, s)| l != lane && s.load(Ordering::Relaxed) == h)
     }
 
-    /// Points the lane at a subpage with a free element, or creates one.
+    /// Points the lane at a subpage with a free element, or, when `create`,
+    /// creates one.
     #[cold]
     fn refill(
         &self,
         class: usize,
         lane: usize,
         slot: &AtomicPtr<AtomicUsize>,
+        create: bool,
     ) -> Result<Refill, AllocError> {
         let mut shared = ptr::null_mut();
         // ORDERING: Relaxed; a hint: with no listed subpage of this class
@@ -333,8 +388,13 @@ impl Pool {
         }
         // Every listed subpage serves another lane: this lane gets a run of
         // its own (so threads do not share bitmap words), and shares only
-        // when no run can be had.
-        match self.new_subpage(class, lane, slot) {
+        // when no run can be had, or may not be created.
+        let created = if create {
+            self.new_subpage(class, lane, slot)
+        } else {
+            Err(AllocError::OutOfMemory { size: 0 })
+        };
+        match created {
             Err(_) if !shared.is_null() => {
                 // ORDERING: as above.
                 slot.store(shared, Ordering::Release);

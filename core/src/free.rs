@@ -268,9 +268,16 @@ impl Pool {
     }
 
     /// Returns an empty subpage's run to the tree, unless a lane allocates
-    /// from it (as Netty keeps a class's last subpage, to avoid churn).
+    /// from it (as Netty keeps a class's last subpage, to avoid churn) or
+    /// the pool keeps empty subpages ([`Pool::keep_empty_subpages`]).
     #[cold]
     fn maybe_retire(&self, chunk: &ChunkInfo, start: usize, header: &[AtomicUsize], class: usize) {
+        // ORDERING: Relaxed, both: a policy flag and a hint. A kept subpage
+        // stays listed (its free made it non-full), so a claim finds it.
+        if self.keep_empty.load(Ordering::Relaxed) {
+            self.kept.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let h = header.as_ptr().cast_mut();
         // ORDERING: Relaxed; a hint (a racing refill finds the subpage locked
         // and moves on).
@@ -326,10 +333,39 @@ impl Pool {
         }
     }
 
+    /// Keeps each subpage that a free empties, listed and ready for its
+    /// class, instead of returning its run to the tree (with `false`, the
+    /// default, back to retiring them). For a layer that refills caches in
+    /// batches, a class that empties and refills its subpages again and
+    /// again (a few elements each, for the classes near four pages) then
+    /// pays neither the retirement nor a new run and its header each time.
+    /// The kept runs are not free pages: [`Pool::trim`] returns them, and
+    /// [`Pool::kept_subpages`] says when that may give pages back. Runs and
+    /// subpages of other classes do not use them until then, so a layer
+    /// that keeps them trims before it grows (the std shell does, before
+    /// mapping a chunk, and once per decay period).
+    pub fn keep_empty_subpages(&self, keep: bool) {
+        // ORDERING: Relaxed; a policy, read by frees as a hint (a free that
+        // reads the old value keeps or retires one subpage either way).
+        self.keep_empty.store(keep, Ordering::Relaxed);
+    }
+
+    /// How many times a free left an emptied subpage in place since the
+    /// last [`Pool::trim`] (see [`Pool::keep_empty_subpages`]): 0 means a
+    /// trim would find no kept subpage. A hint: a kept subpage reused since
+    /// still counts.
+    pub fn kept_subpages(&self) -> usize {
+        // ORDERING: Relaxed; a hint.
+        self.kept.load(Ordering::Relaxed)
+    }
+
     /// Returns every empty subpage's pages to the tree (lanes forget their
     /// subpages first). Returns the bytes freed. Allocation calls this once
     /// before reporting out of memory.
     pub fn trim(&self) -> usize {
+        // ORDERING: Relaxed; a hint. Reset before the walk, so a subpage
+        // kept during it is counted again.
+        self.kept.store(0, Ordering::Relaxed);
         for lanes in &self.lanes[..self.config().num_small] {
             for s in lanes {
                 // ORDERING: Relaxed; hints.

@@ -51,6 +51,9 @@ pub(crate) const TABLE: usize = 64;
 /// * A lane slot holds null or a header pointer of some chunk of this pool;
 ///   it is only a hint and is validated by the header's identity on use.
 /// * `normal_hint` holds null or a chunk of this pool; only a hint.
+/// * `kept` is only a hint for layers deciding when to [`Pool::trim`]: it
+///   counts frees that left an emptied subpage in place, and `trim` resets
+///   it; the subpages' bitmaps and partial sets are the truth.
 /// * Every byte of every region is in exactly one of: metadata, a free page, a
 ///   normal run, a span, a subpage run (see `tree`); every element of a live
 ///   subpage is free or allocated per its bitmap (see `bitmap`).
@@ -68,6 +71,12 @@ pub struct Pool {
     /// Per small class: set bits in its partial sets (see `Listing`).
     pub(crate) partial_count: [AtomicUsize; MAX_SMALL],
     misuse: AtomicUsize,
+    /// Whether a free that empties a subpage keeps its run
+    /// ([`Pool::keep_empty_subpages`]).
+    pub(crate) keep_empty: AtomicBool,
+    /// Subpages kept empty since the last [`Pool::trim`] (a hint: one
+    /// reused since still counts).
+    pub(crate) kept: AtomicUsize,
     #[cfg(feature = "counters")]
     counters: crate::stats::Counters,
 }
@@ -117,6 +126,8 @@ impl Pool {
             normal_hint: [const { AtomicPtr::new(ptr::null_mut()) }; LANES],
             partial_count: [const { AtomicUsize::new(0) }; MAX_SMALL],
             misuse: AtomicUsize::new(0),
+            keep_empty: AtomicBool::new(false),
+            kept: AtomicUsize::new(0),
             #[cfg(feature = "counters")]
             counters: crate::stats::Counters::new(),
         }

@@ -265,3 +265,78 @@ fn elements_free_by_their_tag_and_a_wrong_tag_changes_nothing_it_should_not() {
     p.check().unwrap();
     assert_eq!(p.stats().allocated_bytes, 0);
 }
+
+/// A pool that keeps empty subpages: a free that empties one leaves its run
+/// in place and listed, `allocate_listed` serves from it (and only from
+/// listed subpages), and `trim` returns the runs to the free pages. Without
+/// keeping, the same frees retire the runs at once.
+#[test]
+fn kept_subpages_serve_again_and_trim_returns_them() {
+    let len = 16 << 10;
+    let mut buf = std::vec![0u64; len / 8];
+    let p = &Pool::new(CONFIG);
+    let start = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap();
+    // SAFETY: memory used by nothing else, alive until after the pool's
+    // last use.
+    unsafe { p.add_region(start, len) }.unwrap();
+    p.keep_empty_subpages(true);
+    let layout = l(112, 8);
+    let free_before = p.stats().free_bytes;
+    // Subpages of lanes 0 and 1: whichever lane the freeing thread hashes
+    // to, one of them empties outside its lane slot, where it would be
+    // retired if the pool did not keep it.
+    let blocks: Vec<NonNull<u8>> = (0..2)
+        .flat_map(|lane| {
+            (0..4).map(move |_| p.allocate_with_hint(layout, lane).unwrap().cast::<u8>())
+        })
+        .collect();
+    let after_alloc = p.stats().free_bytes;
+    assert!(after_alloc < free_before);
+    for &b in &blocks {
+        // SAFETY: live blocks of this pool, freed once.
+        unsafe { p.deallocate(b, layout) }.unwrap();
+    }
+    assert!(p.kept_subpages() > 0, "no subpage was kept");
+    assert_eq!(p.stats().free_bytes, after_alloc, "a kept run went back");
+    p.check().unwrap();
+    // Served again from the kept subpages, without a new run: eight
+    // distinct blocks, and no page left the free pages.
+    let mut out = [NonNull::dangling(); 8];
+    assert_eq!(p.allocate_listed(layout, 0, &mut out), 8);
+    assert_eq!(p.stats().free_bytes, after_alloc);
+    let mut again: Vec<_> = out.to_vec();
+    again.sort();
+    again.dedup();
+    assert_eq!(again.len(), 8);
+    // Nothing listed for another class: nothing served, no run taken.
+    assert_eq!(p.allocate_listed(l(48, 8), 0, &mut out[..1]), 0);
+    assert_eq!(
+        p.allocate_listed(l(8 << 10, 8), 0, &mut out[..1]),
+        0,
+        "not small"
+    );
+    assert_eq!(p.stats().free_bytes, after_alloc);
+    for &b in &again {
+        // SAFETY: as above; the second free of each is refused.
+        unsafe { p.deallocate(b, layout) }.unwrap();
+        // SAFETY: as above (a double free, refused).
+        let twice = unsafe { p.deallocate(b, layout) };
+        assert_eq!(twice, Err(FreeError::NotAllocated));
+    }
+    assert!(p.trim() > 0);
+    assert_eq!(p.kept_subpages(), 0);
+    assert_eq!(p.stats().free_bytes, free_before, "trim returned every run");
+    // Without keeping, emptied subpages not held by a lane are retired.
+    p.keep_empty_subpages(false);
+    let blocks: Vec<NonNull<u8>> = (0..2)
+        .flat_map(|lane| {
+            (0..4).map(move |_| p.allocate_with_hint(layout, lane).unwrap().cast::<u8>())
+        })
+        .collect();
+    for &b in &blocks {
+        // SAFETY: as above.
+        unsafe { p.deallocate(b, layout) }.unwrap();
+    }
+    assert_eq!(p.kept_subpages(), 0);
+    p.check().unwrap();
+}

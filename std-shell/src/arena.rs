@@ -48,6 +48,24 @@
 //! refusal. A decay of 0 releases empty chunks at once and purges nothing
 //! by time.
 //!
+//! # Kept subpages
+//!
+//! A chunk's pool keeps the subpages its frees empty
+//! (`Pool::keep_empty_subpages`), listed for their class. A refill first
+//! takes listed subpages of its class across the arena's chunks (the chunk
+//! that last served the class, then up to `LISTED_SCAN` more, a load each:
+//! Netty's arena-level subpage pools), creating no run; only then does it
+//! walk the bands, where a chunk creates a run. So a class that empties its
+//! subpages and refills them again (the classes near four pages hold two
+//! to four elements a subpage) reuses them instead of retiring a run and
+//! claiming a new one with its header each time. Kept runs are not free
+//! pages, and the bands see a chunk's blocks, not its kept subpages: before
+//! mapping a new chunk the arena retires every kept subpage
+//! (`Lists::retire_kept`) and walks the bands again, so keeping never makes
+//! the arena grow; the decay's periodic purge retires them too, so they
+//! hold memory for at most a period, and `trim` and the limit's reclaim
+//! retire them with the rest.
+//!
 //! # Locking
 //! The lists are under a spin lock, taken on thread-cache misses (refills in
 //! batches) and when a free moves a chunk across a band boundary. Core
@@ -77,6 +95,9 @@ const ALLOC_ORDER: [usize; 5] = [3, 2, 1, 0, 4];
 /// The list of kept empty chunks.
 pub(crate) const EMPTY: usize = 6;
 const LISTS: usize = 7;
+/// Chunks a refill asks for listed subpages of its class beyond the one
+/// that last served it (see `Lists::take_listed`).
+const LISTED_SCAN: usize = 32;
 
 /// What every arena of one allocator shares.
 ///
@@ -462,9 +483,105 @@ impl Lists {
         }
     }
 
-    /// Gives the free runs of every chunk that holds blocks back to the OS
+    /// Blocks of a small class from subpages its chunks already list (the
+    /// chunk that last served the class first, then up to `LISTED_SCAN`
+    /// chunks), creating no run: what Netty's arena-level subpage pools
+    /// give. Fills `out` across chunks; returns how many.
+    fn take_listed(&mut self, layout: Layout, size: usize, out: &mut [NonNull<u8>]) -> usize {
+        let hint = self.last[Lists::hint_slot(size)];
+        let mut n = 0;
+        // SAFETY: `last` names a live chunk of this arena or is null (a
+        // released chunk is cleared from it under this lock).
+        if let Some(chunk) = unsafe { hint.as_ref() } {
+            n = take(chunk, layout, size, out);
+            if n > 0 {
+                self.settle(chunk);
+            }
+        }
+        let mut seen = 0;
+        for band in 0..LISTS {
+            let mut c = self.heads[band];
+            // SAFETY: list members are live chunks while we hold the lock.
+            while let Some(chunk) = unsafe { c.as_ref() } {
+                if n == out.len() || seen == LISTED_SCAN {
+                    return n;
+                }
+                // ORDERING: Relaxed; under the lock (read before `settle`
+                // moves the chunk).
+                c = chunk.next.load(Ordering::Relaxed);
+                if ptr::eq(chunk, hint) {
+                    continue;
+                }
+                seen += 1;
+                let got = take(chunk, layout, size, &mut out[n..]);
+                if got > 0 {
+                    n += got;
+                    self.settle(chunk);
+                    self.served(size, chunk);
+                }
+            }
+        }
+        n
+    }
+
+    /// Blocks from the first chunks that serve, in Netty's band order, then
+    /// from a kept empty chunk: what the first chunk that serves gives is
+    /// the refill (a bin that runs dry grows its next one). Returns how many.
+    fn fill_by_bands(&mut self, layout: Layout, size: usize, out: &mut [NonNull<u8>]) -> usize {
+        let mut n = 0;
+        'bands: for band in ALLOC_ORDER {
+            let mut c = self.heads[band];
+            // SAFETY: list members are live chunks while we hold the lock.
+            while let Some(chunk) = unsafe { c.as_ref() } {
+                // ORDERING: Relaxed; under the lock.
+                c = chunk.next.load(Ordering::Relaxed);
+                let got = fill(chunk, layout, size, &mut out[n..]);
+                if got > 0 {
+                    n += got;
+                    self.settle(chunk);
+                    self.served(size, chunk);
+                }
+                if n == out.len() {
+                    break 'bands;
+                }
+            }
+            if n > 0 {
+                return n;
+            }
+        }
+        if n == 0 {
+            // SAFETY: list members are live chunks while we hold the lock.
+            if let Some(chunk) = unsafe { self.heads[EMPTY].as_ref() } {
+                n = fill(chunk, layout, size, out);
+                self.settle(chunk);
+                if n > 0 {
+                    self.served(size, chunk);
+                }
+            }
+        }
+        n
+    }
+
+    /// Returns every kept empty subpage of the arena's chunks to their free
+    /// pages (`Pool::trim`). Whether any chunk had kept one.
+    fn retire_kept(&self) -> bool {
+        let mut any = false;
+        for band in 0..LISTS {
+            for c in self.chunks(band) {
+                if c.pool.kept_subpages() > 0 {
+                    c.pool.trim();
+                    // ORDERING: Relaxed; a hint (see `fill`): runs came back.
+                    c.no_run.store(usize::MAX, Ordering::Relaxed);
+                    any = true;
+                }
+            }
+        }
+        any
+    }
+
     /// (`decommit_free`; the caller holds the arena lock, as `Lists` are).
     fn decommit_live(&self) {
+        self.retire_kept();
         for band in 0..EMPTY {
             for c in self.chunks(band) {
                 decommit_free(c);
@@ -513,50 +630,14 @@ impl Arena {
     ) -> Result<usize, Shortage> {
         let mut lists = self.lists.lock();
         self.decay(sh, &mut lists);
-        let mut n = 0;
-        // SAFETY: `last` names a live chunk of this arena or is null (a
-        // released chunk is cleared from it under this lock).
-        if let Some(chunk) = unsafe { lists.last[Lists::hint_slot(size)].as_ref() } {
-            if chunk.pool.has_partial(layout) {
-                n = fill(chunk, layout, size, out);
-                if n > 0 {
-                    lists.settle(chunk);
-                }
-            }
-        }
-        // As from a band: what the first chunk that serves gives is the
-        // refill (a bin that runs dry grows its next one).
+        let mut n = lists.take_listed(layout, size, out);
         if n == 0 {
-            'bands: for band in ALLOC_ORDER {
-                let mut c = lists.heads[band];
-                // SAFETY: list members are live chunks while we hold the lock.
-                while let Some(chunk) = unsafe { c.as_ref() } {
-                    // ORDERING: Relaxed; under the lock.
-                    c = chunk.next.load(Ordering::Relaxed);
-                    let got = fill(chunk, layout, size, &mut out[n..]);
-                    if got > 0 {
-                        n += got;
-                        lists.settle(chunk);
-                        lists.served(size, chunk);
-                    }
-                    if n == out.len() {
-                        break 'bands;
-                    }
-                }
-                if n > 0 {
-                    break;
-                }
-            }
+            n = lists.fill_by_bands(layout, size, out);
         }
-        if n == 0 {
-            // SAFETY: list members are live chunks while we hold the lock.
-            if let Some(chunk) = unsafe { lists.heads[EMPTY].as_ref() } {
-                n = fill(chunk, layout, size, out);
-                lists.settle(chunk);
-                if n > 0 {
-                    lists.served(size, chunk);
-                }
-            }
+        // Kept subpages (see "Kept subpages") go back to their chunks' free
+        // pages before the arena grows.
+        if n == 0 && lists.retire_kept() {
+            n = lists.fill_by_bands(layout, size, out);
         }
         drop(lists);
         if n == 0 {
@@ -841,6 +922,21 @@ fn decommit_free(chunk: &Chunk) -> usize {
         }
     });
     given
+}
+
+/// Blocks of `layout`'s small class from `chunk`'s listed subpages
+/// (`Pool::allocate_listed`), counted in its usage. The caller holds the
+/// chunk's arena lock.
+fn take(chunk: &Chunk, layout: Layout, size: usize, out: &mut [NonNull<u8>]) -> usize {
+    if !chunk.pool.has_listed(class_of(size)) {
+        return 0;
+    }
+    let n = chunk.pool.allocate_listed(layout, 0, out);
+    if n > 0 {
+        // ORDERING: Relaxed; as in `fill`.
+        chunk.active.fetch_add(n * size, Ordering::Relaxed);
+    }
+    n
 }
 
 /// Allocates up to `out.len()` blocks from one chunk; counts them as active.

@@ -126,6 +126,8 @@ impl Chunk {
                 pool: Pool::new(core),
             })
         };
+        // SAFETY: written just above; nothing else refers to the chunk yet.
+        unsafe { &*header.as_ptr() }.pool.keep_empty_subpages(true);
         let meta_at = size + meta_offset(size);
         // SAFETY: inside the mapping, after the header and the tracked-block
         // map (zero pages until written).
