@@ -52,19 +52,19 @@
 //!
 //! A chunk's pool keeps the subpages its frees empty
 //! (`Pool::keep_empty_subpages`), listed for their class. A refill first
-//! takes listed subpages of its class across the arena's chunks (the chunk
-//! that last served the class, then up to `LISTED_SCAN` more, a load each:
-//! Netty's arena-level subpage pools), creating no run; only then does it
-//! walk the bands, where a chunk creates a run. So a class that empties its
-//! subpages and refills them again (the classes near four pages hold two
-//! to four elements a subpage) reuses them instead of retiring a run and
-//! claiming a new one with its header each time. Kept runs are not free
-//! pages, and the bands see a chunk's blocks, not its kept subpages: before
-//! mapping a new chunk the arena retires every kept subpage
-//! (`Lists::retire_kept`) and walks the bands again, so keeping never makes
-//! the arena grow; the decay's periodic purge retires them too, so they
-//! hold memory for at most a period, and `trim` and the limit's reclaim
-//! retire them with the rest.
+//! takes listed subpages of its class from the chunks the arena's index
+//! names (`listed.rs`: per class, a bit per chunk, set by the frees that
+//! may list one; Netty's arena-level subpage pools), creating no run; only
+//! then does it walk the bands, where a chunk creates a run. So a class
+//! that empties its subpages and refills them again (the classes near four
+//! pages hold two to four elements a subpage) reuses them instead of
+//! retiring a run and claiming a new one with its header each time. Kept
+//! runs are not free pages, and the bands see a chunk's blocks, not its
+//! kept subpages: before mapping a new chunk the arena retires every kept
+//! subpage (`Lists::retire_kept`) and walks the bands again, so keeping
+//! never makes the arena grow; the decay's periodic purge retires them
+//! too, so they hold memory for at most a period, and `trim` and the
+//! limit's reclaim retire them with the rest.
 //!
 //! # Locking
 //! The lists are under a spin lock, taken on thread-cache misses (refills in
@@ -74,14 +74,20 @@
 //! looked up again through the chunk map, because a free that decided to
 //! rebalance may find the chunk already released.
 
+mod listed;
+mod shared;
+
+pub(crate) use listed::NO_SLOT;
+use listed::{ListedIndex, Slots};
+pub(crate) use shared::Shared;
+
 use crate::chunk::Chunk;
-use crate::chunk_map::ChunkMap;
 use crate::os;
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use poolalloc_core::size_class::{class_of, NUM_SIZES, SIZES};
-use poolalloc_core::{Block, Config as CoreConfig, ElementTag, FreeError, Pool};
+use poolalloc_core::{Block, ElementTag, FreeError, Pool};
 
 /// `(min, max)` usage in percent of each band; a chunk stays while
 /// `min <= usage < max` (q100: usage 100).
@@ -95,197 +101,6 @@ const ALLOC_ORDER: [usize; 5] = [3, 2, 1, 0, 4];
 /// The list of kept empty chunks.
 pub(crate) const EMPTY: usize = 6;
 const LISTS: usize = 7;
-/// Chunks a refill asks for listed subpages of its class beyond the one
-/// that last served it (see `Lists::take_listed`).
-const LISTED_SCAN: usize = 32;
-
-/// What every arena of one allocator shares.
-///
-/// # Reading chunks without a lock
-/// Metrics walk the chunk map and read chunk headers and core metadata while
-/// arenas release chunks. A walk runs between [`Shared::read_chunks`]'s
-/// increment and decrement of `readers`; a release first clears the chunk's
-/// map bit, then unmaps it only if no walk is running, and otherwise pushes
-/// it on `retired`, which is drained (unmapped, limit released) by the next
-/// release, trim, or last walker that finds `readers == 0`.
-///
-/// Invariant: a chunk whose map bit a walker read as set stays mapped until
-/// that walker's decrement. The store-buffer pattern, with a SeqCst fence on
-/// each side: the walker does `readers += 1; fence; load map word`, the
-/// releaser `clear map bit; fence; load readers`. In the SeqCst order one
-/// fence comes first; if the walker's does, the releaser sees `readers > 0`
-/// and retires the chunk; if the releaser's does, the walker's load sees the
-/// bit clear and never touches the chunk. A drainer takes the whole `retired`
-/// list (Acquire: every retiree's bit was cleared before it was pushed), then
-/// `fence; load readers`; the same argument shows that a walker it does not
-/// see cannot see any retiree's bit. Its SeqCst load of `readers` also
-/// acquires the walkers' Release decrements, so their reads of a retiree
-/// happen before the unmap.
-///
-/// The limit is released when a chunk is unmapped, not when it is retired:
-/// `used_memory` counts retirees until they are gone. A chunk whose unmap
-/// the OS refused is retired too, still charged, and the next drain tries
-/// again.
-pub(crate) struct Shared {
-    pub core: CoreConfig,
-    /// Bytes of one chunk's mapping (`Chunk::mapping_len`): what the limit is
-    /// charged per chunk.
-    pub chunk_mapping: usize,
-    /// Charged for every chunk mapped, released for every chunk unmapped.
-    pub limit: crate::limit::Limit,
-    pub owner: usize,
-    pub map: ChunkMap,
-    /// Empty chunks an arena keeps whatever their age.
-    pub keep_empty: usize,
-    /// How long an arena keeps further empty chunks, in nanoseconds
-    /// (`ShellConfig::chunk_decay_millis`; 0: released at once).
-    pub decay_ns: u64,
-    /// Metrics walks in progress (see the type's docs).
-    pub readers: AtomicUsize,
-    /// Released chunks waiting for the walks to end, linked through `next`.
-    pub retired: AtomicPtr<Chunk>,
-    /// How many chunk unmaps a walk deferred (statistics).
-    pub deferred_unmaps: AtomicUsize,
-}
-
-impl Shared {
-    pub(crate) fn new(
-        core: CoreConfig,
-        limit: crate::limit::Limit,
-        owner: usize,
-        map: ChunkMap,
-        decay_millis: usize,
-    ) -> Shared {
-        Shared {
-            core,
-            limit,
-            owner,
-            map,
-            chunk_mapping: Chunk::mapping_len(core),
-            keep_empty: 1,
-            decay_ns: (decay_millis as u64).saturating_mul(1_000_000),
-            readers: AtomicUsize::new(0),
-            retired: AtomicPtr::new(ptr::null_mut()),
-            deferred_unmaps: AtomicUsize::new(0),
-        }
-    }
-
-    /// Calls `f` for every registered chunk of this allocator, without a lock
-    /// and without allocating; no chunk is unmapped meanwhile.
-    pub(crate) fn read_chunks(&self, mut f: impl FnMut(&Chunk)) {
-        // ORDERING: SeqCst increment and fence: the walker's half of the
-        // store-buffer pattern described at the type.
-        self.readers.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        self.map.for_each(|addr| {
-            // SAFETY: the map bit was set when read after our fence, so the
-            // chunk is initialised (Acquire in `for_each`) and stays mapped
-            // until our decrement (the type's invariant).
-            if let Some(c) = unsafe { Chunk::of(addr, self.core.chunk_size(), self.owner) } {
-                f(c);
-            }
-        });
-        // ORDERING: SeqCst (so Release): our reads of chunks happen before a
-        // drainer's unmap that sees the lower count.
-        if self.readers.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.drain_retired();
-        }
-    }
-
-    /// Unmaps a chunk that was just unregistered from the map (under its
-    /// arena's lock), or retires it while a walk may be reading it. Returns
-    /// the bytes unmapped now.
-    ///
-    /// # Safety
-    /// As for [`Chunk::destroy`], except that walkers may still read it.
-    unsafe fn unmap_or_retire(&self, chunk: &Chunk) -> usize {
-        // ORDERING: the releaser's half of the store-buffer pattern (the map
-        // bit was cleared by the caller just before).
-        fence(Ordering::SeqCst);
-        if self.readers.load(Ordering::SeqCst) == 0 {
-            let size = self.chunk_mapping;
-            // SAFETY: the caller's contract; no walker can reach it (type docs).
-            if unsafe { Chunk::destroy(NonNull::from(chunk), size) } {
-                self.limit.release(size);
-                return size;
-            }
-            // The OS refused: retired, still charged, retried by a drain.
-        } else {
-            // ORDERING: Relaxed; statistics.
-            self.deferred_unmaps.fetch_add(1, Ordering::Relaxed);
-        }
-        self.push_retired(
-            ptr::from_ref(chunk).cast_mut(),
-            ptr::from_ref(chunk).cast_mut(),
-        );
-        0
-    }
-
-    /// Pushes the chain `first..=last` (linked through `next`) on `retired`.
-    fn push_retired(&self, first: *mut Chunk, last: *mut Chunk) {
-        // ORDERING: Relaxed load; the CAS validates.
-        let mut head = self.retired.load(Ordering::Relaxed);
-        loop {
-            // SAFETY: retired chunks are mapped and owned by the list.
-            // ORDERING: Relaxed; published by the Release CAS below.
-            unsafe { &*last }.next.store(head, Ordering::Relaxed);
-            // ORDERING: Release: the map-bit clears and links before it reach
-            // the drainer's Acquire swap.
-            match self.retired.compare_exchange_weak(
-                head,
-                first,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(h) => head = h,
-            }
-        }
-    }
-
-    /// Unmaps every retired chunk if no walk is running. Returns the bytes
-    /// unmapped.
-    pub(crate) fn drain_retired(&self) -> usize {
-        // ORDERING: Relaxed; a cheap emptiness check, the swap decides.
-        if self.retired.load(Ordering::Relaxed).is_null() {
-            return 0;
-        }
-        // ORDERING: Acquire pairs with `push_retired`'s Release.
-        let first = self.retired.swap(ptr::null_mut(), Ordering::Acquire);
-        if first.is_null() {
-            return 0;
-        }
-        // ORDERING: the drainer's half (type docs).
-        fence(Ordering::SeqCst);
-        if self.readers.load(Ordering::SeqCst) != 0 {
-            let mut last = first;
-            // SAFETY: the chain is ours and mapped.
-            // ORDERING: Relaxed; links we acquired with the swap.
-            while let Some(n) = NonNull::new(unsafe { &*last }.next.load(Ordering::Relaxed)) {
-                last = n.as_ptr();
-            }
-            self.push_retired(first, last);
-            return 0;
-        }
-        let size = self.chunk_mapping;
-        let (mut c, mut released) = (first, 0);
-        while let Some(chunk) = NonNull::new(c) {
-            // SAFETY: ours and mapped until the destroy below.
-            // ORDERING: Relaxed; as above.
-            c = unsafe { chunk.as_ref() }.next.load(Ordering::Relaxed);
-            // SAFETY: unregistered, no walker can reach it (type docs), no
-            // other reference (it left its arena's lists before retiring).
-            if unsafe { Chunk::destroy(chunk, size) } {
-                self.limit.release(size);
-                released += size;
-            } else {
-                // The OS refused: back on the list, charged, for the next drain.
-                self.push_retired(chunk.as_ptr(), chunk.as_ptr());
-            }
-        }
-        released
-    }
-}
 
 struct Lists {
     heads: [*mut Chunk; LISTS],
@@ -296,13 +111,8 @@ struct Lists {
     /// the count unchanged returns at once: a thread refused by the limit
     /// again and again does not walk every chunk each time.
     trimmed_at: usize,
-    /// Per size class: the chunk that last served it (null: none, or
-    /// released since). A refill tries it first when its pool lists a
-    /// subpage of the class with free elements, as Netty's arena keeps a
-    /// list of its partial subpages per class across chunks: the common
-    /// refill of a small class then costs one chunk, not a walk of the
-    /// bands. A new run still comes from the bands in Netty's order.
-    last: [*mut Chunk; NUM_SIZES],
+    /// Which chunk holds each slot of the listed-subpage index.
+    slots: Slots,
     /// At most the `emptied_ns` of every chunk on the empty list
     /// (`u64::MAX`: none was ever added): a chunk leaving the list leaves
     /// it lower than need be, and the next decay walk makes it exact.
@@ -382,6 +192,8 @@ impl ArenaCounters {
 
 pub(crate) struct Arena {
     lists: spin::Mutex<Lists>,
+    /// Chunks with listed subpages, per class (`listed.rs`).
+    listed: ListedIndex,
     pub index: usize,
     /// Threads bound to this arena (for least-used binding).
     pub threads: AtomicUsize,
@@ -461,73 +273,16 @@ impl Lists {
         }
     }
 
-    /// The hint slot of blocks of `size` bytes (a class size). Pooled sizes
-    /// are below the chunk size, so within the table; a hint is checked
-    /// (`has_partial`) before use, so a shared slot would only cost a walk.
-    fn hint_slot(size: usize) -> usize {
-        class_of(size).min(NUM_SIZES - 1)
-    }
-
-    /// Records that `c` served blocks of `size` bytes.
-    fn served(&mut self, size: usize, c: &Chunk) {
-        self.last[Lists::hint_slot(size)] = ptr::from_ref(c).cast_mut();
-    }
-
-    /// Clears `c` from the per-class hints, before it is released.
-    fn forget(&mut self, c: &Chunk) {
-        let c = ptr::from_ref(c).cast_mut();
-        for last in &mut self.last {
-            if *last == c {
-                *last = ptr::null_mut();
-            }
-        }
-    }
-
-    /// Blocks of a small class from subpages its chunks already list (the
-    /// chunk that last served the class first, then up to `LISTED_SCAN`
-    /// chunks), creating no run: what Netty's arena-level subpage pools
-    /// give. Fills `out` across chunks; returns how many.
-    fn take_listed(&mut self, layout: Layout, size: usize, out: &mut [NonNull<u8>]) -> usize {
-        let hint = self.last[Lists::hint_slot(size)];
-        let mut n = 0;
-        // SAFETY: `last` names a live chunk of this arena or is null (a
-        // released chunk is cleared from it under this lock).
-        if let Some(chunk) = unsafe { hint.as_ref() } {
-            n = take(chunk, layout, size, out);
-            if n > 0 {
-                self.settle(chunk);
-            }
-        }
-        let mut seen = 0;
-        for band in 0..LISTS {
-            let mut c = self.heads[band];
-            // SAFETY: list members are live chunks while we hold the lock.
-            while let Some(chunk) = unsafe { c.as_ref() } {
-                if n == out.len() || seen == LISTED_SCAN {
-                    return n;
-                }
-                // ORDERING: Relaxed; under the lock (read before `settle`
-                // moves the chunk).
-                c = chunk.next.load(Ordering::Relaxed);
-                if ptr::eq(chunk, hint) {
-                    continue;
-                }
-                seen += 1;
-                let got = take(chunk, layout, size, &mut out[n..]);
-                if got > 0 {
-                    n += got;
-                    self.settle(chunk);
-                    self.served(size, chunk);
-                }
-            }
-        }
-        n
-    }
-
     /// Blocks from the first chunks that serve, in Netty's band order, then
     /// from a kept empty chunk: what the first chunk that serves gives is
     /// the refill (a bin that runs dry grows its next one). Returns how many.
-    fn fill_by_bands(&mut self, layout: Layout, size: usize, out: &mut [NonNull<u8>]) -> usize {
+    fn fill_by_bands(
+        &mut self,
+        listed: &ListedIndex,
+        layout: Layout,
+        size: usize,
+        out: &mut [NonNull<u8>],
+    ) -> usize {
         let mut n = 0;
         'bands: for band in ALLOC_ORDER {
             let mut c = self.heads[band];
@@ -539,7 +294,7 @@ impl Lists {
                 if got > 0 {
                     n += got;
                     self.settle(chunk);
-                    self.served(size, chunk);
+                    note_listed(listed, chunk, size);
                 }
                 if n == out.len() {
                     break 'bands;
@@ -554,9 +309,7 @@ impl Lists {
             if let Some(chunk) = unsafe { self.heads[EMPTY].as_ref() } {
                 n = fill(chunk, layout, size, out);
                 self.settle(chunk);
-                if n > 0 {
-                    self.served(size, chunk);
-                }
+                note_listed(listed, chunk, size);
             }
         }
         n
@@ -609,10 +362,11 @@ impl Arena {
                 heads: [ptr::null_mut(); LISTS],
                 counts: [0; LISTS],
                 trimmed_at: usize::MAX,
-                last: [ptr::null_mut(); NUM_SIZES],
+                slots: Slots::new(),
                 oldest_empty_ns: u64::MAX,
                 purged_ns: 0,
             }),
+            listed: ListedIndex::new(),
             index,
             threads: AtomicUsize::new(0),
             counters: ArenaCounters::new(),
@@ -630,14 +384,14 @@ impl Arena {
     ) -> Result<usize, Shortage> {
         let mut lists = self.lists.lock();
         self.decay(sh, &mut lists);
-        let mut n = lists.take_listed(layout, size, out);
+        let mut n = self.take_listed(&mut lists, size, layout, out);
         if n == 0 {
-            n = lists.fill_by_bands(layout, size, out);
+            n = lists.fill_by_bands(&self.listed, layout, size, out);
         }
         // Kept subpages (see "Kept subpages") go back to their chunks' free
         // pages before the arena grows.
         if n == 0 && lists.retire_kept() {
-            n = lists.fill_by_bands(layout, size, out);
+            n = lists.fill_by_bands(&self.listed, layout, size, out);
         }
         drop(lists);
         if n == 0 {
@@ -651,6 +405,39 @@ impl Arena {
         Ok(n)
     }
 
+    /// Blocks of a small class from subpages its chunks already list, the
+    /// chunks found by the arena's index (`listed.rs`), creating no run:
+    /// what Netty's arena-level subpage pools give. Fills `out` across
+    /// chunks; returns how many.
+    fn take_listed(
+        &self,
+        lists: &mut Lists,
+        size: usize,
+        layout: Layout,
+        out: &mut [NonNull<u8>],
+    ) -> usize {
+        let class = class_of(size);
+        let mut n = 0;
+        for slot in self.listed.slots(class) {
+            // SAFETY: a slot names a live chunk of this arena while we hold
+            // the lock (`Slots::get`).
+            let Some(chunk) = (unsafe { lists.slots.get(slot).as_ref() }) else {
+                continue;
+            };
+            let got = take(chunk, layout, size, &mut out[n..]);
+            if got > 0 {
+                n += got;
+                lists.settle(chunk);
+            }
+            if n == out.len() {
+                break;
+            }
+            // The chunk gave all it lists of the class.
+            self.listed.drop_if_empty(chunk, class);
+        }
+        n
+    }
+
     /// Takes a freshly created chunk into qInit and fills `out` from it.
     pub(crate) fn adopt(
         &self,
@@ -661,11 +448,10 @@ impl Arena {
     ) -> usize {
         let mut lists = self.lists.lock();
         lists.push(chunk, QINIT);
+        lists.slots.take(chunk);
         let n = fill(chunk, layout, size, out);
         lists.settle(chunk);
-        if n > 0 {
-            lists.served(size, chunk);
-        }
+        note_listed(&self.listed, chunk, size);
         drop(lists);
         // ORDERING: Relaxed; statistics.
         self.counters.chunks_created.fetch_add(1, Ordering::Relaxed);
@@ -736,6 +522,9 @@ impl Arena {
         let band = chunk.band.load(Ordering::Relaxed) as usize;
         let (usable, addr) = (chunk.usable, chunk.key());
         free(&chunk.pool)?;
+        // Before the decrement, while the block keeps the chunk (and its
+        // slot) in the arena.
+        note_listed(&self.listed, chunk, size);
         // ORDERING: Release: the core free happens before an arena that sees
         // the lower count (Acquire, under the lock) releases the chunk.
         let after = chunk.active.fetch_sub(size, Ordering::Release) - size;
@@ -833,7 +622,9 @@ impl Arena {
     /// (or retires it, see [`Shared`]). Returns the bytes released now.
     fn release(&self, sh: &Shared, lists: &mut Lists, chunk: &Chunk) -> usize {
         lists.unlink(chunk);
-        lists.forget(chunk);
+        if let Some(slot) = lists.slots.give(chunk) {
+            self.listed.clear_slot(slot);
+        }
         sh.map.remove(chunk.key());
         // ORDERING: Relaxed; statistics.
         self.counters
@@ -922,6 +713,16 @@ fn decommit_free(chunk: &Chunk) -> usize {
         }
     });
     given
+}
+
+/// Notes in `listed` that `chunk` lists a subpage of the class of `size`
+/// bytes, if its pool says so (nothing for a page run's class).
+#[inline]
+fn note_listed(listed: &ListedIndex, chunk: &Chunk, size: usize) {
+    let class = class_of(size);
+    if chunk.pool.has_listed(class) {
+        listed.note(chunk, class);
+    }
 }
 
 /// Blocks of `layout`'s small class from `chunk`'s listed subpages

@@ -70,6 +70,10 @@ pub(crate) struct Chunk {
     /// (`os::monotonic_ns`), for the decay of kept empty chunks; written
     /// and read under the arena lock.
     pub emptied_ns: AtomicU64,
+    /// The chunk's slot in its arena's listed-subpage index
+    /// (`arena/listed.rs`; `NO_SLOT` when it has none), written under the
+    /// arena lock.
+    pub slot: AtomicUsize,
     /// Bytes the pool can hand out.
     pub usable: usize,
     pub pool: Pool,
@@ -122,6 +126,7 @@ impl Chunk {
                 next: AtomicPtr::new(ptr::null_mut()),
                 no_run: AtomicUsize::new(usize::MAX),
                 emptied_ns: AtomicU64::new(0),
+                slot: AtomicUsize::new(crate::arena::NO_SLOT),
                 usable: 0,
                 pool: Pool::new(core),
             })

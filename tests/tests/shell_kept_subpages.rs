@@ -75,3 +75,44 @@ fn kept_subpages_of_a_large_class_do_not_make_the_arena_grow() {
 fn kept_subpages_of_a_small_class_do_not_make_the_arena_grow() {
     emptied_chunk_serves_other_sizes(layout(1 << 10));
 }
+
+/// The subpages a class emptied in one chunk serve it again before any
+/// other chunk makes new ones: the arena's index finds them, though the
+/// bands would try the other chunk first (the emptied one holds no block).
+#[test]
+fn a_class_refills_from_its_kept_subpages_in_another_chunk() {
+    let pool = PooledAllocator::builder()
+        .arenas(1)
+        .thread_cache(false)
+        .chunk_decay_millis(1_000_000)
+        .build();
+    let l = layout(20 << 10);
+    let alloc = || pool.try_allocate(l).unwrap().cast::<u8>();
+    let first = alloc();
+    let mut blocks = vec![first];
+    let spill = loop {
+        let p = alloc();
+        if chunk_of(p) != chunk_of(first) {
+            break p;
+        }
+        blocks.push(p);
+    };
+    for &p in &blocks {
+        // SAFETY: allocated above with this layout, freed once.
+        unsafe { pool.try_deallocate(p, l) }.unwrap();
+    }
+    let created = pool.metrics().chunks_created;
+    let again: Vec<_> = (0..blocks.len()).map(|_| alloc()).collect();
+    // One may take the free element beside `spill`; every other one comes
+    // from the first chunk's kept subpages.
+    let elsewhere = again
+        .iter()
+        .filter(|&&p| chunk_of(p) != chunk_of(first))
+        .count();
+    assert!(elsewhere <= 1, "{elsewhere} blocks left the kept subpages");
+    assert_eq!(pool.metrics().chunks_created, created);
+    for p in again.into_iter().chain([spill]) {
+        // SAFETY: as above.
+        unsafe { pool.try_deallocate(p, l) }.unwrap();
+    }
+}
