@@ -1,6 +1,9 @@
 //! Thread-cache refills follow demand: a class touched once holds a few
 //! blocks in the cache, a class streamed through is refilled in growing
 //! batches, and a trim that finds unused blocks shrinks the next refill.
+//! What a bin stacks of its thread's frees follows demand too: a thread
+//! that only frees keeps 32 KiB of a class, one whose bins run dry keeps
+//! more.
 
 use poolalloc::{LeakDetection, PooledAllocator};
 use std::alloc::{GlobalAlloc, Layout};
@@ -187,4 +190,65 @@ fn refills_stay_within_the_byte_budget() {
         peak <= BUDGET + (8 << 10),
         "cached {peak} bytes past a {BUDGET}-byte budget"
     );
+}
+
+/// A thread that frees blocks another thread allocated, and allocates
+/// none, stacks 32 KiB a class (its push limit never grew: no bin of its
+/// ran dry) and sends the rest back to their chunks; once it allocates the
+/// class itself, its bin stacks more of its frees.
+#[test]
+fn a_thread_that_only_frees_caches_32_kib_a_class() {
+    struct Sent(Vec<usize>);
+    let a = allocator();
+    let layout = Layout::from_size_align(1000, 8).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Sent>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (only_frees, after_allocating) = std::thread::scope(|s| {
+        // The producer stays alive (its cache bound) until the consumer is
+        // done, so the consumer binds a cache of its own.
+        let a = &a;
+        s.spawn(move || {
+            let blocks = (0..200)
+                .map(|_| {
+                    // SAFETY: a non-zero layout, freed by the consumer.
+                    let p = unsafe { a.alloc(layout) };
+                    assert!(!p.is_null());
+                    p as usize
+                })
+                .collect();
+            tx.send(Sent(blocks)).unwrap();
+            done_rx.recv().unwrap();
+        });
+        s.spawn(move || {
+            let blocks = rx.recv().unwrap();
+            let before = a.metrics().cached_bytes;
+            for &p in &blocks.0 {
+                // SAFETY: allocated by the producer with this layout, freed
+                // once.
+                unsafe { a.dealloc(p as *mut u8, layout) };
+            }
+            let only_frees = a.metrics().cached_bytes - before;
+            // Now this thread allocates the class: its bin runs dry and
+            // refills, and stacks more of what it frees.
+            // SAFETY: as above; the blocks are freed just below.
+            let mine: Vec<_> = (0..200).map(|_| unsafe { a.alloc(layout) }).collect();
+            let before = a.metrics().cached_bytes;
+            for p in mine {
+                assert!(!p.is_null());
+                // SAFETY: allocated just above with this layout, freed once.
+                unsafe { a.dealloc(p, layout) };
+            }
+            let after = a.metrics().cached_bytes - before;
+            done_tx.send(()).unwrap();
+            (only_frees, after)
+        })
+        .join()
+        .unwrap()
+    });
+    // 1 KiB blocks: 32 of them at most (flushed in halves, so 17 to 32).
+    assert!(
+        (17 * 1024..=32 * 1024).contains(&only_frees),
+        "a consumer's bin of 1 KiB blocks holds {only_frees} bytes"
+    );
+    assert!(after_allocating > 64 * 1024, "{after_allocating}");
 }

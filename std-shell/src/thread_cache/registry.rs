@@ -57,11 +57,26 @@ pub(crate) struct Bin {
     /// Blocks the next refill asks for: follows demand between 1 and
     /// `max_fill(cap)` (see `thread_cache`, "Bounds and trimming").
     pub fill: u32,
+    /// Blocks the thread's frees may stack: follows demand between
+    /// `first_limit` and `cap` (see `thread_cache`, "Bounds and trimming").
+    pub limit: u32,
     pub items: *mut NonNull<u8>,
 }
 
 /// Blocks a bin's first refill asks for.
 pub(crate) const FIRST_FILL: u32 = 4;
+
+/// Bytes of its frees a bin stacks before it first runs dry: a thread
+/// that frees what others allocate (a consumer) keeps this much of a
+/// class, in bursts of half of it, and no more.
+pub(crate) const FIRST_LIMIT_BYTES: usize = 32 << 10;
+
+/// The push limit a bin of `cap` blocks of `size` bytes starts with (and
+/// falls back to): [`FIRST_LIMIT_BYTES`] of blocks, two at least.
+#[inline]
+pub(crate) fn first_limit(cap: u32, size: usize) -> u32 {
+    ((FIRST_LIMIT_BYTES / size.max(1)).max(2) as u32).min(cap)
+}
 
 /// The largest refill of a bin of `cap` blocks: half of it, so a refill
 /// followed by frees does not overflow straight into a drain.
@@ -271,6 +286,7 @@ impl ThreadCache {
                     used: 0,
                     size: size as u32,
                     fill: FIRST_FILL.min(max_fill(cap as u32)),
+                    limit: first_limit(cap as u32, size),
                     items: item,
                 });
                 item = item.add(cap);
