@@ -169,10 +169,9 @@ impl Pool {
     /// Whether a subpage of `layout`'s small class is listed (it had free
     /// elements when last seen: one found full is unlisted by the next
     /// allocation that meets it), so that an allocation of it likely needs
-    /// no new run: what the std shell's arenas ask of the chunk that last
-    /// served the class before walking their bands (Netty's arena-level
-    /// subpage pools). `false` for a layout that is not a small class. A
-    /// hint: the allocation decides.
+    /// no new run, and [`Pool::allocate_listed`] gives something. `false`
+    /// for a layout that is not a small class. A hint: the allocation
+    /// decides.
     #[inline]
     pub fn has_partial(&self, layout: Layout) -> bool {
         match self.route(layout) {
