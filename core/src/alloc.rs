@@ -41,7 +41,13 @@ enum Refill {
 
 /// What a lane's subpage gave (see `Pool::claim_from_slot`).
 enum FromSlot<'a> {
-    Element(NonNull<u8>),
+    /// Elements `bits` of bitmap word `word` of the subpage with this
+    /// header.
+    Claimed {
+        header: &'a [AtomicUsize],
+        word: usize,
+        bits: usize,
+    },
     /// Full: its header and element count, to take it out of its partial
     /// set.
     Full(&'a [AtomicUsize], usize),
@@ -100,33 +106,91 @@ impl Pool {
     /// class across them before claiming a new run anywhere, as Netty's
     /// arenas keep a class's partial subpages across their chunks.
     pub fn allocate_listed(&self, layout: Layout, hint: usize, out: &mut [NonNull<u8>]) -> usize {
-        let Ok(Route::Small { class }) = self.route(layout) else {
-            return 0;
-        };
+        match self.route(layout) {
+            Ok(Route::Small { class }) => {
+                self.count_batch(self.small_into(class, hint & (LANES - 1), out, false))
+            }
+            _ => 0,
+        }
+    }
+
+    /// Fills `out` with blocks of `layout` as [`Pool::allocate_no_reclaim`]
+    /// would return them (the class size), as many as can be had, and
+    /// returns how many. A small class's elements come a bitmap word at a
+    /// time: one CAS takes as many free elements of the lane's subpage's
+    /// word as `out` has room for, so a layer that refills caches in
+    /// batches (the std shell) pays a CAS and an identity check per word,
+    /// not per element. Other layouts are allocated one by one.
+    pub fn allocate_batch(&self, layout: Layout, hint: usize, out: &mut [NonNull<u8>]) -> usize {
         let lane = hint & (LANES - 1);
-        let slot = self.lane_slot(class, lane);
+        if let Ok(Route::Small { class }) = self.route(layout) {
+            return self.count_batch(self.small_into(class, lane, out, true));
+        }
         let mut n = 0;
         while n < out.len() {
-            let p = match self.claim_from_slot(class, slot) {
-                FromSlot::Element(p) => Some(p),
+            match self.allocate_in_lane(layout, lane, false) {
+                Ok(p) => out[n] = p.cast(),
+                Err(_) => break,
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Elements of small class `class` for `out` from the lane's subpage, a
+    /// bitmap word at a time, then from listed subpages, then (when
+    /// `create`) from new subpages. Returns how many.
+    fn small_into(
+        &self,
+        class: usize,
+        lane: usize,
+        out: &mut [NonNull<u8>],
+        create: bool,
+    ) -> usize {
+        let slot = self.lane_slot(class, lane);
+        let size = SIZES[class];
+        let mut n = 0;
+        while n < out.len() {
+            match self.claim_from_slot(class, slot, out.len() - n) {
+                FromSlot::Claimed {
+                    header,
+                    word,
+                    mut bits,
+                } => {
+                    let first = self.element(header, class, word * BITS);
+                    while bits != 0 {
+                        let b = bits.trailing_zeros() as usize;
+                        bits &= bits - 1;
+                        // SAFETY: element `word * BITS + b` of the subpage,
+                        // inside its run (the bitmap holds no bit past its
+                        // elements).
+                        out[n] = unsafe { first.add(b * size) };
+                        n += 1;
+                    }
+                    continue;
+                }
                 FromSlot::Full(header, elems) => {
                     let (chunk, page) = self.header_home(header);
                     subpage::unlist(header, self.listing(chunk, class, page), class, elems);
-                    None
                 }
-                FromSlot::Nothing => None,
-            };
-            let p = match p {
-                Some(p) => p,
-                None => match self.refill(class, lane, slot, false) {
-                    Ok(Refill::Element(p)) => p,
-                    Ok(Refill::Slot) => continue,
-                    Err(_) => break,
-                },
-            };
-            out[n] = p;
-            n += 1;
+                FromSlot::Nothing => {}
+            }
+            match self.refill(class, lane, slot, create) {
+                Ok(Refill::Element(p)) => {
+                    out[n] = p;
+                    n += 1;
+                }
+                Ok(Refill::Slot) => {}
+                Err(_) => break,
+            }
         }
+        n
+    }
+
+    /// Counts `n` allocations (the batch paths; the single ones count
+    /// their own).
+    #[inline]
+    fn count_batch(&self, n: usize) -> usize {
         #[cfg(feature = "counters")]
         for _ in 0..n {
             self.counters().count_alloc(true);
@@ -273,17 +337,24 @@ impl Pool {
     /// the lane slot, the identity, one bitmap CAS, the identity again.
     #[inline(always)]
     fn claim_in_lane(&self, class: usize, lane: usize) -> Option<NonNull<u8>> {
-        match self.claim_from_slot(class, self.lane_slot(class, lane)) {
-            FromSlot::Element(p) => Some(p),
+        match self.claim_from_slot(class, self.lane_slot(class, lane), 1) {
+            FromSlot::Claimed { header, word, bits } => {
+                Some(self.element(header, class, word * BITS + bits.trailing_zeros() as usize))
+            }
             FromSlot::Full(..) | FromSlot::Nothing => None,
         }
     }
 
-    /// What the subpage a lane slot names gives for `class`: an element, or
-    /// that it is full (its header and elements), or nothing (no subpage, or
-    /// a stale one).
+    /// What the subpage a lane slot names gives for `class`: up to `max`
+    /// (at least one) elements of one bitmap word, or that it is full (its
+    /// header and elements), or nothing (no subpage, or a stale one).
     #[inline(always)]
-    fn claim_from_slot(&self, class: usize, slot: &AtomicPtr<AtomicUsize>) -> FromSlot<'_> {
+    fn claim_from_slot(
+        &self,
+        class: usize,
+        slot: &AtomicPtr<AtomicUsize>,
+        max: usize,
+    ) -> FromSlot<'_> {
         // ORDERING: Acquire pairs with the Release store that installed the
         // header, after its `init`.
         let h = slot.load(Ordering::Acquire);
@@ -298,8 +369,8 @@ impl Pool {
         }
         let (_, elems) = self.config().subpage_shape(class, is_short(ident));
         let relist = |now: usize| self.relist_current(header, now);
-        match subpage::claim(header, ident, elems, relist) {
-            Ok(Some(i)) => FromSlot::Element(self.element(header, class, i)),
+        match subpage::claim_word(header, ident, elems, max, relist) {
+            Ok(Some((word, bits))) => FromSlot::Claimed { header, word, bits },
             Ok(None) => FromSlot::Full(header, elems),
             Err(()) => FromSlot::Nothing,
         }
@@ -307,21 +378,11 @@ impl Pool {
 
     /// A small element: the lane's subpage, else a refill.
     fn alloc_small(&self, class: usize, lane: usize) -> Result<NonNull<u8>, AllocError> {
-        let slot = self.lane_slot(class, lane);
-        loop {
-            match self.claim_from_slot(class, slot) {
-                FromSlot::Element(p) => return Ok(p),
-                FromSlot::Full(header, elems) => {
-                    let (chunk, page) = self.header_home(header);
-                    subpage::unlist(header, self.listing(chunk, class, page), class, elems);
-                }
-                FromSlot::Nothing => {}
-            }
-            match self.refill(class, lane, slot, true)? {
-                Refill::Element(p) => return Ok(p),
-                Refill::Slot => {}
-            }
+        let mut one = [NonNull::dangling()];
+        if self.small_into(class, lane, &mut one, true) == 1 {
+            return Ok(one[0]);
         }
+        Err(AllocError::OutOfMemory { size: SIZES[class] })
     }
 
     /// Puts a subpage back in the partial set of the class of its current

@@ -43,24 +43,58 @@ pub(crate) fn init(words: &[AtomicUsize], elems: usize, take_first: bool) {
 }
 
 /// Claims a free element; `None` when every word was full as it was read.
+/// (The pool claims through `subpage`; the models and tests claim here.)
+#[cfg(any(test, loom))]
 #[inline]
 pub(crate) fn claim(words: &[AtomicUsize], elems: usize) -> Option<usize> {
+    claim_word(words, elems, 1).map(|(k, bit)| k * BITS + bit.trailing_zeros() as usize)
+}
+
+/// Claims up to `max` (at least one) free elements of one word in one CAS:
+/// the word's index and the bits taken (its lowest free ones), or `None`
+/// when every word was full as it was read. For batches: a refill of many
+/// elements pays a CAS per word, not per element.
+#[inline(always)]
+pub(crate) fn claim_word(
+    words: &[AtomicUsize],
+    elems: usize,
+    max: usize,
+) -> Option<(usize, usize)> {
     for (k, word) in words[..used_words(elems)].iter().enumerate() {
         // ORDERING: Relaxed; the CAS validates.
         let mut w = word.load(Ordering::Relaxed);
         while w != !0 {
-            let b = (!w).trailing_zeros() as usize;
+            let take = lowest_clear(w, max);
             // ORDERING: AcqRel. Acquire pairs with the Release of the `release`
-            // that freed this element (the last owner's writes happen before
-            // ours) and with `init`'s stores; Release orders our claim before a
-            // retirer's `lock_empty` that reads it. Linearisation point.
-            match word.compare_exchange_weak(w, w | (1 << b), Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return Some(k * BITS + b),
+            // that freed these elements (their last owners' writes happen
+            // before ours) and with `init`'s stores; Release orders our claim
+            // before a retirer's `lock_empty` that reads it. Linearisation
+            // point of each element's allocation.
+            match word.compare_exchange_weak(w, w | take, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some((k, take)),
                 Err(now) => w = now,
             }
         }
     }
     None
+}
+
+/// The lowest `max` (at least one) clear bits of `w`, or all of them if
+/// fewer; `w` has one at least.
+#[inline(always)]
+fn lowest_clear(w: usize, max: usize) -> usize {
+    let mut free = !w;
+    let mut take = free & free.wrapping_neg();
+    let mut n = 1;
+    while n < max {
+        free ^= free & free.wrapping_neg();
+        if free == 0 {
+            break;
+        }
+        take |= free & free.wrapping_neg();
+        n += 1;
+    }
+    take
 }
 
 /// What a release saw.
@@ -84,18 +118,25 @@ impl Released {
 /// Frees element `idx`. `Err(())` when it was not allocated (nothing changed).
 #[inline]
 pub(crate) fn release(words: &[AtomicUsize], idx: usize) -> Result<Released, ()> {
-    let (k, bit) = (idx / BITS, 1usize << (idx % BITS));
-    // ORDERING: AcqRel. Release pairs with the next `claim` of this element;
-    // Acquire orders the later partial-set update and emptiness check after
-    // every claim we observed. Linearisation point of the free.
-    let old = words[k].fetch_and(!bit, Ordering::AcqRel);
-    if old & bit == 0 {
+    release_word(words, idx / BITS, 1 << (idx % BITS))
+}
+
+/// Frees the elements `bits` of word `k` at once (what one `claim_word`
+/// took). `Err(())` when one of them was not allocated: the others are
+/// free now.
+#[inline]
+pub(crate) fn release_word(words: &[AtomicUsize], k: usize, bits: usize) -> Result<Released, ()> {
+    // ORDERING: AcqRel. Release pairs with the next `claim` of these
+    // elements; Acquire orders the later partial-set update and emptiness
+    // check after every claim we observed. Linearisation point of the free.
+    let old = words[k].fetch_and(!bits, Ordering::AcqRel);
+    if old & bits != bits {
         return Err(());
     }
     Ok(Released {
         was_full: old == !0,
         word: k,
-        after: old & !bit,
+        after: old & !bits,
     })
 }
 
@@ -175,6 +216,25 @@ mod tests {
         assert!(is_empty(&w, elems));
         assert!(lock_empty(&w, elems));
         assert_eq!(claim(&w, elems), None);
+    }
+
+    #[test]
+    fn claim_word_takes_the_lowest_free_elements_of_one_word() {
+        let w = [const { AtomicUsize::new(0) }; 2];
+        let elems = BITS + 3;
+        init(&w, elems, true);
+        // Element 0 is taken: the next three free ones of word 0.
+        assert_eq!(claim_word(&w, elems, 3), Some((0, 0b1110)));
+        // More than a word has: what is left of it, then the next word.
+        assert_eq!(claim_word(&w, elems, 2 * BITS), Some((0, !0 << 4)));
+        assert_eq!(claim_word(&w, elems, 8), Some((1, 0b111)));
+        assert_eq!(claim_word(&w, elems, 1), None);
+        assert_eq!(used(&w, elems), elems);
+        let r = release_word(&w, 0, 0b0110).unwrap();
+        assert!(r.was_full && !r.word_empty(elems));
+        // One of these is free already: an error, and the other is freed.
+        assert_eq!(release_word(&w, 0, 0b1100), Err(()));
+        assert_eq!(used(&w, elems), elems - 3);
     }
 
     #[test]

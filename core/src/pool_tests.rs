@@ -340,3 +340,49 @@ fn kept_subpages_serve_again_and_trim_returns_them() {
     assert_eq!(p.kept_subpages(), 0);
     p.check().unwrap();
 }
+
+/// `allocate_batch` fills a slice a bitmap word at a time: distinct live
+/// blocks of the class, across subpages, and page runs one by one; as many
+/// as fit when the pool runs out, and each frees once.
+#[test]
+fn a_batch_takes_words_of_elements_and_every_block_is_live() {
+    let len = 16 << 10;
+    let mut buf = std::vec![0u64; len / 8];
+    let p = &Pool::new(CONFIG);
+    let start = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap();
+    // SAFETY: memory used by nothing else, alive until after the pool's
+    // last use.
+    unsafe { p.add_region(start, len) }.unwrap();
+    for (layout, count) in [(l(16, 8), 40), (l(112, 8), 40), (l(1024, 8), 8)] {
+        let free_before = p.stats().free_bytes;
+        let mut out = std::vec![NonNull::dangling(); count];
+        let n = p.allocate_batch(layout, 3, &mut out);
+        assert_eq!(n, out.len(), "{layout:?}");
+        let mut blocks = out.clone();
+        blocks.sort();
+        blocks.dedup();
+        assert_eq!(blocks.len(), n, "distinct blocks");
+        for &b in &blocks {
+            let block = p.resolve(b).unwrap();
+            p.check_layout(block, layout).unwrap();
+        }
+        p.check().unwrap();
+        for &b in &blocks {
+            // SAFETY: live blocks of this pool, freed once.
+            unsafe { p.deallocate(b, layout) }.unwrap();
+        }
+        p.trim();
+        assert_eq!(p.stats().free_bytes, free_before, "{layout:?}");
+    }
+    // Until the pool runs out: as many as fit, all live.
+    let layout = l(2048, 8);
+    let mut out = std::vec![NonNull::dangling(); 64];
+    let n = p.allocate_batch(layout, 0, &mut out);
+    assert!(n > 0 && n < out.len(), "{n}");
+    assert!(p.allocate(layout).is_err(), "the pool is full");
+    for &b in &out[..n] {
+        // SAFETY: as above.
+        unsafe { p.deallocate(b, layout) }.unwrap();
+    }
+    p.check().unwrap();
+}

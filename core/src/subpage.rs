@@ -126,7 +126,9 @@ pub(crate) fn init(header: &[AtomicUsize], class: usize, short: bool, elems: usi
 /// A claim that lands in another life gives its element back; if that turns
 /// a full word non-full, the subpage may have been unlisted meanwhile, so
 /// `relist(current_ident)` is called to put it back in the partial set of
-/// its current class (the caller knows where that is).
+/// its current class (the caller knows where that is). (The pool claims
+/// with [`claim_word`]; the loom models claim here.)
+#[cfg(loom)]
 #[inline]
 pub(crate) fn claim(
     header: &[AtomicUsize],
@@ -134,21 +136,36 @@ pub(crate) fn claim(
     elems: usize,
     relist: impl FnOnce(usize),
 ) -> Result<Option<usize>, ()> {
-    match bitmap::claim(&header[BITMAP..], elems) {
-        Some(i) => {
+    claim_word(header, ident, elems, 1, relist)
+        .map(|c| c.map(|(k, bit)| k * crate::sync::BITS + bit.trailing_zeros() as usize))
+}
+
+/// [`claim`] of up to `max` (at least one) elements of one bitmap word in
+/// one CAS: `Ok(Some((k, bits)))`, the elements `bits` of word `k` are ours.
+/// A stale claim gives them all back.
+#[inline(always)]
+pub(crate) fn claim_word(
+    header: &[AtomicUsize],
+    ident: usize,
+    elems: usize,
+    max: usize,
+    relist: impl FnOnce(usize),
+) -> Result<Option<(usize, usize)>, ()> {
+    match bitmap::claim_word(&header[BITMAP..], elems, max) {
+        Some((k, bits)) => {
             // ORDERING: Acquire; the claim's Acquire already ordered any newer
             // `init` or retirement CAS before us, so a changed identity is
             // seen here.
             let now = header[IDENT].load(Ordering::Acquire);
             // A retirer holding the life (RETIRING) cannot end it while we
-            // hold an element: its `lock_empty` fails on our bit (or already
+            // hold an element: its `lock_empty` fails on our bits (or already
             // failed: a locked word has no bit to claim), so it restores the
-            // life. Keeping the element avoids both sides failing.
+            // life. Keeping the elements avoids both sides failing.
             if now & !RETIRING == ident {
-                return Ok(Some(i));
+                return Ok(Some((k, bits)));
             }
-            // Not ours to keep: the element belongs to another life.
-            if let Ok(r) = bitmap::release(&header[BITMAP..], i) {
+            // Not ours to keep: the elements belong to another life.
+            if let Ok(r) = bitmap::release_word(&header[BITMAP..], k, bits) {
                 if r.was_full {
                     // ORDERING: Acquire, as above.
                     relist(header[IDENT].load(Ordering::Acquire));

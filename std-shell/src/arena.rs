@@ -765,20 +765,11 @@ fn fill(chunk: &Chunk, layout: Layout, size: usize, out: &mut [NonNull<u8>]) -> 
         return 0;
     }
     let before = chunk.active.load(Ordering::Relaxed);
-    let mut n = 0;
-    while n < out.len() {
-        match chunk.pool.allocate_no_reclaim(layout, 0) {
-            Ok(p) => {
-                out[n] = p.cast();
-                n += 1;
-            }
-            Err(_) => {
-                if let Some(pages) = run {
-                    if chunk.active.load(Ordering::Relaxed) == before {
-                        chunk.no_run.fetch_min(pages, Ordering::Relaxed);
-                    }
-                }
-                break;
+    let n = chunk.pool.allocate_batch(layout, 0, out);
+    if n < out.len() {
+        if let Some(pages) = run {
+            if chunk.active.load(Ordering::Relaxed) == before {
+                chunk.no_run.fetch_min(pages, Ordering::Relaxed);
             }
         }
     }

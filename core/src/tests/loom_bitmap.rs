@@ -10,7 +10,9 @@
 //! * releasing a free element errors and changes nothing, and of two releases
 //!   of one element exactly one succeeds;
 //! * `lock_empty` racing a claim: exactly one of them succeeds (never both),
-//!   and a failed lock leaves the bitmap as the claim made it (rolled back).
+//!   and a failed lock leaves the bitmap as the claim made it (rolled back);
+//! * the same for `claim_word`, which takes several elements of a word in
+//!   one CAS, and for `release_word`, which frees them in one RMW.
 
 use std::vec::Vec;
 
@@ -45,6 +47,16 @@ impl Subpage {
 
     fn claim(&self) -> Option<usize> {
         bitmap::claim(&self.words, self.elems)
+    }
+
+    /// Up to `max` elements of one word, as their indices.
+    fn claim_word(&self, max: usize) -> Vec<usize> {
+        bitmap::claim_word(&self.words, self.elems, max).map_or_else(Vec::new, |(k, bits)| {
+            (0..BITS)
+                .filter(|b| bits & (1 << b) != 0)
+                .map(|b| k * BITS + b)
+                .collect()
+        })
     }
 
     fn release(&self, i: usize) -> Result<bitmap::Released, ()> {
@@ -177,6 +189,12 @@ fn double_release_one_wins() {
 /// the lock won, the bitmap is all set; if the claim won, it is as the claim
 /// left it.
 fn lock_vs_claims(name: &str, elems: usize, claimers: usize) {
+    lock_vs_claim_words(name, elems, claimers, 1);
+}
+
+/// [`lock_vs_claims`] with claimers taking up to `max` elements of a word
+/// each (`claim_word`).
+fn lock_vs_claim_words(name: &str, elems: usize, claimers: usize, max: usize) {
     model(name, move || {
         let s = Subpage::new(elems, false);
         let locker = {
@@ -186,11 +204,11 @@ fn lock_vs_claims(name: &str, elems: usize, claimers: usize) {
         let t: Vec<_> = (0..claimers)
             .map(|_| {
                 let s = Arc::clone(&s);
-                thread::spawn(move || s.claim())
+                thread::spawn(move || s.claim_word(max))
             })
             .collect();
         let locked = locker.join().unwrap();
-        let claimed: Vec<usize> = t.into_iter().filter_map(|h| h.join().unwrap()).collect();
+        let claimed: Vec<usize> = t.into_iter().flat_map(|h| h.join().unwrap()).collect();
         if locked {
             assert!(
                 claimed.is_empty(),
@@ -221,4 +239,85 @@ fn lock_empty_races_claim_two_words() {
 #[test]
 fn lock_empty_races_two_claims_two_words() {
     lock_vs_claims("bitmap::lock_empty_races_two_claims_two_words", BITS + 1, 2);
+}
+
+/// `claim_word` of two elements races a single claim for three free
+/// elements: every element goes to one owner (the UnsafeCell writes check
+/// it), and together they took what the bitmap now says.
+#[test]
+fn claim_word_races_a_claim() {
+    model("bitmap::claim_word_races_a_claim", || {
+        let s = Subpage::new(3, false);
+        let batch = {
+            let s = Arc::clone(&s);
+            thread::spawn(move || {
+                let got = s.claim_word(2);
+                for &i in &got {
+                    s.own(i, 10 + i);
+                }
+                got
+            })
+        };
+        let single = {
+            let s = Arc::clone(&s);
+            thread::spawn(move || {
+                let got = s.claim();
+                if let Some(i) = got {
+                    s.own(i, 20 + i);
+                }
+                got
+            })
+        };
+        let mut taken = batch.join().unwrap();
+        assert!(!taken.is_empty() && taken.len() <= 2, "{taken:?}");
+        taken.extend(single.join().unwrap());
+        taken.sort_unstable();
+        assert_eq!(taken.len(), 3, "{taken:?}");
+        assert_eq!(s.snapshot(), s.expect(&taken));
+    });
+}
+
+/// An owner frees two elements in one `release_word`; a claimer takes what
+/// it finds free with `claim_word`: whatever it gets, it sees the owner's
+/// writes (the release is Release, the claim's CAS Acquire).
+#[test]
+fn release_word_then_claim_word_is_ordered() {
+    model("bitmap::release_word_then_claim_word_is_ordered", || {
+        let s = Subpage::new(2, true);
+        assert_eq!(s.claim(), Some(1));
+        let owner = {
+            let s = Arc::clone(&s);
+            thread::spawn(move || {
+                s.own(0, 1);
+                s.own(1, 2);
+                let r = bitmap::release_word(&s.words, 0, 0b11).unwrap();
+                assert!(r.was_full && r.word_empty(2), "{r:?}");
+            })
+        };
+        let claimer = {
+            let s = Arc::clone(&s);
+            thread::spawn(move || {
+                let got = s.claim_word(2);
+                for &i in &got {
+                    s.own(i, 3);
+                }
+                got
+            })
+        };
+        owner.join().unwrap();
+        let got = claimer.join().unwrap();
+        assert!(got.is_empty() || got == [0, 1], "{got:?}");
+        assert_eq!(s.snapshot(), s.expect(&got));
+    });
+}
+
+/// `lock_empty` on two words races a `claim_word` of up to two elements.
+#[test]
+fn lock_empty_races_claim_word_two_words() {
+    lock_vs_claim_words(
+        "bitmap::lock_empty_races_claim_word_two_words",
+        BITS + 1,
+        1,
+        2,
+    );
 }
