@@ -115,7 +115,7 @@ impl Inner {
         let gate = if self.shared.map.contains(addr) {
             // SAFETY: the map says the chunk is registered; the block is live
             // (just allocated), so the chunk stays.
-            unsafe { Chunk::of(addr, self.shared.core.chunk_size(), self.shared.owner) }
+            unsafe { Chunk::of(addr, self.shared.chunk_size, self.shared.owner) }
                 .map(|c| c.gate(addr))
         } else {
             None

@@ -453,7 +453,9 @@ impl PooledAllocator {
     }
 
     /// Returns cached memory and empty chunks to the OS: this thread's cache
-    /// now, every other thread's cache at its next allocator call.
+    /// now, the warm caches of exited threads now, every other thread's
+    /// cache at its next allocator call. A thread that has no cache of this
+    /// allocator gets none from calling this.
     pub fn trim(&self) {
         let inner = self.inner();
         inner.reclaim();

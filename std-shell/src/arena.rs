@@ -551,7 +551,7 @@ impl Arena {
             return 0;
         }
         // SAFETY: registered in the map, so mapped and initialised.
-        let Some(chunk) = (unsafe { Chunk::of(addr, sh.core.chunk_size(), sh.owner) }) else {
+        let Some(chunk) = (unsafe { Chunk::of(addr, sh.chunk_size, sh.owner) }) else {
             return 0;
         };
         if chunk.arena != self.index {

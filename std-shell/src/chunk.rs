@@ -74,6 +74,10 @@ pub(crate) struct Chunk {
     /// (`arena/listed.rs`; `NO_SLOT` when it has none), written under the
     /// arena lock.
     pub slot: AtomicUsize,
+    /// The address of the tracked-block counter of the granule holding
+    /// address `a` is `track_bias + a / TRACK_GRANULE` (the map follows the
+    /// header; the first page is a multiple of the granule).
+    track_bias: usize,
     /// Bytes the pool can hand out.
     pub usable: usize,
     pub pool: Pool,
@@ -127,6 +131,8 @@ impl Chunk {
                 no_run: AtomicUsize::new(usize::MAX),
                 emptied_ns: AtomicU64::new(0),
                 slot: AtomicUsize::new(crate::arena::NO_SLOT),
+                track_bias: header.as_ptr() as usize + size_of::<Chunk>()
+                    - base.as_ptr() as usize / TRACK_GRANULE,
                 usable: 0,
                 pool: Pool::new(core),
             })
@@ -244,9 +250,11 @@ impl Chunk {
     /// The tracked-block counter of the granule holding `addr`.
     #[inline]
     fn granule(&self, addr: usize) -> &AtomicU8 {
-        let base = self.key();
-        debug_assert!(addr >= base && addr - base < self.pool.config().chunk_size());
-        let at = ptr::from_ref(self) as usize + size_of::<Chunk>() + (addr - base) / TRACK_GRANULE;
+        debug_assert!({
+            let base = self.key();
+            addr >= base && addr - base < self.pool.config().chunk_size()
+        });
+        let at = self.track_bias + addr / TRACK_GRANULE;
         // SAFETY: `addr` lies in this chunk, so the index is below the map's
         // length, which `create` reserved (zeroed) after the header; the
         // mapping's provenance was exposed by `create`.

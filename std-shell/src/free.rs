@@ -48,10 +48,11 @@
 //! # The budget
 //!
 //! Measured with callgrind (`pair-loop shell:poolalloc 64`, BENCHMARKS.md),
-//! a cached 64 B free costs about 178 instructions through `GlobalAlloc`:
+//! a cached 64 B free costs about 174 instructions through `GlobalAlloc`:
 //! the register saves (~16: the path needs more registers than a call
 //! leaves free), the TLS read and bin room (~15), the chunk map and header
-//! (~20), the core's `live_small_element` (~45: the pool's first chunk
+//! (~17: the chunk size is a value in `Shared`, the tracked-granule
+//! counter one add from `Chunk::track_bias`), the core's `live_small_element` (~45: the pool's first chunk
 //! before its address table, the map and header words read without bounds
 //! checks), the canary (~5), the push with the tag and its counters (~25),
 //! and the glue. mimalloc's whole alloc+free pair is 77; what separates
@@ -281,7 +282,7 @@ impl Inner {
             return None;
         }
         // SAFETY: our map says the chunk is registered (mapped, initialised).
-        Some(unsafe { Chunk::registered(addr, self.shared.core.chunk_size(), self.shared.owner) })
+        Some(unsafe { Chunk::registered(addr, self.shared.chunk_size, self.shared.owner) })
     }
 
     /// Frees a huge block, checked against `layout` when there is one.

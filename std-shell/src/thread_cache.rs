@@ -608,8 +608,7 @@ impl Inner {
         // SAFETY: a cached block was validated in a registered chunk of this
         // allocator, which stays registered while it has blocks out (cached
         // blocks count as `active`, see `chunk`).
-        let chunk =
-            unsafe { Chunk::registered(addr, self.shared.core.chunk_size(), self.shared.owner) };
+        let chunk = unsafe { Chunk::registered(addr, self.shared.chunk_size, self.shared.owner) };
         // SAFETY: the cached block has two words (classes hold 16 bytes or
         // more) that we own; any value read is safe to hand to the core,
         // which checks it.
@@ -710,7 +709,14 @@ impl Inner {
     /// releases empty chunks. Returns the bytes released to the OS.
     /// Not to be called from inside a cache operation (see `reclaim_from`).
     pub(crate) fn reclaim(&self) -> usize {
-        let _ = self.with_cache(|cache| self.trim_cache(cache, true));
+        // This thread's cache, if it has one: a thread that only trims (or
+        // drops the allocator) binds none.
+        // SAFETY: `reclaim` runs outside every cache operation (a refill
+        // reclaims with `reclaim_from`), so no other guard of this thread's
+        // cache is alive, and `trim_cache` reaches no cache but this one.
+        if let Some(mut cache) = unsafe { self.bound_cache() } {
+            self.trim_cache(&mut cache, true);
+        }
         self.reclaim_shared()
     }
 

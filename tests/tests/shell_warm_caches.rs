@@ -104,6 +104,22 @@ fn trim_flushes_warm_caches() {
     assert_eq!(pool.metrics().active_allocations, 0);
 }
 
+/// A thread that only trims binds no cache: none is made for it, and it
+/// does not claim a warm one (which the trim flushes where it is).
+#[test]
+fn a_thread_that_only_trims_binds_no_cache() {
+    let pool = PooledAllocator::builder().arenas(1).build();
+    std::thread::scope(|s| s.spawn(|| pool.trim()).join().unwrap());
+    assert_eq!(pool.metrics().thread_caches, 0, "a cache made for a trim");
+    std::thread::scope(|s| s.spawn(|| cache_blocks(&pool)).join().unwrap());
+    settled(&pool, 0);
+    assert!(pool.metrics().cached_bytes > 0, "a warm cache");
+    std::thread::scope(|s| s.spawn(|| pool.trim()).join().unwrap());
+    settled(&pool, 0);
+    let m = pool.metrics();
+    assert_eq!((m.thread_caches, m.cached_bytes), (1, 0), "{m}");
+}
+
 #[test]
 fn at_most_one_warm_cache_per_arena() {
     let pool = PooledAllocator::builder().arenas(1).build();

@@ -37,6 +37,9 @@ use poolalloc_core::Config as CoreConfig;
 /// again.
 pub(crate) struct Shared {
     pub core: CoreConfig,
+    /// Bytes of a chunk's pages (`core.chunk_size()`, kept as a value: the
+    /// free path masks every pointer with it).
+    pub chunk_size: usize,
     /// Bytes of one chunk's mapping (`Chunk::mapping_len`): what the limit is
     /// charged per chunk.
     pub chunk_mapping: usize,
@@ -70,6 +73,7 @@ impl Shared {
             limit,
             owner,
             map,
+            chunk_size: core.chunk_size(),
             chunk_mapping: Chunk::mapping_len(core),
             keep_empty: 1,
             decay_ns: (decay_millis as u64).saturating_mul(1_000_000),
