@@ -13,7 +13,9 @@
 //! variants) of sizes from zero through every class boundary to absurd, with
 //! alignments from 1 to beyond the chunk; frees in any order through any of
 //! the three APIs; resizes (`GlobalAlloc::realloc`, `Allocator::grow`/
-//! `shrink`/`grow_zeroed`); and misuse: double frees, interior pointers,
+//! `shrink`/`grow_zeroed`); batches (`allocate_batch`, `allocate_listed`),
+//! with emptied subpages kept or retired (`keep_empty_subpages`, toggled by
+//! the input); and misuse: double frees, interior pointers,
 //! mismatched layouts, foreign pointers, overlapping, tiny and wrapping
 //! regions. Every refusal must be the documented error (or, through the
 //! `GlobalAlloc`/`Allocator` paths, one misuse report) and leave the pool's
@@ -272,6 +274,29 @@ pub enum Action {
         /// Pool index.
         pool: usize,
     },
+    /// `Pool::allocate_batch` (or, when `listed`, `allocate_listed`) of up
+    /// to `n` blocks of one layout, with a lane hint.
+    Batch {
+        /// Pool index.
+        pool: usize,
+        /// Requested size.
+        size: usize,
+        /// Requested alignment.
+        align: usize,
+        /// Blocks asked for (1..=8).
+        n: usize,
+        /// Lane hint.
+        hint: usize,
+        /// Only from listed subpages.
+        listed: bool,
+    },
+    /// `Pool::keep_empty_subpages(on)`.
+    KeepEmpty {
+        /// Pool index.
+        pool: usize,
+        /// Keep or retire emptied subpages from now on.
+        on: bool,
+    },
     /// Run both pools' invariant checks.
     Check,
 }
@@ -419,6 +444,18 @@ fn decode(inp: &mut Input, h: &Harness) -> Action {
             len: inp.u32() as usize,
         },
         122..=124 => Action::Trim { pool },
+        125 => Action::Batch {
+            pool,
+            size: decode_size(inp, cfg),
+            align: decode_align(inp, cfg),
+            n: 1 + pick % 8,
+            hint: pick >> 3,
+            listed: pick & 0x300 == 0,
+        },
+        126 => Action::KeepEmpty {
+            pool,
+            on: pick % 2 == 0,
+        },
         _ => Action::Check,
     }
 }
@@ -640,6 +677,18 @@ impl Harness {
             Action::OverlapRegion { pick, from, to } => self.overlap_region(pick, from, to),
             Action::BadRegion { pool, wrap, len } => self.bad_region(pool, wrap, len),
             Action::Trim { pool } => self.trim(pool),
+            Action::Batch {
+                pool,
+                size,
+                align,
+                n,
+                hint,
+                listed,
+            } => {
+                let n = n.min(MAX_LIVE.saturating_sub(self.model.len()));
+                self.batch(pool, layout(size, align), n, hint, listed)
+            }
+            Action::KeepEmpty { pool, on } => self.pools[pool].keep_empty_subpages(on),
             Action::Check => {
                 for p in &self.pools {
                     p.check().unwrap_or_else(|e| panic!("check: {e}"));
@@ -736,6 +785,44 @@ impl Harness {
                 self.allocs[pool] += 1;
                 self.model.allocated(pool, &cfg, layout, b);
             }
+        }
+    }
+
+    /// A batch: every block handed out is a distinct live block of the
+    /// layout (the model checks the class size, alignment, region and no
+    /// overlap); a refused layout gives none, and `allocate_listed` serves
+    /// small classes only. A short batch is not an error: neither path
+    /// trims before giving up.
+    fn batch(&mut self, pool: usize, layout: Layout, n: usize, hint: usize, listed: bool) {
+        self.touched[pool] = true;
+        let cfg = *self.cfg(pool);
+        let expect = oracle::route(&cfg, layout);
+        let mut out = [NonNull::dangling(); 8];
+        let out = &mut out[..n];
+        let p: &Pool = &self.pools[pool];
+        let got = if listed {
+            p.allocate_listed(layout, hint, out)
+        } else {
+            p.allocate_batch(layout, hint, out)
+        };
+        assert!(got <= n, "{got} blocks for {n}");
+        let size = match expect {
+            Err(_) => {
+                assert_eq!(got, 0, "{layout:?} must be refused");
+                return;
+            }
+            Ok(Route::Small { size }) => size,
+            Ok(route) => {
+                if listed {
+                    assert_eq!(got, 0, "{layout:?}: listed blocks of a page run");
+                }
+                route.size()
+            }
+        };
+        for &b in &out[..got] {
+            self.allocs[pool] += 1;
+            self.model
+                .allocated(pool, &cfg, layout, NonNull::slice_from_raw_parts(b, size));
         }
     }
 
