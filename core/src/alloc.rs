@@ -239,8 +239,7 @@ impl Pool {
     #[inline]
     pub fn has_partial(&self, layout: Layout) -> bool {
         match self.route(layout) {
-            // ORDERING: Relaxed; a hint that the allocation's RMWs validate.
-            Ok(Route::Small { class }) => self.partial_count[class].load(Ordering::Relaxed) > 0,
+            Ok(Route::Small { class }) => self.has_listed(class),
             _ => false,
         }
     }

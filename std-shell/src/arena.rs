@@ -322,9 +322,7 @@ impl Lists {
         for band in 0..LISTS {
             for c in self.chunks(band) {
                 if c.pool.kept_subpages() > 0 {
-                    c.pool.trim();
-                    // ORDERING: Relaxed; a hint (see `fill`): runs came back.
-                    c.no_run.store(usize::MAX, Ordering::Relaxed);
+                    trim_pool(c);
                     any = true;
                 }
             }
@@ -384,7 +382,7 @@ impl Arena {
     ) -> Result<usize, Shortage> {
         let mut lists = self.lists.lock();
         self.decay(sh, &mut lists);
-        let mut n = self.take_listed(&mut lists, size, layout, out);
+        let mut n = self.take_listed(&mut lists, layout, size, out);
         if n == 0 {
             n = lists.fill_by_bands(&self.listed, layout, size, out);
         }
@@ -412,8 +410,8 @@ impl Arena {
     fn take_listed(
         &self,
         lists: &mut Lists,
-        size: usize,
         layout: Layout,
+        size: usize,
         out: &mut [NonNull<u8>],
     ) -> usize {
         let class = class_of(size);
@@ -654,10 +652,7 @@ impl Arena {
             let mut k = 0;
             for band in 0..EMPTY {
                 for c in lists.chunks(band) {
-                    c.pool.trim();
-                    // ORDERING: Relaxed; a hint (see `fill`): the trim gave
-                    // runs back.
-                    c.no_run.store(usize::MAX, Ordering::Relaxed);
+                    trim_pool(c);
                     if c.usage() == 0 && k < all.len() {
                         all[k] = ptr::from_ref(c).cast_mut();
                         k += 1;
@@ -713,6 +708,15 @@ fn decommit_free(chunk: &Chunk) -> usize {
         }
     });
     given
+}
+
+/// Returns `chunk`'s empty subpages to its free pages (`Pool::trim`) and
+/// forgets the runs it could not place. The caller holds the chunk's arena
+/// lock.
+fn trim_pool(chunk: &Chunk) {
+    chunk.pool.trim();
+    // ORDERING: Relaxed; a hint (see `fill`): the trim gave runs back.
+    chunk.no_run.store(usize::MAX, Ordering::Relaxed);
 }
 
 /// Notes in `listed` that `chunk` lists a subpage of the class of `size`
