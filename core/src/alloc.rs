@@ -24,7 +24,8 @@
 use crate::chunk::ChunkInfo;
 use crate::error::AllocError;
 use crate::page_map::PageDesc;
-use crate::pool::{stack_lane, Pool, Route, LANES};
+use crate::pool::{stack_lane, Pool, LANES};
+use crate::route::Route;
 use crate::run_index;
 use crate::size_class::{class_of, QUANTUM, SIZES};
 use crate::subpage::{self, ident_class, is_short, BITMAP, IDENT, RUN};

@@ -18,7 +18,8 @@
 use crate::block::{Block, ElementTag, Kind};
 use crate::chunk::ChunkInfo;
 use crate::error::FreeError;
-use crate::pool::{stack_lane, Pool, Route};
+use crate::pool::{stack_lane, Pool};
+use crate::route::Route;
 use crate::size_class::{QUANTUM, SIZES};
 use crate::subpage::{self, ident_class, is_short, BITMAP, IDENT};
 use crate::sync::{AtomicUsize, Ordering};

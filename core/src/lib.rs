@@ -96,6 +96,8 @@ mod pool;
 #[cfg(not(loom))]
 mod region;
 #[cfg(not(loom))]
+mod route;
+#[cfg(not(loom))]
 mod span;
 #[cfg(not(loom))]
 mod stats;

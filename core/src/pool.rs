@@ -1,7 +1,8 @@
 //! The pool: regions, the address table that finds a chunk from a pointer,
-//! lanes of current subpages, and routes from layouts to paths.
+//! and lanes of current subpages.
 //!
-//! The paths themselves live in their own files: `alloc.rs` (small, normal),
+//! The paths themselves live in their own files: `route.rs` (which path a
+//! layout takes), `alloc.rs` (small, normal),
 //! `span.rs` (blocks above a chunk), `block.rs` (a pointer resolved to a
 //! block, once) and `free.rs` (frees, probes, retirement, trim).
 //!
@@ -26,7 +27,8 @@ use crate::chunk::{ChunkInfo, Link};
 use crate::config::{Config, MAX_SMALL};
 use crate::error::{AllocError, FreeError, Misuse, RegionError};
 use crate::region::{self, Ranges, Region};
-use crate::size_class::{class_for, class_of, QUANTUM, SIZES};
+use crate::route::Route;
+use crate::size_class::SIZES;
 use crate::subpage::Listing;
 use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, BITS};
 use core::alloc::Layout;
@@ -86,23 +88,6 @@ pub struct Pool {
 unsafe impl Sync for Pool {}
 // SAFETY: as above; nothing is tied to a thread.
 unsafe impl Send for Pool {}
-
-/// Where a layout is served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Route {
-    /// An element of a subpage of `class`.
-    Small { class: usize },
-    /// A page run of `pages` pages (the size of `class`), its first page
-    /// aligned to `align` pages.
-    Normal {
-        class: usize,
-        pages: usize,
-        align: usize,
-    },
-    /// A span of `pages` pages over consecutive chunks, aligned to `align`
-    /// bytes.
-    Span { pages: usize, align: usize },
-}
 
 /// A lane from the stack address: thread stacks are megabytes apart.
 #[inline]
@@ -399,72 +384,10 @@ impl Pool {
         None
     }
 
-    /// Where `layout` is served.
+    /// Where `layout` is served (`route.rs`).
     #[inline(always)]
     pub(crate) fn route(&self, layout: Layout) -> Result<Route, AllocError> {
-        let c = &self.config;
-        let (size, align) = (layout.size(), layout.align());
-        // The common case: an alignment of at most the quantum, a size up to
-        // the chunk: the size alone picks the class.
-        if align <= QUANTUM && size.wrapping_sub(1) < c.chunk_size() {
-            let class = class_of(size);
-            if class < c.num_small {
-                return Ok(Route::Small { class });
-            }
-            return Ok(Route::Normal {
-                class,
-                pages: SIZES[class] >> c.page_shift,
-                align: 1,
-            });
-        }
-        self.route_general(layout)
-    }
-
-    #[inline(never)]
-    fn route_general(&self, layout: Layout) -> Result<Route, AllocError> {
-        let c = &self.config;
-        let (size, align) = (layout.size(), layout.align());
-        if size == 0 {
-            return Err(AllocError::ZeroSize);
-        }
-        if align > c.chunk_size() {
-            return Err(AllocError::Alignment {
-                align,
-                max: c.chunk_size(),
-            });
-        }
-        if size > c.chunk_size() {
-            return self.span_route(size, align);
-        }
-        // Above a page, the run is sized by the size (whole pages) and its
-        // placement meets the alignment: a 1-byte block aligned to 256 KiB
-        // takes one page, not a 256 KiB class.
-        let class = class_for(size, align.min(c.page_size()));
-        if class >= c.num_classes {
-            return self.span_route(size, align);
-        }
-        if align <= c.page_size() && class < c.num_small {
-            Ok(Route::Small { class })
-        } else {
-            Ok(Route::Normal {
-                class,
-                pages: SIZES[class] >> c.page_shift,
-                align: (align >> c.page_shift).max(1),
-            })
-        }
-    }
-
-    /// The route of a block above the chunk size: a span, of at most
-    /// `u32::MAX` pages (a block records its pages in 32 bits).
-    fn span_route(&self, size: usize, align: usize) -> Result<Route, AllocError> {
-        let pages = size.div_ceil(self.config.page_size());
-        if pages > u32::MAX as usize {
-            return Err(AllocError::TooLarge {
-                size,
-                max: (u32::MAX as usize) << self.config.page_shift,
-            });
-        }
-        Ok(Route::Span { pages, align })
+        self.config.route(layout)
     }
 
     /// The bytes a route hands out.

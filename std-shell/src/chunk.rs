@@ -60,12 +60,13 @@ pub(crate) struct Chunk {
     pub band: AtomicU8,
     pub prev: AtomicPtr<Chunk>,
     pub next: AtomicPtr<Chunk>,
-    /// The fewest pages of a page run the pool failed to place since a
-    /// block last came back to it (`usize::MAX`: none failed): a hint that
-    /// spares the arena a failing tree search per visit (see
-    /// `arena::fill`). Lowered by failed fills under the arena lock, reset
-    /// by every free into the chunk and by trims.
-    pub no_run: AtomicUsize,
+    /// The fewest pages of a page run (`[0]`) and of a subpage run (`[1]`)
+    /// the pool failed to place since a block last came back to it
+    /// (`usize::MAX`: none failed): a hint that spares the arena a failing
+    /// tree search per visit (see `arena::fill`). Lowered by failed fills
+    /// under the arena lock, reset by every free into the chunk and by
+    /// trims.
+    pub no_run: [AtomicUsize; 2],
     /// When the chunk last entered its arena's empty list
     /// (`os::monotonic_ns`), for the decay of kept empty chunks; written
     /// and read under the arena lock.
@@ -128,7 +129,7 @@ impl Chunk {
                 band: AtomicU8::new(0),
                 prev: AtomicPtr::new(ptr::null_mut()),
                 next: AtomicPtr::new(ptr::null_mut()),
-                no_run: AtomicUsize::new(usize::MAX),
+                no_run: [const { AtomicUsize::new(usize::MAX) }; 2],
                 emptied_ns: AtomicU64::new(0),
                 slot: AtomicUsize::new(crate::arena::NO_SLOT),
                 track_bias: header.as_ptr() as usize + size_of::<Chunk>()

@@ -78,3 +78,72 @@ fn a_chunk_passed_over_for_a_run_serves_shorter_ones_and_again_after_a_free() {
         unsafe { pool.try_deallocate(p, l) }.unwrap();
     }
 }
+
+/// The arena's run index (`arena/runs.rs`): after every chunk failed an
+/// 8-page run, the one chunk that a free gave an 8-page hole serves the
+/// next one, whichever band it is in, and the arena maps nothing; the
+/// chunks that still cannot place one are passed over.
+#[test]
+fn the_chunk_a_free_gave_room_serves_the_run_among_chunks_that_cannot() {
+    let pool = PooledAllocator::builder()
+        .arenas(1)
+        .thread_cache(false)
+        .chunk_decay_millis(1_000_000)
+        .build();
+    let (small, big) = (layout(32 << 10), layout(64 << 10));
+    let alloc = |l| pool.try_allocate(l).unwrap().cast::<u8>();
+    // Four chunks full of 4-page blocks, then every other block freed:
+    // each chunk half free, in holes of 4 pages.
+    let mut blocks = Vec::new();
+    let mut chunks = Vec::new();
+    while chunks.len() < 5 {
+        let p = alloc(small);
+        if !chunks.contains(&chunk_of(p)) {
+            chunks.push(chunk_of(p));
+        }
+        blocks.push(p);
+    }
+    // The first block of the fifth chunk stays; the rest fill four chunks.
+    let spill = blocks.pop().unwrap();
+    let mut kept = Vec::new();
+    for (i, &p) in blocks.iter().enumerate() {
+        if i % 2 == 1 {
+            // SAFETY: allocated above with this layout, freed once.
+            unsafe { pool.try_deallocate(p, small) }.unwrap();
+        } else {
+            kept.push(p);
+        }
+    }
+    // 8-page runs fit no hole of the four chunks: they come from the fifth
+    // (and later ones), and every one of the four fails once.
+    let mut runs: Vec<_> = (0..4).map(|_| alloc(big)).collect();
+    assert!(runs.iter().all(|&r| !chunks[..4].contains(&chunk_of(r))));
+    let created = pool.metrics().chunks_created;
+    // Free two neighbouring kept blocks' worth in the third chunk: the kept
+    // block between two holes makes a 12-page hole.
+    let third = chunks[2];
+    let at = kept
+        .iter()
+        .position(|&p| chunk_of(p) == third)
+        .map(|i| i + 1)
+        .unwrap();
+    let freed = kept.remove(at);
+    // SAFETY: allocated above, freed once.
+    unsafe { pool.try_deallocate(freed, small) }.unwrap();
+    // The next 8-page run comes from the third chunk, found by the index,
+    // and nothing is mapped.
+    let r = alloc(big);
+    assert_eq!(chunk_of(r), third, "the chunk a free gave room serves");
+    assert_eq!(pool.metrics().chunks_created, created);
+    runs.push(r);
+    for p in runs {
+        // SAFETY: allocated above with this layout, freed once.
+        unsafe { pool.try_deallocate(p, big) }.unwrap();
+    }
+    for p in kept.into_iter().chain([spill]) {
+        // SAFETY: as above.
+        unsafe { pool.try_deallocate(p, small) }.unwrap();
+    }
+    pool.trim();
+    assert_eq!(pool.metrics().active_bytes, 0);
+}

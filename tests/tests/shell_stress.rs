@@ -5,7 +5,11 @@
 use poolalloc::PooledAllocator;
 use std::alloc::Layout;
 use std::ptr::NonNull;
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
+
+/// The resident-memory test measures the whole process: the stress test's
+/// threads must not allocate while it does.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 struct Block(NonNull<u8>, Layout, u8);
 // SAFETY: a block is owned by whoever holds the message.
@@ -26,6 +30,7 @@ fn sizes(seed: &mut u64) -> Layout {
 
 #[test]
 fn cross_thread_frees() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let pool = PooledAllocator::builder().arenas(3).build();
     let iters: usize = std::env::var("POOLALLOC_STRESS_ITERS")
         .ok()
@@ -81,6 +86,7 @@ fn cross_thread_frees() {
 
 #[test]
 fn resident_memory_drops_after_trim() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let pool = PooledAllocator::builder().build();
     let layout = Layout::from_size_align(64 << 10, 8).unwrap();
     let base = poolalloc::os::resident_bytes().unwrap();

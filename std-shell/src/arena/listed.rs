@@ -3,13 +3,8 @@
 //! (kept empty ones among them) without asking chunk after chunk, as
 //! Netty's arenas keep a class's partial subpages across their chunks.
 //!
-//! # Slots
-//!
-//! A chunk holds a *slot* (`Chunk::slot`) while it belongs to its arena:
-//! one of [`SLOTS`], taken when the arena adopts it and given back when it
-//! is released, both under the arena lock ([`Slots`], part of the arena's
-//! lists). A chunk adopted while every slot is taken has none and is found
-//! by the bands only.
+//! Bits are per slot (`slots.rs`): a chunk without a slot is found by the
+//! bands only.
 //!
 //! # Bits
 //!
@@ -36,17 +31,10 @@
 //! class into that chunk sets it again: never a block, and never memory
 //! growth, since the arena retires kept subpages before it maps a chunk.
 
+use super::slots::{BITS, WORDS};
 use crate::chunk::Chunk;
-use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use poolalloc_core::MAX_SMALL;
-
-/// Chunks of one arena that can hold a slot (2 GiB of 4 MiB chunks).
-pub(crate) const SLOTS: usize = 512;
-const BITS: usize = usize::BITS as usize;
-const WORDS: usize = SLOTS / BITS;
-/// `Chunk::slot` of a chunk without one.
-pub(crate) const NO_SLOT: usize = usize::MAX;
 
 /// The index's bits (see the module docs), read and set by lock-free frees.
 ///
@@ -111,6 +99,22 @@ impl ListedIndex {
         }
     }
 
+    /// Whether `slot`'s bit of `class` is set (`false` for a chunk without
+    /// a slot).
+    pub(crate) fn has(&self, class: usize, slot: usize) -> bool {
+        // ORDERING: Acquire pairs with `note`'s AcqRel set.
+        self.at(slot, class)
+            .is_some_and(|(word, bit)| word.load(Ordering::Acquire) & bit != 0)
+    }
+
+    /// Word `k` of `class`'s row (0 for a class the index does not hold).
+    pub(crate) fn word(&self, class: usize, k: usize) -> usize {
+        // ORDERING: Acquire pairs with `note`'s AcqRel set.
+        self.bits
+            .get(class)
+            .map_or(0, |row| row[k].load(Ordering::Acquire))
+    }
+
     /// The slots whose bit of `class` is set, as read word by word.
     pub(crate) fn slots(&self, class: usize) -> impl Iterator<Item = usize> + '_ {
         self.bits.get(class).into_iter().flat_map(|row| {
@@ -127,60 +131,5 @@ impl ListedIndex {
                 })
             })
         })
-    }
-}
-
-/// Which chunk holds each slot; under the arena lock (part of its lists).
-pub(crate) struct Slots {
-    chunks: [*mut Chunk; SLOTS],
-    /// Bit `s` set: slot `s` is taken.
-    taken: [usize; WORDS],
-}
-
-impl Slots {
-    pub(crate) const fn new() -> Slots {
-        Slots {
-            chunks: [ptr::null_mut(); SLOTS],
-            taken: [0; WORDS],
-        }
-    }
-
-    /// Gives `chunk` a free slot, if one is left, and records it in
-    /// `Chunk::slot`.
-    pub(crate) fn take(&mut self, chunk: &Chunk) {
-        let slot = self
-            .taken
-            .iter()
-            .position(|&w| w != !0)
-            .map_or(NO_SLOT, |k| {
-                k * BITS + (!self.taken[k]).trailing_zeros() as usize
-            });
-        if slot != NO_SLOT {
-            self.taken[slot / BITS] |= 1 << (slot % BITS);
-            self.chunks[slot] = ptr::from_ref(chunk).cast_mut();
-        }
-        // ORDERING: Relaxed; published with the chunk's first blocks (see
-        // `ListedIndex::note`).
-        chunk.slot.store(slot, Ordering::Relaxed);
-    }
-
-    /// Frees `chunk`'s slot, if it has one; returns it.
-    pub(crate) fn give(&mut self, chunk: &Chunk) -> Option<usize> {
-        // ORDERING: Relaxed; under the arena lock.
-        let slot = chunk.slot.swap(NO_SLOT, Ordering::Relaxed);
-        if slot >= SLOTS {
-            return None;
-        }
-        self.taken[slot / BITS] &= !(1 << (slot % BITS));
-        self.chunks[slot] = ptr::null_mut();
-        Some(slot)
-    }
-
-    /// The chunk holding `slot` (null if none): a live chunk of the arena
-    /// while the caller holds the arena lock under which it read it.
-    pub(crate) fn get(&self, slot: usize) -> *const Chunk {
-        self.chunks
-            .get(slot)
-            .map_or(ptr::null(), |&c| c.cast_const())
     }
 }
