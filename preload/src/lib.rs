@@ -52,9 +52,10 @@
 //! flushes the cache in its TLS destructor, and this library's exit hooks
 //! bracket that flush (see `thread`).
 //!
-//! **Fork.** The shell's arenas are `spin::Mutex`es. A thread holding one
-//! while another thread forks leaves it held forever in the child, whose next
-//! refill from that arena spins for ever. The shell has no hook to take its
+//! **Fork.** The shell's arenas are locked (std's futex mutex, the shell's
+//! `lock.rs`). A thread holding one while another thread forks leaves it
+//! held forever in the child, whose next refill from that arena waits for
+//! ever. The shell has no hook to take its
 //! locks around `fork`, so this library keeps every other thread *out of the
 //! allocator* across a fork instead: the `pthread_atfork` prepare handler
 //! closes a gate and waits until no thread is inside (see `fork`); the

@@ -78,8 +78,9 @@
 //! refill asked 18 chunks on average before the run index, 1.1 after.
 //!
 //! # Locking
-//! The lists are under a spin lock, taken on thread-cache misses (refills in
-//! batches) and when a free moves a chunk across a band boundary. Core
+//! The lists are under a lock (`lock.rs`: it spins briefly, then sleeps),
+//! taken on thread-cache misses (refills in batches) and when a free moves
+//! a chunk across a band boundary. Core
 //! allocations happen only under it; core frees never need it. All list
 //! state is rechecked under the lock from the chunk's atomics, and a chunk is
 //! looked up again through the chunk map, because a free that decided to
@@ -98,6 +99,7 @@ use slots::Slots;
 pub(crate) use slots::NO_SLOT;
 
 use crate::chunk::Chunk;
+use crate::lock::Lock;
 use crate::os;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -207,7 +209,7 @@ impl ArenaCounters {
 }
 
 pub(crate) struct Arena {
-    lists: spin::Mutex<Lists>,
+    lists: Lock<Lists>,
     /// Chunks with listed subpages, per class (`listed.rs`).
     listed: ListedIndex,
     /// Chunks by the runs they may place (`runs.rs`).
@@ -334,7 +336,7 @@ impl Lists {
 impl Arena {
     pub(crate) fn new(index: usize) -> Arena {
         Arena {
-            lists: spin::Mutex::new(Lists {
+            lists: Lock::new(Lists {
                 heads: [ptr::null_mut(); LISTS],
                 counts: [0; LISTS],
                 trimmed_at: usize::MAX,

@@ -43,17 +43,31 @@ use poolalloc_core::{Config as CoreConfig, Pool};
 const MAGIC: usize = 0x706f_6f6c_6368_6e6b; // "poolchnk"
 
 /// The header at the start of every chunk.
+///
+/// Its first cache line holds what every free reads and almost nothing
+/// writes; what refills, flushes and band moves write starts on the next
+/// one (`active` on). When they shared a line, each refill or flush into a
+/// chunk (an RMW on `active`) took that line from every core freeing into
+/// the chunk, which then missed on `tracked`.
 #[repr(C, align(64))]
 pub(crate) struct Chunk {
     magic: usize,
     /// Identity of the owning allocator.
     owner: usize,
     /// Live blocks of this chunk tracked by the leak tracker: a free reads
-    /// the tracked-block map only when this is non-zero (it shares a cache
-    /// line with `magic`, which every free reads).
+    /// the tracked-block map only when this is non-zero. Its line is written
+    /// only by samples and their frees.
     pub tracked: AtomicUsize,
     /// Index of the owning arena.
     pub arena: usize,
+    /// The address of the tracked-block counter of the granule holding
+    /// address `a` is `track_bias + a / TRACK_GRANULE` (the map follows the
+    /// header; the first page is a multiple of the granule).
+    track_bias: usize,
+    /// Bytes the pool can hand out.
+    pub usable: usize,
+    /// The rest of the first cache line.
+    _read_mostly: [usize; 2],
     /// Bytes of blocks out of this chunk (see the module invariants).
     pub active: AtomicUsize,
     /// Usage band (index into `arena::BANDS`, or `arena::EMPTY`).
@@ -75,14 +89,11 @@ pub(crate) struct Chunk {
     /// (`arena/listed.rs`; `NO_SLOT` when it has none), written under the
     /// arena lock.
     pub slot: AtomicUsize,
-    /// The address of the tracked-block counter of the granule holding
-    /// address `a` is `track_bias + a / TRACK_GRANULE` (the map follows the
-    /// header; the first page is a multiple of the granule).
-    track_bias: usize,
-    /// Bytes the pool can hand out.
-    pub usable: usize,
     pub pool: Pool,
 }
+
+// The written fields start on the second cache line (see `Chunk`).
+const _: () = assert!(core::mem::offset_of!(Chunk, active) == 64);
 
 /// Bytes of a chunk per tracked-block counter (at most 32 blocks of the
 /// smallest class start in one, so a `u8` never overflows).
@@ -125,6 +136,10 @@ impl Chunk {
                 owner,
                 tracked: AtomicUsize::new(0),
                 arena,
+                track_bias: header.as_ptr() as usize + size_of::<Chunk>()
+                    - base.as_ptr() as usize / TRACK_GRANULE,
+                usable: 0,
+                _read_mostly: [0; 2],
                 active: AtomicUsize::new(0),
                 band: AtomicU8::new(0),
                 prev: AtomicPtr::new(ptr::null_mut()),
@@ -132,9 +147,6 @@ impl Chunk {
                 no_run: [const { AtomicUsize::new(usize::MAX) }; 2],
                 emptied_ns: AtomicU64::new(0),
                 slot: AtomicUsize::new(crate::arena::NO_SLOT),
-                track_bias: header.as_ptr() as usize + size_of::<Chunk>()
-                    - base.as_ptr() as usize / TRACK_GRANULE,
-                usable: 0,
                 pool: Pool::new(core),
             })
         };

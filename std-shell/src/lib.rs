@@ -54,6 +54,7 @@ mod global;
 pub mod huge;
 pub mod leak;
 pub mod limit;
+mod lock;
 pub mod metrics;
 pub mod os;
 mod realloc;

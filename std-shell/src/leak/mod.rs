@@ -55,7 +55,7 @@
 //!   the next trim, and that point is brought forward to the next sample.
 //!   Uncached allocations pay a thread-local countdown.
 //! * A sampled one records its site (see `stack`), takes a clock reading
-//!   and inserts an entry into a sharded table under the shard's spin lock.
+//!   and inserts an entry into a sharded table under the shard's lock.
 //! * A free consults the table only if its chunk holds a tracked block
 //!   (`Chunk::tracked`, a counter in the header the free reads anyway) *and*
 //!   so does the 512-byte granule the block starts in (a byte of the chunk's
@@ -270,7 +270,7 @@ impl Tracker {
     fn record_view_slow(&self, size: usize, at: &'static Location<'static>) -> usize {
         // ORDERING: Relaxed; only uniqueness matters, which the RMW gives.
         let n = self.views.fetch_add(1, Ordering::Relaxed);
-        // 8 modulo 16: never a block's address, never EMPTY or TOMB. After
+        // 8 modulo 16: never a block's address, never the table's EMPTY. After
         // 2^60 views the keys wrap; a clash then replaces an old entry.
         let key = (n << 4) | 8;
         if self.insert(key, size, Origin::Caller(at), None) {
