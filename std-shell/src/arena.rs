@@ -93,7 +93,7 @@ mod shared;
 mod slots;
 
 use listed::ListedIndex;
-use runs::{RunIndex, PAGE_RUN};
+use runs::RunIndex;
 pub(crate) use shared::Shared;
 use slots::Slots;
 pub(crate) use slots::NO_SLOT;
@@ -512,7 +512,7 @@ impl Arena {
         lists.unlink(chunk);
         if let Some(slot) = lists.slots.give(chunk) {
             self.listed.clear_slot(slot);
-            self.runs.cannot_place(PAGE_RUN, slot, 1, usize::MAX);
+            self.runs.clear_slot(slot);
         }
         sh.map.remove(chunk.key());
         // ORDERING: Relaxed; statistics.

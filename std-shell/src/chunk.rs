@@ -77,7 +77,7 @@ pub(crate) struct Chunk {
     /// The fewest pages of a page run (`[0]`) and of a subpage run (`[1]`)
     /// the pool failed to place since a block last came back to it
     /// (`usize::MAX`: none failed): a hint that spares the arena a failing
-    /// tree search per visit (see `arena::fill`). Lowered by failed fills
+    /// tree search per visit (see `arena::refill`'s `fill`). Lowered by failed fills
     /// under the arena lock, reset by every free into the chunk and by
     /// trims.
     pub no_run: [AtomicUsize; 2],
@@ -85,9 +85,8 @@ pub(crate) struct Chunk {
     /// (`os::monotonic_ns`), for the decay of kept empty chunks; written
     /// and read under the arena lock.
     pub emptied_ns: AtomicU64,
-    /// The chunk's slot in its arena's listed-subpage index
-    /// (`arena/listed.rs`; `NO_SLOT` when it has none), written under the
-    /// arena lock.
+    /// The chunk's slot in its arena's indexes (`arena/slots.rs`; `NO_SLOT`
+    /// when it has none), written under the arena lock.
     pub slot: AtomicUsize,
     pub pool: Pool,
 }

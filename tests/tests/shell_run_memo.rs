@@ -17,14 +17,18 @@ fn chunk_of(p: NonNull<u8>) -> usize {
     p.as_ptr() as usize & !(CHUNK - 1)
 }
 
-#[test]
-fn a_chunk_passed_over_for_a_run_serves_shorter_ones_and_again_after_a_free() {
-    // No cache: every block goes to and from its chunk.
-    let pool = PooledAllocator::builder()
+/// One arena and no cache: every block goes to and from its chunk.
+fn uncached_arena(decay_millis: usize) -> PooledAllocator {
+    PooledAllocator::builder()
         .arenas(1)
         .thread_cache(false)
-        .chunk_decay_millis(0)
-        .build();
+        .chunk_decay_millis(decay_millis)
+        .build()
+}
+
+#[test]
+fn a_chunk_passed_over_for_a_run_serves_shorter_ones_and_again_after_a_free() {
+    let pool = uncached_arena(0);
     let (small, big) = (layout(32 << 10), layout(64 << 10));
     let alloc = |l| pool.try_allocate(l).unwrap().cast::<u8>();
     // Fill the first chunk with 4-page blocks, then free every other one:
@@ -85,11 +89,7 @@ fn a_chunk_passed_over_for_a_run_serves_shorter_ones_and_again_after_a_free() {
 /// chunks that still cannot place one are passed over.
 #[test]
 fn the_chunk_a_free_gave_room_serves_the_run_among_chunks_that_cannot() {
-    let pool = PooledAllocator::builder()
-        .arenas(1)
-        .thread_cache(false)
-        .chunk_decay_millis(1_000_000)
-        .build();
+    let pool = uncached_arena(1_000_000);
     let (small, big) = (layout(32 << 10), layout(64 << 10));
     let alloc = |l| pool.try_allocate(l).unwrap().cast::<u8>();
     // Four chunks full of 4-page blocks, then every other block freed:

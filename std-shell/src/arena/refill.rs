@@ -14,7 +14,7 @@
 //! maps and hands to `Arena::adopt`.
 
 use super::listed::ListedIndex;
-use super::runs::{RunIndex, PAGE_RUN, SUBPAGE_RUN};
+use super::runs::{Need, RunIndex};
 use super::slots::WORDS;
 use super::{note_listed, Arena, Lists, Shared, Shortage, ALLOC_ORDER, EMPTY, QINIT};
 use crate::chunk::Chunk;
@@ -22,6 +22,10 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 use poolalloc_core::size_class::class_of;
+
+/// What a refill wants of a chunk: the layout, its class size and the run
+/// a new block takes.
+type Want = (Layout, usize, Option<Need>);
 
 impl Lists {
     /// Blocks from the first chunks that serve, in Netty's band order, then
@@ -43,14 +47,11 @@ impl Lists {
         ix: (&ListedIndex, &RunIndex),
         layout: Layout,
         size: usize,
-        need: Option<(usize, bool)>,
+        need: Option<Need>,
         out: &mut [NonNull<u8>],
     ) -> usize {
         let class = class_of(size);
-        let look = need.map(|(pages, subpage)| {
-            let kind = if subpage { SUBPAGE_RUN } else { PAGE_RUN };
-            (kind, RunIndex::row(pages))
-        });
+        let look = need.map(|need| (need.kind, need.row()));
         let mut n = 0;
         for band in ALLOC_ORDER {
             if let Some((kind, row)) = look {
@@ -73,7 +74,7 @@ impl Lists {
                         continue;
                     }
                 }
-                if self.fill_from(ix, chunk, layout, size, need, &mut n, out) {
+                if self.fill_from(ix, chunk, (layout, size, need), &mut n, out) {
                     return n;
                 }
             }
@@ -83,7 +84,7 @@ impl Lists {
         }
         // SAFETY: list members are live chunks while we hold the lock.
         if let Some(chunk) = unsafe { self.heads[EMPTY].as_ref() } {
-            self.fill_from(ix, chunk, layout, size, need, &mut n, out);
+            self.fill_from(ix, chunk, (layout, size, need), &mut n, out);
         }
         n
     }
@@ -91,22 +92,19 @@ impl Lists {
     /// Adds what `chunk` gives to the `n` blocks of `out` (`fill`), and
     /// rebands it and notes its listed subpages if it gave any. Whether
     /// `out` is full.
-    #[allow(clippy::too_many_arguments)]
     fn fill_from(
         &mut self,
         ix: (&ListedIndex, &RunIndex),
         chunk: &Chunk,
-        layout: Layout,
-        size: usize,
-        need: Option<(usize, bool)>,
+        want: Want,
         n: &mut usize,
         out: &mut [NonNull<u8>],
     ) -> bool {
-        let got = fill(ix.1, chunk, (layout, size, need), &mut out[*n..]);
+        let got = fill(ix.1, chunk, want, &mut out[*n..]);
         if got > 0 {
             *n += got;
             self.settle(chunk);
-            note_listed(ix.0, chunk, size);
+            note_listed(ix.0, chunk, want.1);
         }
         *n == out.len()
     }
@@ -123,7 +121,7 @@ impl Arena {
         out: &mut [NonNull<u8>],
     ) -> Result<usize, Shortage> {
         let ix = (&self.listed, &self.runs);
-        let need = sh.core.new_run(layout);
+        let need = Need::of(&sh.core, layout);
         let mut lists = self.lists.lock();
         self.decay(sh, &mut lists);
         let mut n = self.take_listed(&mut lists, layout, size, out);
@@ -194,7 +192,7 @@ impl Arena {
             self.runs.may_place(slot, 1, RunIndex::top_of(chunk));
         }
         lists.push(chunk, QINIT);
-        let need = chunk.pool.config().new_run(layout);
+        let need = Need::of(chunk.pool.config(), layout);
         let n = fill(&self.runs, chunk, (layout, size, need), out);
         lists.settle(chunk);
         note_listed(&self.listed, chunk, size);
@@ -225,7 +223,7 @@ fn take(chunk: &Chunk, layout: Layout, size: usize, out: &mut [NonNull<u8>]) -> 
 
 /// Allocates up to `out.len()` blocks from one chunk; counts them as active.
 /// `want` is the layout, its class size and the run a new block takes
-/// (`Config::new_run`).
+/// (`Need`).
 ///
 /// A chunk that cannot serve costs a few loads, not a failed allocation: the
 /// core's run index and partial counts answer for small classes, and for
@@ -246,18 +244,12 @@ fn take(chunk: &Chunk, layout: Layout, size: usize, out: &mut [NonNull<u8>]) -> 
 ///
 /// The arena's run index (`runs.rs`) follows the memo: a failure clears
 /// the chunk's rows of that run length and longer, a reset sets them.
-fn fill(
-    runs: &RunIndex,
-    chunk: &Chunk,
-    want: (Layout, usize, Option<(usize, bool)>),
-    out: &mut [NonNull<u8>],
-) -> usize {
+fn fill(runs: &RunIndex, chunk: &Chunk, want: Want, out: &mut [NonNull<u8>]) -> usize {
     let (layout, size, need) = want;
-    let need = need.map(|(pages, subpage)| (pages, if subpage { SUBPAGE_RUN } else { PAGE_RUN }));
-    // ORDERING: Relaxed, here and below: a hint (see above).
-    if need.is_some_and(|(pages, kind)| pages >= chunk.no_run[kind].load(Ordering::Relaxed)) {
+    if need.is_some_and(|need| need.memo_refuses(chunk)) {
         return 0;
     }
+    // ORDERING: Relaxed, here and below: a hint (see above).
     let before = chunk.active.load(Ordering::Relaxed);
     let n = if chunk.pool.may_serve(layout) {
         chunk.pool.allocate_batch(layout, 0, out)
@@ -265,11 +257,9 @@ fn fill(
         0
     };
     if n < out.len() {
-        if let Some((pages, kind)) = need {
+        if let Some(need) = need {
             if chunk.active.load(Ordering::Relaxed) == before {
-                chunk.no_run[kind].fetch_min(pages, Ordering::Relaxed);
-                let slot = chunk.slot.load(Ordering::Relaxed);
-                runs.cannot_place(kind, slot, pages, RunIndex::top_of(chunk));
+                runs.failed(chunk, need);
             }
         }
     }

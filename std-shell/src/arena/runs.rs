@@ -44,8 +44,9 @@
 
 use super::slots::{BITS, SLOTS, WORDS};
 use crate::chunk::Chunk;
+use core::alloc::Layout;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use poolalloc_core::MAX_CHUNK_PAGES;
+use poolalloc_core::{Config as CoreConfig, MAX_CHUNK_PAGES};
 
 /// Rows: runs of 2^0 to 2^15 pages (`MAX_CHUNK_PAGES`).
 const ROWS: usize = MAX_CHUNK_PAGES.ilog2() as usize + 1;
@@ -53,6 +54,36 @@ const ROWS: usize = MAX_CHUNK_PAGES.ilog2() as usize + 1;
 pub(crate) const PAGE_RUN: usize = 0;
 /// The table (and `Chunk::no_run`'s entry) of subpage runs.
 pub(crate) const SUBPAGE_RUN: usize = 1;
+
+/// The run a new block of a refill takes (`Config::new_run`): its length
+/// and its kind, which is its table here and its entry of `Chunk::no_run`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Need {
+    pub pages: usize,
+    pub kind: usize,
+}
+
+impl Need {
+    /// The run a new block of `layout` takes; `None` when it takes none of
+    /// one chunk (a span, a layout the pool refuses).
+    pub(crate) fn of(core: &CoreConfig, layout: Layout) -> Option<Need> {
+        core.new_run(layout).map(|(pages, subpage)| Need {
+            pages,
+            kind: if subpage { SUBPAGE_RUN } else { PAGE_RUN },
+        })
+    }
+
+    /// The row a refill of this run reads: ⌊log2 pages⌋.
+    pub(crate) fn row(self) -> usize {
+        RunIndex::row(self.pages)
+    }
+
+    /// Whether `chunk`'s memo says it cannot place this run.
+    pub(crate) fn memo_refuses(self, chunk: &Chunk) -> bool {
+        // ORDERING: Relaxed; a hint (see `arena::refill`'s `fill`).
+        self.pages >= chunk.no_run[self.kind].load(Ordering::Relaxed)
+    }
+}
 
 /// The index's rows (see the module docs): set by lock-free frees, cleared
 /// under the arena lock.
@@ -106,6 +137,21 @@ impl RunIndex {
         }
     }
 
+    /// `chunk` could not place `need` and nothing came back to it meanwhile
+    /// (under the arena lock): records it in its memo (`Chunk::no_run`) and
+    /// here, the counterpart of [`RunIndex::pages_back`].
+    pub(crate) fn failed(&self, chunk: &Chunk, need: Need) {
+        // ORDERING: Relaxed, both: hints (see `pages_back`).
+        chunk.no_run[need.kind].fetch_min(need.pages, Ordering::Relaxed);
+        let slot = chunk.slot.load(Ordering::Relaxed);
+        self.cannot_place(need.kind, slot, need.pages, Self::top_of(chunk));
+    }
+
+    /// Clears every row of `slot`, when its chunk gives it back.
+    pub(crate) fn clear_slot(&self, slot: usize) {
+        self.cannot_place(PAGE_RUN, slot, 1, usize::MAX);
+    }
+
     /// The rows of runs of `pages` pages or more, up to `top`: those of
     /// 2^k ≥ pages.
     fn rows_from(pages: usize, top: usize) -> core::ops::RangeInclusive<usize> {
@@ -150,10 +196,8 @@ impl RunIndex {
 
     /// Marks the chunk in `slot` as one that cannot place runs of `kind`
     /// of `pages` pages or more (up to `top`), and for a page run, no
-    /// subpage run either; every row of both with [`PAGE_RUN`], `pages` 1
-    /// and `top` `usize::MAX`, when the chunk gives its slot back. Under
-    /// the arena lock.
-    pub(crate) fn cannot_place(&self, kind: usize, slot: usize, pages: usize, top: usize) {
+    /// subpage run either. Under the arena lock.
+    fn cannot_place(&self, kind: usize, slot: usize, pages: usize, top: usize) {
         if slot >= SLOTS {
             return;
         }
@@ -208,7 +252,7 @@ mod tests {
         assert!((0..=9).all(|r| ix.may(SUBPAGE_RUN, r, 70)));
         // Giving the slot back clears every row; other slots are untouched.
         ix.may_place(3, 1, top);
-        ix.cannot_place(PAGE_RUN, 70, 1, usize::MAX);
+        ix.clear_slot(70);
         assert!((0..ROWS).all(|r| !ix.may(SUBPAGE_RUN, r, 70) && !has(&ix, r, 70)));
         assert!(has(&ix, 9, 3));
         // Chunks without a slot are not indexed: always "may".
