@@ -30,10 +30,12 @@
 //!
 //! # Sampling
 //!
-//! After any of them, a sampled allocation (a thread-local countdown, see
-//! `leak`) is recorded with the leak tracker (`Inner::track`). A cache
-//! decides sampling on its slow path, so a cache hit pays nothing for it;
-//! the uncached paths draw from `leak::sample_due`.
+//! A sampled allocation (a thread-local countdown, see `leak`) is served
+//! by the leak samples' arena (`Inner::allocate_sample`), whose chunks
+//! hold nothing else, and recorded with the leak tracker; huge ones are
+//! recorded as they are. A cache decides sampling on its slow path, so a
+//! cache hit pays nothing for it; the uncached paths draw from
+//! `leak::sample_due`.
 //!
 //! # The memory limit
 //!
@@ -87,40 +89,60 @@ impl Inner {
             {
                 let class = class_for(size, layout.align());
                 // The cache decides sampling on its slow path (see
-                // `Private::next_event`).
+                // `Private::next_event`), and serves a sample from the leak
+                // samples' arena.
                 if let Some((p, sampled)) = self.cache_pop(class, layout) {
                     break 'done (Ok(NonNull::slice_from_raw_parts(p, SIZES[class])), sampled);
                 }
             }
-            let result = self.allocate_slow(layout);
             let rate = self.leak.rate;
-            (
-                result,
-                rate != 0 && result.is_ok() && leak::sample_due(rate),
-            )
+            if rate != 0 && size != 0 && leak::sample_due(rate) {
+                if self.is_huge(layout) {
+                    let result = self.allocate_slow(layout);
+                    let ok = result.is_ok();
+                    break 'done (result, ok);
+                }
+                if let Some(p) = self.allocate_sample(layout, &mut || self.reclaim()) {
+                    break 'done (Ok(p), true);
+                }
+                self.leak.lose_sample();
+            }
+            (self.allocate_slow(layout), false)
         };
         if sampled {
             if let Ok(p) = result {
-                self.track(p.cast(), size, origin);
+                self.leak
+                    .record(p.cast::<u8>().as_ptr() as usize, size, origin);
             }
         }
         result
     }
 
-    /// Records a sampled allocation with the leak tracker.
+    /// A pooled block for `layout` from the leak samples' arena (see
+    /// `leak`), or `None` when it has no room. Only at `Paranoid`, where
+    /// every allocation is a sample, may it `reclaim` under the limit; a
+    /// sample of a sampled level never does, and the caller then serves the
+    /// allocation untracked.
     #[cold]
     #[inline(never)]
-    fn track(&self, ptr: NonNull<u8>, size: usize, origin: Origin) {
-        let addr = ptr.as_ptr() as usize;
-        let gate = if self.shared.map.contains(addr) {
-            // SAFETY: the map says the chunk is registered; the block is live
-            // (just allocated), so the chunk stays.
-            unsafe { Chunk::of(addr, self.shared.chunk_size, self.shared.owner) }
-                .map(|c| c.gate(addr))
-        } else {
-            None
-        };
-        self.leak.record(addr, size, origin, gate);
+    pub(crate) fn allocate_sample(
+        &self,
+        layout: Layout,
+        reclaim: &mut dyn FnMut() -> usize,
+    ) -> Option<NonNull<[u8]>> {
+        let class = class_for(layout.size(), layout.align());
+        let size = SIZES[class];
+        let a = self.samples_arena();
+        let mut one = [NonNull::dangling()];
+        let every = self.leak.rate == 1;
+        let mut reclaim = || if every { reclaim() } else { 0 };
+        if self.fill(a, layout, size, &mut one, &mut reclaim) != 1 {
+            return None;
+        }
+        self.arena(a).counters.count_alloc(class);
+        // SAFETY: a block we own: clear any stale canary.
+        unsafe { one[0].cast::<usize>().write(0) };
+        Some(NonNull::slice_from_raw_parts(one[0], size))
     }
 
     /// Fills `out` from arena `a`, mapping a new chunk if needed (charged to
@@ -140,10 +162,21 @@ impl Inner {
                 Ok(chunk) => arena.adopt(chunk, layout, size, out),
                 // The limit refused the chunk after a reclaim, which may have
                 // given blocks back to the existing chunks (flushed caches):
-                // they may serve now.
-                Err(AllocError::Limit(_)) => arena
-                    .allocate_batch(&self.shared, layout, size, out)
-                    .unwrap_or(0),
+                // they may serve now. Failing that, the leak samples' chunks
+                // (see `leak`): the limit charged them too, and their room
+                // must not go idle while it refuses. Their blocks take the
+                // tracker's path when freed, and find no entry.
+                Err(AllocError::Limit(_)) => {
+                    let samples = self.samples_arena();
+                    match arena.allocate_batch(&self.shared, layout, size, out) {
+                        Ok(n) => n,
+                        Err(_) if a != samples => self
+                            .arena(samples)
+                            .allocate_batch(&self.shared, layout, size, out)
+                            .unwrap_or(0),
+                        Err(_) => 0,
+                    }
+                }
                 Err(_) => 0,
             },
         }
@@ -159,7 +192,8 @@ impl Inner {
             .limit
             .reserve_or_reclaim(size, reclaim)
             .map_err(AllocError::Limit)?;
-        match Chunk::create(self.shared.core, self.shared.owner, a) {
+        let tracks = a == self.samples_arena();
+        match Chunk::create(self.shared.core, self.shared.owner, a, tracks) {
             Some(c) => {
                 // SAFETY: a chunk just created, ours until its arena releases
                 // it.

@@ -49,7 +49,10 @@ pub(crate) struct Inner {
     pub config: ShellConfig,
     pub shared: Shared,
     pub huge: HugeAllocs,
+    /// The threads' arenas (`0..n_arenas`), then the leak samples' arena
+    /// (index `n_arenas`, see `leak`).
     pub arenas: NonNull<Arena>,
+    /// The threads' arenas, which caches bind to.
     pub n_arenas: usize,
     /// Largest pooled size; larger ones are huge.
     pub max_pooled: usize,
@@ -205,7 +208,7 @@ impl PooledAllocator {
     /// its start, not already cached), no lock, no call and no write but
     /// the thread's cache and the block. Returns the block's usable size;
     /// `None` when it cannot (no cache bound yet, a bin without room, a
-    /// page run, a tracked granule, any pointer to classify): nothing
+    /// page run, a leak sample, any pointer to classify): nothing
     /// changed, and `try_free` frees it or says why not.
     ///
     /// # Safety
@@ -325,7 +328,7 @@ impl PooledAllocator {
         let orphaned = unsafe { inner.huge.orphan(ptr) };
         if orphaned && inner.leak.rate != 0 {
             // Given up by its user: no leak, whenever the OS lets it go.
-            inner.leak.forget(ptr.as_ptr() as usize, None);
+            inner.leak.forget(ptr.as_ptr() as usize);
         }
         orphaned
     }
@@ -525,7 +528,8 @@ impl Inner {
         let core = config.core_config().ok()?;
         let n_arenas = config.resolved_arenas(os::num_cpus()).max(1);
         let arenas_off = size_of::<Inner>().next_multiple_of(align_of::<Arena>());
-        let mapped = arenas_off + n_arenas * size_of::<Arena>();
+        // The threads' arenas and the leak samples'.
+        let mapped = arenas_off + (n_arenas + 1) * size_of::<Arena>();
         let base = os::map(mapped)?;
         let chunk = core.chunk_size();
         let max_pooled = chunk / 2;
@@ -545,7 +549,7 @@ impl Inner {
         // the offsets computed above.
         unsafe {
             let arenas = base.as_ptr().add(arenas_off).cast::<Arena>();
-            for i in 0..n_arenas {
+            for i in 0..=n_arenas {
                 arenas.add(i).write(Arena::new(i));
             }
             inner.as_ptr().write(Inner {
@@ -580,13 +584,26 @@ impl Inner {
     }
 
     pub(crate) fn arena(&self, i: usize) -> &Arena {
-        debug_assert!(i < self.n_arenas);
-        // SAFETY: `n_arenas` arenas were written in `create`.
+        debug_assert!(i <= self.n_arenas);
+        // SAFETY: `n_arenas + 1` arenas were written in `create`.
         unsafe { &*self.arenas.as_ptr().add(i) }
     }
 
+    /// The threads' arenas, which caches bind to.
     pub(crate) fn arenas(&self) -> impl Iterator<Item = &Arena> {
         (0..self.n_arenas).map(|i| self.arena(i))
+    }
+
+    /// Every arena: the threads' and the leak samples'.
+    pub(crate) fn all_arenas(&self) -> impl Iterator<Item = &Arena> {
+        (0..=self.n_arenas).map(|i| self.arena(i))
+    }
+
+    /// The index of the leak samples' arena (see `leak`): its chunks hold
+    /// only sampled blocks.
+    #[inline]
+    pub(crate) fn samples_arena(&self) -> usize {
+        self.n_arenas
     }
 
     pub(crate) fn is_huge(&self, layout: Layout) -> bool {

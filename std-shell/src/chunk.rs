@@ -2,7 +2,7 @@
 //! chunk's header and its core pool's metadata after the pages.
 //!
 //! ```text
-//! base (aligned to chunk_size) ─► [pages: chunk_size bytes, every one a block's] [Chunk header: magic, owner, arena, usage, band links, Pool] [tracked-block map] [core metadata] ◄─ base + mapping_len
+//! base (aligned to chunk_size) ─► [pages: chunk_size bytes, every one a block's] [Chunk header: magic, owner, arena, usage, band links, Pool] [core metadata] ◄─ base + mapping_len
 //! ```
 //!
 //! The pages hold nothing but blocks (the core pool's region is *split*: its
@@ -12,12 +12,11 @@
 //! address space stays unmapped, and the chunk map (keyed by a chunk's first
 //! page) never names it.
 //!
-//! The tracked-block map has one `AtomicU8` per [`TRACK_GRANULE`] bytes of
-//! the chunk: how many live blocks starting there the leak tracker holds. A
-//! free looks the tracker up only when both the header's `tracked` total and
-//! its granule's counter are non-zero, so one long-lived sampled block does
-//! not send every free of its chunk to the tracker. The map is zero pages of
-//! the mapping until a block is tracked (0.2 % of the chunk's address space).
+//! A chunk of the leak samples' arena holds only blocks the leak tracker
+//! sampled (`Chunk::tracks`, fixed at creation; see `leak`): every free
+//! of one consults the tracker, and no free of any other chunk does. The
+//! flag is read by every free and written by none, so it shares the
+//! header's first line with the other read-only fields.
 //!
 //! A pointer finds its chunk by masking (`ptr & !(chunk_size - 1)` is the
 //! first page; the header follows the pages), after the
@@ -54,20 +53,15 @@ pub(crate) struct Chunk {
     magic: usize,
     /// Identity of the owning allocator.
     owner: usize,
-    /// Live blocks of this chunk tracked by the leak tracker: a free reads
-    /// the tracked-block map only when this is non-zero. Its line is written
-    /// only by samples and their frees.
-    pub tracked: AtomicUsize,
+    /// Whether the chunk belongs to the leak samples' arena, whose blocks
+    /// the tracker may hold (see the module docs).
+    tracks: bool,
     /// Index of the owning arena.
     pub arena: usize,
-    /// The address of the tracked-block counter of the granule holding
-    /// address `a` is `track_bias + a / TRACK_GRANULE` (the map follows the
-    /// header; the first page is a multiple of the granule).
-    track_bias: usize,
     /// Bytes the pool can hand out.
     pub usable: usize,
     /// The rest of the first cache line.
-    _read_mostly: [usize; 2],
+    _read_mostly: [usize; 3],
     /// Bytes of blocks out of this chunk (see the module invariants).
     pub active: AtomicUsize,
     /// Usage band (index into `arena::BANDS`, or `arena::EMPTY`).
@@ -94,32 +88,29 @@ pub(crate) struct Chunk {
 // The written fields start on the second cache line (see `Chunk`).
 const _: () = assert!(core::mem::offset_of!(Chunk, active) == 64);
 
-/// Bytes of a chunk per tracked-block counter (at most 32 blocks of the
-/// smallest class start in one, so a `u8` never overflows).
-pub(crate) const TRACK_GRANULE: usize = 512;
-
-/// Bytes of the tracked-block map of a chunk of `chunk_size` bytes.
-const fn track_map_len(chunk_size: usize) -> usize {
-    (chunk_size / TRACK_GRANULE).next_multiple_of(64)
-}
-
 /// Offset of the core pool's metadata from the header.
-const fn meta_offset(chunk_size: usize) -> usize {
-    size_of::<Chunk>() + track_map_len(chunk_size)
+const fn meta_offset() -> usize {
+    size_of::<Chunk>()
 }
 
 impl Chunk {
     /// Bytes of a chunk's mapping: its pages (a whole chunk), then the
-    /// header, the tracked-block map and the core pool's metadata. What the
+    /// header and the core pool's metadata. What the
     /// limit is charged per chunk.
     pub(crate) fn mapping_len(core: CoreConfig) -> usize {
         let cs = core.chunk_size();
         let meta = Pool::new(core).split_metadata_len(cs);
-        (cs + meta_offset(cs) + meta).next_multiple_of(os::page_size())
+        (cs + meta_offset() + meta).next_multiple_of(os::page_size())
     }
 
-    /// Maps and initialises a chunk. `None` if the OS refuses.
-    pub(crate) fn create(core: CoreConfig, owner: usize, arena: usize) -> Option<NonNull<Chunk>> {
+    /// Maps and initialises a chunk of arena `arena`, which is the leak
+    /// samples' arena when `tracks`. `None` if the OS refuses.
+    pub(crate) fn create(
+        core: CoreConfig,
+        owner: usize,
+        arena: usize,
+        tracks: bool,
+    ) -> Option<NonNull<Chunk>> {
         let size = core.chunk_size();
         let len = Chunk::mapping_len(core);
         let base = os::map_aligned(len, size)?;
@@ -133,12 +124,10 @@ impl Chunk {
             header.as_ptr().write(Chunk {
                 magic: MAGIC,
                 owner,
-                tracked: AtomicUsize::new(0),
+                tracks,
                 arena,
-                track_bias: header.as_ptr() as usize + size_of::<Chunk>()
-                    - base.as_ptr() as usize / TRACK_GRANULE,
                 usable: 0,
-                _read_mostly: [0; 2],
+                _read_mostly: [0; 3],
                 active: AtomicUsize::new(0),
                 band: AtomicU8::new(0),
                 prev: AtomicPtr::new(ptr::null_mut()),
@@ -151,9 +140,8 @@ impl Chunk {
         };
         // SAFETY: written just above; nothing else refers to the chunk yet.
         unsafe { &*header.as_ptr() }.pool.keep_empty_subpages(true);
-        let meta_at = size + meta_offset(size);
-        // SAFETY: inside the mapping, after the header and the tracked-block
-        // map (zero pages until written).
+        let meta_at = size + meta_offset();
+        // SAFETY: inside the mapping, after the header.
         let meta = unsafe { NonNull::new_unchecked(base.as_ptr().add(meta_at)) };
         // SAFETY: the pages and the metadata range are ours for the chunk's
         // life, apart, and used by nothing else; the metadata is untouched
@@ -242,35 +230,11 @@ impl Chunk {
         ptr::from_ref(self) as usize - self.pool.config().chunk_size()
     }
 
-    /// Whether the block at `addr` (in this chunk) may be tracked by the
-    /// leak tracker: the chunk holds tracked blocks and so does its granule.
-    #[inline]
-    pub(crate) fn may_track(&self, addr: usize) -> bool {
-        // ORDERING: Relaxed; a filter: a tracked block's free happens after
-        // its allocation raised both counts (see `leak::Gate`).
-        self.tracked.load(Ordering::Relaxed) != 0 && self.granule(addr).load(Ordering::Relaxed) != 0
-    }
-
-    /// The leak tracker's filter counters for the block at `addr`.
-    pub(crate) fn gate(&self, addr: usize) -> crate::leak::Gate<'_> {
-        crate::leak::Gate {
-            chunk: &self.tracked,
-            granule: self.granule(addr),
-        }
-    }
-
-    /// The tracked-block counter of the granule holding `addr`.
-    #[inline]
-    fn granule(&self, addr: usize) -> &AtomicU8 {
-        debug_assert!({
-            let base = self.key();
-            addr >= base && addr - base < self.pool.config().chunk_size()
-        });
-        let at = self.track_bias + addr / TRACK_GRANULE;
-        // SAFETY: `addr` lies in this chunk, so the index is below the map's
-        // length, which `create` reserved (zeroed) after the header; the
-        // mapping's provenance was exposed by `create`.
-        unsafe { &*ptr::with_exposed_provenance::<AtomicU8>(at) }
+    /// Whether the chunk's blocks may be tracked by the leak tracker: it
+    /// belongs to the leak samples' arena. Fixed at creation.
+    #[inline(always)]
+    pub(crate) fn tracks(&self) -> bool {
+        self.tracks
     }
 
     /// Usage in percent of the usable bytes.

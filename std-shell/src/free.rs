@@ -12,7 +12,7 @@
 //!    free, room for the layout's size under the cache's byte bound,
 //!    before any lookup;
 //! 2. the chunk (`Inner::chunk_of`: the chunk map, which vouches for the
-//!    header), and no tracked block in its granule (`Chunk::may_track`);
+//!    header), not one of the leak samples' arena (`Chunk::tracks`);
 //! 3. the core's `Pool::live_small_element`: the pointer starts a live
 //!    small element, and its class and tag (`ElementTag`), in the loads of
 //!    the core's resolve (address table, descriptor, identity, element
@@ -51,8 +51,8 @@
 //! a cached 64 B free costs about 174 instructions through `GlobalAlloc`:
 //! the register saves (~16: the path needs more registers than a call
 //! leaves free), the TLS read and bin room (~15), the chunk map and header
-//! (~17: the chunk size is a value in `Shared`, the tracked-granule
-//! counter one add from `Chunk::track_bias`), the core's `live_small_element` (~45: the pool's first chunk
+//! (~12: the chunk size is a value in `Shared`, the samples' flag in the
+//! header's first line), the core's `live_small_element` (~45: the pool's first chunk
 //! before its address table, the map and header words read without bounds
 //! checks), the canary (~5), the push with the tag and its counters (~25),
 //! and the glue. mimalloc's whole alloc+free pair is 77; what separates
@@ -64,9 +64,11 @@
 //!
 //! # Leak tracking
 //!
-//! A free asks the tracker only when its chunk and granule hold tracked
-//! blocks (`Chunk::may_track`) or it is huge, and always before the block is
-//! released, so that a reused address is never forgotten by mistake.
+//! A free asks the tracker only when its chunk is one of the leak samples'
+//! arena (`Chunk::tracks`), which holds nothing but sampled blocks, or it
+//! is huge, and always before the block is released, so that a reused
+//! address is never forgotten by mistake. Such a block goes back to its
+//! chunk, never to a cache.
 //!
 //! # Misuse
 //!
@@ -119,7 +121,7 @@ impl Inner {
 
     /// Every sized free the fast path did not take: huge blocks, sizes the
     /// cache does not hold, page runs, bins without room (flushed here),
-    /// a thread without a cache yet, tracked granules, misuse.
+    /// a thread without a cache yet, leak samples, misuse.
     ///
     /// # Safety
     /// If `ptr` is a live block of this allocator, the caller owns it.
@@ -200,7 +202,7 @@ impl Inner {
     /// The cached free (see the module docs): `ptr` starts a live element
     /// (or, with `RUNS`, a page run) of a class the cache holds (the class
     /// `size` routes to, for a sized free of an alignment up to the
-    /// quantum), its granule holds no tracked block, its bin has room, and
+    /// quantum), not a leak sample's (`Chunk::tracks`), its bin has room, and
     /// it does not carry the canary; then it is pushed on its bin.
     /// `Some(Ok(class))`: cached; `Some(Err(DoubleFree))`: the canary;
     /// `None`, having changed nothing: anything else, for the full path,
@@ -244,10 +246,10 @@ impl Inner {
             return None;
         }
         let chunk = self.chunk_of(ptr)?;
-        let addr = ptr.as_ptr() as usize;
-        if chunk.may_track(addr) {
+        if chunk.tracks() {
             return None;
         }
+        let addr = ptr.as_ptr() as usize;
         let (class, tag) = if RUNS {
             chunk.pool.live_element(ptr)?
         } else {
@@ -339,11 +341,14 @@ impl Inner {
         ptr: NonNull<u8>,
     ) -> Result<(), FreeError> {
         let addr = ptr.as_ptr() as usize;
-        if chunk.may_track(addr) {
+        let tracks = chunk.tracks();
+        if tracks {
             self.forget_tracked(chunk, block)?;
         }
         let class = block.class();
-        if block.size() <= self.max_cached {
+        // A block of the leak samples' arena goes straight back to it: a
+        // cache would hand it out again untracked.
+        if !tracks && block.size() <= self.max_cached {
             chunk.pool.is_live(block)?;
             // SAFETY: a live block of at least 16 bytes that the caller owns.
             let first = unsafe { ptr.cast::<usize>().read() };
@@ -367,8 +372,8 @@ impl Inner {
     }
 
     /// Forgets a block the leak tracker may hold, once the free is known to
-    /// be valid (a refused free forgets nothing). Cold: the block's granule
-    /// holds a tracked block.
+    /// be valid (a refused free forgets nothing). Cold: the block is one of
+    /// the leak samples' arena.
     #[cold]
     #[inline(never)]
     fn forget_tracked(
@@ -377,8 +382,7 @@ impl Inner {
         block: poolalloc_core::Block<'_>,
     ) -> Result<(), FreeError> {
         chunk.pool.is_live(block)?;
-        let addr = block.addr();
-        self.leak.forget(addr, Some(chunk.gate(addr)));
+        self.leak.forget(block.addr());
         Ok(())
     }
 }

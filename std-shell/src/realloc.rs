@@ -5,7 +5,7 @@
 //!   pages of a huge mapping) keeps the pointer (`PooledAllocator::
 //!   same_block`, used by `GlobalAlloc::realloc`); a tracked block's leak
 //!   entry takes the new requested size (`Inner::resized_in_place`, which
-//!   asks the tracker only where the block's granule holds a tracked one).
+//!   asks the tracker only for a block of the leak samples' arena).
 //! * **Huge to huge**: the kernel resizes the mapping (`huge::remap`): in
 //!   place when it can, else by moving page tables, never by copying bytes.
 //!   The limit is charged the growth first; the leak tracker's entry, if
@@ -23,15 +23,15 @@ use core::ptr::NonNull;
 impl Inner {
     /// A block kept by a realloc now holds `new_size` requested bytes: its
     /// leak entry, if it has one, says so. The tracker is consulted only
-    /// when the chunk and granule hold tracked blocks (or the block is
-    /// huge), as a free consults it.
+    /// for a block of the leak samples' arena (or a huge one), as a free
+    /// consults it.
     pub(crate) fn resized_in_place(&self, ptr: NonNull<u8>, new_size: usize) {
         if self.leak.rate == 0 {
             return;
         }
         let addr = ptr.as_ptr() as usize;
         let tracked = match self.chunk_of(ptr) {
-            Some(chunk) => chunk.may_track(addr),
+            Some(chunk) => chunk.tracks(),
             None => true,
         };
         if tracked {

@@ -469,6 +469,13 @@ impl Inner {
             self.flush_warm(age);
         }
         self.schedule(cache);
+        if sample {
+            // A sample comes from the leak samples' arena, not the bin.
+            if let Some(p) = self.allocate_sample(layout, &mut || self.reclaim_from(cache, class)) {
+                return Some((p.cast(), true));
+            }
+            self.leak.lose_sample();
+        }
         // SAFETY: `class < nbins`, checked by the caller.
         let bin = unsafe { &mut *cache.bins.add(class) };
         if bin.len == 0 {
@@ -739,7 +746,7 @@ impl Inner {
         self.trim_epoch.fetch_add(1, Ordering::Relaxed);
         self.flush_warm(0);
         let mut released = 0;
-        for a in self.arenas() {
+        for a in self.all_arenas() {
             released += a.trim(&self.shared);
         }
         // Huge blocks whose unmap the OS refused at their free (`huge`).

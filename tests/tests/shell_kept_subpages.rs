@@ -5,7 +5,7 @@
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use poolalloc::PooledAllocator;
+use poolalloc::{LeakDetection, PooledAllocator};
 
 const CHUNK: usize = 4 << 20;
 
@@ -22,8 +22,10 @@ fn chunk_of(p: NonNull<u8>) -> usize {
 /// it (its kept subpages retired), not from new chunks.
 fn emptied_chunk_serves_other_sizes(l: Layout) {
     // No cache: every block goes to and from its chunk. A long decay, so
-    // only the arena's need retires kept subpages here.
+    // only the arena's need retires kept subpages here. No leak detection:
+    // a sample would map a chunk for the leak samples' arena.
     let pool = PooledAllocator::builder()
+        .leak_detection(LeakDetection::Disabled)
         .arenas(1)
         .thread_cache(false)
         .chunk_decay_millis(1_000_000)

@@ -1,7 +1,7 @@
 //! The std shell's hard memory limit: allocate past it, get the error with
 //! the request, used and max bytes; free; allocate again: nothing lost.
 
-use poolalloc::{AllocError, PooledAllocator};
+use poolalloc::{AllocError, LeakDetection, PooledAllocator};
 use std::alloc::Layout;
 use std::ptr::NonNull;
 
@@ -21,9 +21,23 @@ fn fill(pool: &PooledAllocator, layout: Layout) -> (Vec<NonNull<u8>>, AllocError
     }
 }
 
+/// Exact counts need a deterministic placement: leak detection off, or at
+/// `Paranoid`, where every block is a sample (the leak samples' arena, which
+/// reclaims under the limit like any other). At the sampled levels, which
+/// blocks are samples is random; see `samples_never_fail_an_allocation`.
 #[test]
 fn limit_error_then_reuse_loses_nothing() {
-    let pool = PooledAllocator::builder().max_memory(MAX).arenas(2).build();
+    for level in [LeakDetection::Disabled, LeakDetection::Paranoid] {
+        limit_error_then_reuse_loses_nothing_at(level);
+    }
+}
+
+fn limit_error_then_reuse_loses_nothing_at(level: LeakDetection) {
+    let pool = PooledAllocator::builder()
+        .max_memory(MAX)
+        .arenas(2)
+        .leak_detection(level)
+        .build();
     for layout in [
         Layout::from_size_align(1 << 20, 8).unwrap(), // pooled, cached
         Layout::from_size_align(3 << 20, 8).unwrap(), // huge
@@ -68,6 +82,57 @@ fn limit_error_then_reuse_loses_nothing() {
         pool.trim();
     }
     assert_eq!(pool.metrics().used_memory, 0, "trim returns every chunk");
+}
+
+/// At the default sampled level, the leak samples' arena maps its chunk only
+/// while the limit has room without a reclaim; past that a sample is served
+/// as any other allocation, untracked and counted as dropped; and once the
+/// limit refuses a chunk, the samples' chunks serve other allocations too.
+/// So sampling never makes an allocation fail: as many blocks fit as
+/// without it, every tracked block lies in the samples' arena (whose frees
+/// bypass the caches), and freeing everything gives every chunk back.
+#[test]
+fn samples_never_fail_an_allocation() {
+    let pool = PooledAllocator::builder()
+        .max_memory(MAX)
+        .arenas(2)
+        .leak_detection(LeakDetection::Simple)
+        .build();
+    let layout = Layout::from_size_align(200, 8).unwrap();
+    let (live, err) = fill(&pool, layout);
+    assert!(matches!(err, AllocError::Limit(_)), "{err:?}");
+    let m = pool.metrics();
+    let samples = m.arena_metrics.last().unwrap();
+    assert!(samples.leak_samples);
+    // Tracked blocks are the samples' arena's live ones (its uncached
+    // blocks are exact: nothing of it is in a cache).
+    assert_eq!(m.leak_tracked, samples.small.active, "{m}");
+    assert!(m.leak_tracked > 0, "{m}");
+    // As many as without sampling: once the limit refuses, the samples'
+    // chunks serve the others too.
+    let plain = PooledAllocator::builder()
+        .max_memory(MAX)
+        .arenas(2)
+        .leak_detection(LeakDetection::Disabled)
+        .build();
+    let (plain_live, _) = fill(&plain, layout);
+    assert!(
+        live.len() >= plain_live.len() / 100 * 99,
+        "{} blocks, {} without sampling",
+        live.len(),
+        plain_live.len()
+    );
+    for p in plain_live {
+        // SAFETY: allocated above with `layout`, freed once.
+        unsafe { plain.try_deallocate(p, layout) }.unwrap();
+    }
+    for p in live {
+        // SAFETY: allocated above with `layout`, freed once.
+        unsafe { pool.try_deallocate(p, layout) }.unwrap();
+    }
+    pool.trim();
+    let m = pool.metrics();
+    assert_eq!((m.used_memory, m.leak_tracked), (0, 0), "{m}");
 }
 
 #[test]

@@ -99,7 +99,12 @@ fn check_possible(m: &Metrics) {
     assert!((0.0..=1.0).contains(&m.fragmentation_ratio), "{m:?}");
     assert!(m.active_allocations <= m.allocations);
     assert!(m.thread_caches_in_use <= m.thread_caches);
-    assert_eq!(m.arena_metrics.len(), m.arenas);
+    // The threads' arenas, then the leak samples'.
+    assert_eq!(m.arena_metrics.len(), m.arenas + 1);
+    for (i, a) in m.arena_metrics.iter().enumerate() {
+        assert_eq!((a.index, a.leak_samples), (i, i == m.arenas), "{a:?}");
+        assert_eq!(a.threads * usize::from(a.leak_samples), 0, "{a:?}");
+    }
     for c in &m.size_classes {
         assert!(c.counts.active <= c.counts.allocations, "{c:?}");
         assert_eq!(c.active_bytes, c.counts.active * c.size);
@@ -220,10 +225,24 @@ fn thread_cache_hits_are_counted() {
         unsafe { pool.try_deallocate(p, l) }.unwrap();
     }
     let m = pool.metrics();
-    let a = &m.arena_metrics[0];
-    assert!(a.small.allocations >= 1_000, "{a:?}");
-    assert!(a.small.deallocations >= 1_000, "{a:?}");
-    assert_eq!(a.small.active, 0);
+    // The thread's arena counts its cache's hits; the leak samples' arena
+    // served the sampled allocations (about 1 in 128), uncached.
+    let (a, samples) = (&m.arena_metrics[0], &m.arena_metrics[1]);
+    assert!(
+        samples.leak_samples && samples.small.allocations < 100,
+        "{samples:?}"
+    );
+    assert_eq!(
+        a.small.allocations + samples.small.allocations,
+        1_000,
+        "{a:?}"
+    );
+    assert_eq!(
+        a.small.deallocations + samples.small.deallocations,
+        1_000,
+        "{a:?}"
+    );
+    assert_eq!((a.small.active, samples.small.active), (0, 0));
     assert_eq!(a.threads, 1);
     // All but the first came from the cache: one refill batch at most.
     assert!(a.refills <= 2, "{a:?}");
@@ -402,7 +421,8 @@ fn json_has_the_expected_keys_and_values() {
         assert!(a.get(key).is_some(), "{key} missing");
     }
     let arenas = v["arena_metrics"].as_array().unwrap();
-    assert_eq!(arenas.len(), 2);
+    assert_eq!(arenas.len(), 3);
+    assert_eq!(arenas[2]["leak_samples"], true);
     assert_eq!(arenas[0]["chunk_lists"][0]["name"], "qInit");
     assert_eq!(arenas[0]["chunk_lists"][6]["name"], "empty");
     for key in ["small", "normal", "huge", "threads", "subpages"] {

@@ -5,7 +5,7 @@
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use poolalloc::PooledAllocator;
+use poolalloc::{LeakDetection, PooledAllocator};
 
 const CHUNK: usize = 4 << 20;
 
@@ -17,9 +17,11 @@ fn chunk_of(p: NonNull<u8>) -> usize {
     p.as_ptr() as usize & !(CHUNK - 1)
 }
 
-/// One arena and no cache: every block goes to and from its chunk.
+/// One arena and no cache: every block goes to and from its chunk. No leak
+/// detection: a sample would come from the leak samples' arena's chunk.
 fn uncached_arena(decay_millis: usize) -> PooledAllocator {
     PooledAllocator::builder()
+        .leak_detection(LeakDetection::Disabled)
         .arenas(1)
         .thread_cache(false)
         .chunk_decay_millis(decay_millis)

@@ -97,7 +97,7 @@ impl Record {
     pub(crate) fn end(self, backing: Backing) {
         if self.is_view() {
             if let Some(t) = backing.tracker() {
-                t.forget(self.0, None);
+                t.forget(self.0);
             }
         }
     }

@@ -54,13 +54,20 @@
 //!   path: the cache's operation count already sends it to its slow path at
 //!   the next trim, and that point is brought forward to the next sample.
 //!   Uncached allocations pay a thread-local countdown.
-//! * A sampled one records its site (see `stack`), takes a clock reading
-//!   and inserts an entry into a sharded table under the shard's lock.
-//! * A free consults the table only if its chunk holds a tracked block
-//!   (`Chunk::tracked`, a counter in the header the free reads anyway) *and*
-//!   so does the 512-byte granule the block starts in (a byte of the chunk's
-//!   tracked-block map, see `Gate`), or if it is a huge block; then it
-//!   takes the shard's lock.
+//! * A sampled one is served by the allocator's *leak samples' arena*, whose
+//!   chunks hold only sampled blocks and bypass the thread caches; it
+//!   records its site (see `stack`), takes a clock reading and inserts an
+//!   entry into a sharded table under the shard's lock. If that arena
+//!   cannot map a chunk without a reclaim (the memory limit), the
+//!   allocation is served as any other and not tracked (counted as
+//!   dropped), so that sampling never makes an allocation fail.
+//! * A free consults the table only if its chunk belongs to that arena
+//!   (`Chunk::tracks`, a flag in the header line the free reads anyway,
+//!   never written after the chunk's creation) or it is a huge block; then
+//!   it takes the shard's lock. Samples used to live among the other
+//!   blocks, behind per-chunk and per-granule counters: every free of a
+//!   chunk holding a sampled block then read a counter line that the
+//!   samples of every thread wrote.
 //!
 //! # Never recursing
 //!
@@ -112,7 +119,8 @@ pub(crate) struct Tracker {
     pub rate: u32,
     live: LiveTable,
     sites: SiteTable,
-    /// Samples lost because the OS refused memory for the table.
+    /// Samples lost: the OS refused memory for the table, or the limit
+    /// left no room for the leak samples' arena (`lose_sample`).
     dropped: AtomicUsize,
     /// The next view key (see the module docs), counted in steps of 16.
     #[cfg_attr(not(feature = "bytes"), allow(dead_code))]
@@ -135,16 +143,16 @@ impl Tracker {
         }
     }
 
-    /// Records the allocation at `addr` of `size` requested bytes. `gate` is
-    /// its chunk's tracked-block counters (None for huge blocks).
+    /// Records the allocation at `addr` of `size` requested bytes: a block
+    /// of the leak samples' arena, or a huge block.
     #[cold]
     #[inline(never)]
-    pub(crate) fn record(&self, addr: usize, size: usize, origin: Origin, gate: Option<Gate<'_>>) {
-        self.insert(addr, size, origin, gate);
+    pub(crate) fn record(&self, addr: usize, size: usize, origin: Origin) {
+        self.insert(addr, size, origin);
     }
 
     /// [`Tracker::record`], saying whether the entry now exists.
-    fn insert(&self, addr: usize, size: usize, origin: Origin, gate: Option<Gate<'_>>) -> bool {
+    fn insert(&self, addr: usize, size: usize, origin: Origin) -> bool {
         let Some(_busy) = Busy::enter() else {
             return false;
         };
@@ -175,18 +183,9 @@ impl Tracker {
             weight: self.rate,
             touches: Touches::default(),
         };
-        // The gate goes up before the entry exists, so a free that finds the
-        // entry always passed the gate. No free of this block can run yet: it
-        // has not been handed out.
-        if let Some(g) = &gate {
-            g.raise();
-        }
         match self.live.insert(entry) {
             table::Insert::Added => true,
             outcome => {
-                if let Some(g) = &gate {
-                    g.lower();
-                }
                 if outcome == table::Insert::Failed {
                     // ORDERING: Relaxed; a statistic.
                     self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -196,17 +195,22 @@ impl Tracker {
         }
     }
 
+    /// Counts a sample that could not be tracked: the leak samples' arena
+    /// had no room without a reclaim, and the allocation was served
+    /// untracked.
+    #[cold]
+    pub(crate) fn lose_sample(&self) {
+        // ORDERING: Relaxed; a statistic.
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Forgets the tracked allocation at `addr`, if there is one. Call before
     /// the block is released (afterwards another thread may reuse and track
     /// the address).
     #[cold]
     #[inline(never)]
-    pub(crate) fn forget(&self, addr: usize, gate: Option<Gate<'_>>) {
-        if self.live.remove(addr) {
-            if let Some(g) = &gate {
-                g.lower();
-            }
-        }
+    pub(crate) fn forget(&self, addr: usize) {
+        self.live.remove(addr);
     }
 
     /// Removes the entry of the huge block at `addr` before its unmap, and
@@ -273,7 +277,7 @@ impl Tracker {
         // 8 modulo 16: never a block's address, never the table's EMPTY. After
         // 2^60 views the keys wrap; a clash then replaces an old entry.
         let key = (n << 4) | 8;
-        if self.insert(key, size, Origin::Caller(at), None) {
+        if self.insert(key, size, Origin::Caller(at)) {
             key
         } else {
             0
@@ -316,37 +320,6 @@ impl Tracker {
         if key != 0 {
             self.live.update(key, |e| e.touches = touches);
         }
-    }
-}
-
-/// A pooled block's filter counters: its chunk's total of tracked blocks and
-/// its granule's (see `Chunk::may_track`).
-///
-/// # Protocol
-/// Both are raised before the block's entry is inserted and lowered after it
-/// is removed, so while an entry exists both counts include it. A free of
-/// a tracked block happens after its allocation (the user handed the block
-/// over), so its Relaxed loads see the raised counts (coherence): a free that
-/// finds a count at zero knows its block is not tracked. The counts are only
-/// a filter; the table decides.
-pub(crate) struct Gate<'a> {
-    pub chunk: &'a AtomicUsize,
-    pub granule: &'a core::sync::atomic::AtomicU8,
-}
-
-impl Gate<'_> {
-    fn raise(&self) {
-        // ORDERING: Relaxed; see the protocol at the type.
-        self.chunk.fetch_add(1, Ordering::Relaxed);
-        // ORDERING: Relaxed; as above.
-        self.granule.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn lower(&self) {
-        // ORDERING: Relaxed; see the protocol at the type.
-        self.granule.fetch_sub(1, Ordering::Relaxed);
-        // ORDERING: Relaxed; as above.
-        self.chunk.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

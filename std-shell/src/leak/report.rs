@@ -131,7 +131,8 @@ pub struct LeakReport {
     pub estimated_count: usize,
     /// Bytes live, estimated from the sampling rate.
     pub estimated_bytes: usize,
-    /// Samples not recorded because the OS refused memory for the table.
+    /// Samples not recorded: the OS refused memory for the table, or the
+    /// memory limit left no room for the leak samples' arena.
     pub dropped: usize,
     /// Sites recorded as unknown because the site table was full.
     pub sites_refused: usize,

@@ -69,8 +69,9 @@ impl fmt::Display for MetricsSummary {
 fn arena(f: &mut fmt::Formatter<'_>, a: &ArenaMetrics) -> fmt::Result {
     writeln!(
         f,
-        "arena {}: {} threads, {} chunks (created {}, destroyed {}), {} refills, active {} bytes, handed out {} bytes",
+        "arena {}{}: {} threads, {} chunks (created {}, destroyed {}), {} refills, active {} bytes, handed out {} bytes",
         a.index,
+        if a.leak_samples { " (leak samples)" } else { "" },
         a.threads,
         a.chunks,
         a.chunks_created,

@@ -3,8 +3,9 @@
 //! ([`Metrics::visit`]) so that both carry the same names.
 //!
 //! Names start with `poolalloc_`; byte gauges end in `_bytes`, counters in
-//! `_total`. Labels: `arena` (index), `kind` (`small`, `normal`, `huge`),
-//! `band` (chunk list name), `size` (class size in bytes).
+//! `_total`. Labels: `arena` (index; the last is the leak samples' arena),
+//! `kind` (`small`, `normal`, `huge`), `band` (chunk list name), `size`
+//! (class size in bytes).
 
 use super::{Metrics, LIST_NAMES};
 use core::fmt::{self, Write};

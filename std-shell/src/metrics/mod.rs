@@ -32,7 +32,8 @@
 //! cache is bound to (a reused cache keeps its arena); an uncached allocation
 //! against the arena that served it (the thread's); an uncached free against
 //! the arena owning the chunk; huge operations against the calling thread's
-//! arena. So a block freed by a thread of another arena lowers that arena's
+//! arena; a sampled allocation and its free against the leak samples'
+//! arena (the last of `Metrics::arena_metrics`). So a block freed by a thread of another arena lowers that arena's
 //! active count: per-arena active counts are clamped at zero, and only the
 //! allocator-wide and per-class totals are exact.
 //!
@@ -103,7 +104,7 @@ pub struct MetricsSummary {
     pub allocations: usize,
     /// User frees so far, thread-cache hits included.
     pub deallocations: usize,
-    /// Arenas.
+    /// Arenas that threads bind to (the leak samples' arena aside).
     pub arenas: usize,
     /// Thread caches registered (caches are reused by later threads).
     pub thread_caches: usize,
@@ -226,6 +227,11 @@ pub struct SubpageMetrics {
 pub struct ArenaMetrics {
     /// Arena index.
     pub index: usize,
+    /// Whether this is the leak samples' arena, the last in the list: its
+    /// chunks hold only the blocks the leak tracker sampled, which bypass
+    /// the thread caches (see `Builder::leak_detection`). It binds no
+    /// thread and is not counted in `MetricsSummary::arenas`.
+    pub leak_samples: bool,
     /// Thread caches bound to it (Netty's `numThreadCaches`).
     pub threads: usize,
     /// Small (subpage) allocations.
@@ -379,7 +385,7 @@ impl MetricsSummary {
     pub(crate) fn of(inner: &Inner) -> MetricsSummary {
         let mut totals = ClassTotals::ZERO;
         let mut s = MetricsSummary::default();
-        for a in 0..inner.n_arenas {
+        for a in 0..=inner.n_arenas {
             arena_totals(inner, a, &mut totals);
             let (h, _) = huge_counts(inner, a);
             s.allocations += h.allocations;
@@ -466,7 +472,7 @@ fn chunk_metrics(c: &Chunk, chunk_size: usize) -> ChunkMetrics {
 impl Metrics {
     pub(crate) fn of(inner: &Inner) -> Metrics {
         let chunk_size = chunk_size_of(inner);
-        let mut walks: Vec<ArenaWalk> = (0..inner.n_arenas)
+        let mut walks: Vec<ArenaWalk> = (0..=inner.n_arenas)
             .map(|_| ArenaWalk {
                 lists: (0..LIST_NAMES.len())
                     .map(|i| {
@@ -517,7 +523,7 @@ impl Metrics {
         });
         let num_small = inner.shared.core.num_small_classes();
         let mut all = ClassTotals::ZERO;
-        let mut arena_metrics = Vec::with_capacity(inner.n_arenas);
+        let mut arena_metrics = Vec::with_capacity(inner.n_arenas + 1);
         for (i, w) in walks.into_iter().enumerate() {
             let mut t = ClassTotals::ZERO;
             arena_totals(inner, i, &mut t);
@@ -539,6 +545,7 @@ impl Metrics {
             s.chunks_destroyed += destroyed;
             arena_metrics.push(ArenaMetrics {
                 index: i,
+                leak_samples: i == inner.samples_arena(),
                 // ORDERING: Relaxed; statistics.
                 threads: a.threads.load(Ordering::Relaxed),
                 small: t.sum(0..num_small),
