@@ -16,6 +16,7 @@
 //! * [`backing`], [`region_len`]: region memory and region shapes.
 //! * [`rng`], [`input`]: deterministic randomness and fuzz-input decoding.
 //! * [`source`]: lines of a test's own source (for reported locations).
+//! * [`meet`]: barriers that a thread which failed still reaches.
 
 pub mod backing;
 pub mod buf_ops;
@@ -23,6 +24,7 @@ pub mod c_api;
 pub mod config_fuzz;
 pub mod fuzz;
 pub mod input;
+pub mod meet;
 pub mod model;
 pub mod oracle;
 pub mod pattern;

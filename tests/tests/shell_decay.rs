@@ -6,6 +6,7 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use poolalloc::{Builder, LeakDetection, PooledAllocator};
+use poolalloc_tests::meet::then_meet;
 use std::sync::Barrier;
 use std::time::Duration;
 
@@ -114,23 +115,25 @@ fn kept_chunks_of_one_arena_never_refuse_another() {
         .chunk_decay_millis(600_000)
         .build();
     let (kept, taken) = (Barrier::new(2), Barrier::new(2));
+    // A thread that fails still meets the other, so the test fails, not
+    // hangs.
     std::thread::scope(|s| {
         s.spawn(|| {
-            free(&pool, allocate(&pool, 4));
-            kept.wait();
+            then_meet(&kept, || free(&pool, allocate(&pool, 4)));
             // Stay bound to arena A while B allocates.
             taken.wait();
         });
         s.spawn(|| {
             kept.wait();
-            let m = pool.metrics();
-            assert_eq!(m.used_memory, 2 * mapping, "A's chunks are kept: {m}");
-            let blocks = allocate(&pool, 6);
-            let m = pool.metrics();
-            assert!(m.used_memory <= 4 * mapping, "{m}");
-            assert!(m.forced_reclaims > 0, "the limit released A's chunks: {m}");
-            free(&pool, blocks);
-            taken.wait();
+            then_meet(&taken, || {
+                let m = pool.metrics();
+                assert_eq!(m.used_memory, 2 * mapping, "A's chunks are kept: {m}");
+                let blocks = allocate(&pool, 6);
+                let m = pool.metrics();
+                assert!(m.used_memory <= 4 * mapping, "{m}");
+                assert!(m.forced_reclaims > 0, "the limit released A's chunks: {m}");
+                free(&pool, blocks);
+            });
         });
     });
 }

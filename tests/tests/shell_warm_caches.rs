@@ -7,6 +7,7 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use poolalloc::PooledAllocator;
+use poolalloc_tests::meet::then_meet;
 use std::sync::Barrier;
 
 /// A class nothing else in these tests uses: 8 blocks are 24 KiB.
@@ -126,12 +127,9 @@ fn at_most_one_warm_cache_per_arena() {
     let both = Barrier::new(2);
     std::thread::scope(|s| {
         for _ in 0..2 {
-            s.spawn(|| {
-                cache_blocks(&pool);
-                // Both caches are bound at once, so both threads exit with
-                // their own.
-                both.wait();
-            });
+            // Both caches are bound at once, so both threads exit with
+            // their own (and a thread that fails still meets the other).
+            s.spawn(|| then_meet(&both, || cache_blocks(&pool)));
         }
     });
     settled(&pool, 0);
