@@ -6,7 +6,7 @@
 //! One test in its own binary: it reads the process's resident memory
 //! (skipped under the sanitizers, whose shadow memory stays resident).
 
-use poolalloc::PooledAllocator;
+use poolalloc::{LeakDetection, PooledAllocator};
 use poolalloc_tests::resident::{resident, Holes, RUN};
 use std::time::Duration;
 
@@ -15,7 +15,11 @@ fn free_runs_are_decommitted_once_the_decay_runs_out() {
     let Some(start) = resident() else {
         return; // Not Linux: nothing to measure.
     };
+    // No leak detection: a sampled allocation is served by the leak
+    // samples' arena, and the decay here waits for a slow path of the
+    // thread's arena.
     let a = PooledAllocator::builder()
+        .leak_detection(LeakDetection::Disabled)
         .arenas(1)
         .thread_cache(false)
         .chunk_decay_millis(300)
