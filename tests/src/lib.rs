@@ -17,6 +17,8 @@
 //! * [`rng`], [`input`]: deterministic randomness and fuzz-input decoding.
 //! * [`source`]: lines of a test's own source (for reported locations).
 //! * [`meet`]: barriers that a thread which failed still reaches.
+//! * [`unsampled`]: a pool builder for tests that count what arenas and
+//!   caches hold.
 
 pub mod backing;
 pub mod buf_ops;
@@ -35,3 +37,10 @@ pub mod shell_ops;
 pub mod source;
 
 pub use fuzz::{run_actions, run_with, Options};
+
+/// A builder without leak detection, for tests that count what the arenas
+/// and caches hold: a sampled allocation is served by the leak samples'
+/// arena, maps its chunk and bypasses the caches, at random points.
+pub fn unsampled() -> poolalloc::Builder {
+    poolalloc::PooledAllocator::builder().leak_detection(poolalloc::LeakDetection::Disabled)
+}

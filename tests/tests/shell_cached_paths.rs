@@ -8,6 +8,7 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use poolalloc::{FreeError, PooledAllocator};
+use poolalloc_tests::unsampled;
 
 fn small() -> Layout {
     Layout::from_size_align(100, 16).unwrap()
@@ -15,7 +16,7 @@ fn small() -> Layout {
 
 /// A pool used by this thread only, whose cache the first allocation binds.
 fn bound_pool() -> PooledAllocator {
-    let pool = PooledAllocator::builder().arenas(1).build();
+    let pool = unsampled().arenas(1).build();
     let p = pool.try_allocate_wrapped(small()).unwrap().cast::<u8>();
     // SAFETY: just allocated with this layout.
     unsafe { pool.try_deallocate(p, small()) }.unwrap();
@@ -24,7 +25,7 @@ fn bound_pool() -> PooledAllocator {
 
 #[test]
 fn a_thread_without_a_cache_is_declined_and_nothing_changes() {
-    let pool = PooledAllocator::builder().arenas(1).build();
+    let pool = unsampled().arenas(1).build();
     assert!(
         pool.try_allocate_cached(small()).is_none(),
         "no cache bound yet"

@@ -5,8 +5,9 @@
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use poolalloc::{Builder, LeakDetection, PooledAllocator};
+use poolalloc::PooledAllocator;
 use poolalloc_tests::meet::then_meet;
+use poolalloc_tests::unsampled;
 use std::sync::Barrier;
 use std::time::Duration;
 
@@ -29,20 +30,14 @@ fn free(pool: &PooledAllocator, blocks: Vec<NonNull<u8>>) {
     }
 }
 
-/// A builder without leak detection: these tests count chunks, and a
-/// sample would map one for the leak samples' arena.
-fn builder() -> Builder {
-    PooledAllocator::builder().leak_detection(LeakDetection::Disabled)
-}
-
 /// A pool of one arena whose empty chunks decay after `ms`.
 fn one_arena(ms: usize) -> PooledAllocator {
-    builder().arenas(1).chunk_decay_millis(ms).build()
+    unsampled().arenas(1).chunk_decay_millis(ms).build()
 }
 
 /// Bytes one chunk's mapping charges (the limit's unit).
 fn chunk_mapping() -> usize {
-    let pool = builder().arenas(1).build();
+    let pool = unsampled().arenas(1).build();
     let b = allocate(&pool, 1);
     let used = pool.metrics().used_memory;
     free(&pool, b);
@@ -109,7 +104,7 @@ fn kept_chunks_of_one_arena_never_refuse_another() {
     let mapping = chunk_mapping();
     // Room for four chunks: arena A keeps two empty ones, arena B then
     // needs three.
-    let pool = builder()
+    let pool = unsampled()
         .arenas(2)
         .max_memory(4 * mapping)
         .chunk_decay_millis(600_000)

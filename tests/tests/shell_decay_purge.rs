@@ -6,8 +6,8 @@
 //! One test in its own binary: it reads the process's resident memory
 //! (skipped under the sanitizers, whose shadow memory stays resident).
 
-use poolalloc::{LeakDetection, PooledAllocator};
 use poolalloc_tests::resident::{resident, Holes, RUN};
+use poolalloc_tests::unsampled;
 use std::time::Duration;
 
 #[test]
@@ -18,8 +18,7 @@ fn free_runs_are_decommitted_once_the_decay_runs_out() {
     // No leak detection: a sampled allocation is served by the leak
     // samples' arena, and the decay here waits for a slow path of the
     // thread's arena.
-    let a = PooledAllocator::builder()
-        .leak_detection(LeakDetection::Disabled)
+    let a = unsampled()
         .arenas(1)
         .thread_cache(false)
         .chunk_decay_millis(300)

@@ -5,8 +5,8 @@
 //! One test in its own binary: it reads the process's resident memory.
 
 use core::ptr::NonNull;
-use poolalloc::{LeakDetection, PooledAllocator};
 use poolalloc_tests::resident::{resident, Holes, RUN};
+use poolalloc_tests::unsampled;
 
 #[test]
 fn trim_decommits_free_runs_of_live_chunks() {
@@ -15,8 +15,7 @@ fn trim_decommits_free_runs_of_live_chunks() {
     };
     // No leak detection: a sample would put a run in the leak samples'
     // arena, whose chunk `trim` releases if the run's free empties it.
-    let a = PooledAllocator::builder()
-        .leak_detection(LeakDetection::Disabled)
+    let a = unsampled()
         .thread_cache(false)
         .max_memory(256 << 20)
         .build();

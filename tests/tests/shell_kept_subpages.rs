@@ -5,7 +5,8 @@
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use poolalloc::{LeakDetection, PooledAllocator};
+use poolalloc::PooledAllocator;
+use poolalloc_tests::unsampled;
 
 const CHUNK: usize = 4 << 20;
 
@@ -24,8 +25,7 @@ fn emptied_chunk_serves_other_sizes(l: Layout) {
     // No cache: every block goes to and from its chunk. A long decay, so
     // only the arena's need retires kept subpages here. No leak detection:
     // a sample would map a chunk for the leak samples' arena.
-    let pool = PooledAllocator::builder()
-        .leak_detection(LeakDetection::Disabled)
+    let pool = unsampled()
         .arenas(1)
         .thread_cache(false)
         .chunk_decay_millis(1_000_000)

@@ -5,7 +5,8 @@
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use poolalloc::{LeakDetection, PooledAllocator};
+use poolalloc::PooledAllocator;
+use poolalloc_tests::unsampled;
 
 const CHUNK: usize = 4 << 20;
 
@@ -20,8 +21,7 @@ fn chunk_of(p: NonNull<u8>) -> usize {
 /// One arena and no cache: every block goes to and from its chunk. No leak
 /// detection: a sample would come from the leak samples' arena's chunk.
 fn uncached_arena(decay_millis: usize) -> PooledAllocator {
-    PooledAllocator::builder()
-        .leak_detection(LeakDetection::Disabled)
+    unsampled()
         .arenas(1)
         .thread_cache(false)
         .chunk_decay_millis(decay_millis)

@@ -8,6 +8,7 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 use poolalloc::PooledAllocator;
 use poolalloc_tests::meet::then_meet;
+use poolalloc_tests::unsampled;
 use std::sync::Barrier;
 
 /// A class nothing else in these tests uses: 8 blocks are 24 KiB.
@@ -47,7 +48,7 @@ fn refills(pool: &PooledAllocator) -> usize {
 
 #[test]
 fn an_exiting_thread_hands_its_blocks_to_the_next_one() {
-    let pool = PooledAllocator::builder().arenas(1).build();
+    let pool = unsampled().arenas(1).build();
     let freed = std::thread::scope(|s| s.spawn(|| cache_blocks(&pool)).join().unwrap());
     settled(&pool, 0);
     let m = pool.metrics();
@@ -91,7 +92,7 @@ fn bind_here(pool: &PooledAllocator) {
 
 #[test]
 fn trim_flushes_warm_caches() {
-    let pool = PooledAllocator::builder().arenas(1).build();
+    let pool = unsampled().arenas(1).build();
     bind_here(&pool);
     std::thread::scope(|s| s.spawn(|| cache_blocks(&pool)).join().unwrap());
     settled(&pool, 1);
@@ -109,7 +110,7 @@ fn trim_flushes_warm_caches() {
 /// does not claim a warm one (which the trim flushes where it is).
 #[test]
 fn a_thread_that_only_trims_binds_no_cache() {
-    let pool = PooledAllocator::builder().arenas(1).build();
+    let pool = unsampled().arenas(1).build();
     std::thread::scope(|s| s.spawn(|| pool.trim()).join().unwrap());
     assert_eq!(pool.metrics().thread_caches, 0, "a cache made for a trim");
     std::thread::scope(|s| s.spawn(|| cache_blocks(&pool)).join().unwrap());
@@ -123,7 +124,7 @@ fn a_thread_that_only_trims_binds_no_cache() {
 
 #[test]
 fn at_most_one_warm_cache_per_arena() {
-    let pool = PooledAllocator::builder().arenas(1).build();
+    let pool = unsampled().arenas(1).build();
     let both = Barrier::new(2);
     std::thread::scope(|s| {
         for _ in 0..2 {
@@ -142,10 +143,7 @@ fn at_most_one_warm_cache_per_arena() {
 
 #[test]
 fn an_unclaimed_warm_cache_is_flushed_by_another_threads_periodic_trim() {
-    let pool = PooledAllocator::builder()
-        .arenas(1)
-        .cache_trim_interval_millis(20)
-        .build();
+    let pool = unsampled().arenas(1).cache_trim_interval_millis(20).build();
     bind_here(&pool);
     std::thread::scope(|s| s.spawn(|| cache_blocks(&pool)).join().unwrap());
     // This thread's cache stays in use.
@@ -165,7 +163,7 @@ fn an_unclaimed_warm_cache_is_flushed_by_another_threads_periodic_trim() {
 #[test]
 fn a_warm_cache_never_causes_a_refusal_under_the_limit() {
     const MAX: usize = 16 << 20;
-    let pool = PooledAllocator::builder()
+    let pool = unsampled()
         .max_memory(MAX)
         .arenas(1)
         .max_cached_capacity(64 << 10)
@@ -204,7 +202,7 @@ fn a_warm_cache_never_causes_a_refusal_under_the_limit() {
 
 #[test]
 fn thread_churn_with_concurrent_trims_loses_nothing() {
-    let pool = PooledAllocator::builder().arenas(2).build();
+    let pool = unsampled().arenas(2).build();
     let waves = std::env::var("POOLALLOC_STRESS_ITERS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
