@@ -54,7 +54,9 @@ pub(crate) struct Chunk {
     /// Identity of the owning allocator.
     owner: usize,
     /// Whether the chunk belongs to the leak samples' arena, whose blocks
-    /// the tracker may hold (see the module docs).
+    /// the tracker may hold (see the module docs). Written with the header,
+    /// before the chunk map publishes the chunk (Release; a free finds the
+    /// chunk through the map with Acquire), and never again: a plain field.
     tracks: bool,
     /// Index of the owning arena.
     pub arena: usize,
