@@ -102,7 +102,8 @@ impl Inner {
                     let ok = result.is_ok();
                     break 'done (result, ok);
                 }
-                if let Some(p) = self.allocate_sample(layout, &mut || self.reclaim()) {
+                let arena = self.current_arena();
+                if let Some(p) = self.allocate_sample(arena, layout, &mut || self.reclaim()) {
                     break 'done (Ok(p), true);
                 }
                 self.leak.lose_sample();
@@ -118,8 +119,9 @@ impl Inner {
         result
     }
 
-    /// A pooled block for `layout` from the leak samples' arena (see
-    /// `leak`), or `None` when it has no room. Only at `Paranoid`, where
+    /// A pooled block for `layout` from the leak samples' arena of the
+    /// threads' arena `arena` (see `leak`), or `None` when it has no room.
+    /// Only at `Paranoid`, where
     /// every allocation is a sample, may it `reclaim` under the limit; a
     /// sample of a sampled level never does, and the caller then serves the
     /// allocation untracked.
@@ -127,12 +129,13 @@ impl Inner {
     #[inline(never)]
     pub(crate) fn allocate_sample(
         &self,
+        arena: usize,
         layout: Layout,
         reclaim: &mut dyn FnMut() -> usize,
     ) -> Option<NonNull<[u8]>> {
         let class = class_for(layout.size(), layout.align());
         let size = SIZES[class];
-        let a = self.samples_arena();
+        let a = self.samples_arena(arena);
         let mut one = [NonNull::dangling()];
         let every = self.leak.rate == 1;
         let mut reclaim = || if every { reclaim() } else { 0 };
@@ -167,19 +170,38 @@ impl Inner {
                 // must not go idle while it refuses. Their blocks take the
                 // tracker's path when freed, and find no entry.
                 Err(AllocError::Limit(_)) => {
-                    let samples = self.samples_arena();
                     match arena.allocate_batch(&self.shared, layout, size, out) {
                         Ok(n) => n,
-                        Err(_) if a != samples => self
-                            .arena(samples)
-                            .allocate_batch(&self.shared, layout, size, out)
-                            .unwrap_or(0),
+                        Err(_) if !self.is_samples_arena(a) => {
+                            self.fill_from_samples(a, layout, size, out)
+                        }
                         Err(_) => 0,
                     }
                 }
                 Err(_) => 0,
             },
         }
+    }
+
+    /// Fills `out` from the leak samples' arenas' chunks, the threads'
+    /// arena `a`'s first (see `fill`). Returns how many.
+    #[cold]
+    fn fill_from_samples(
+        &self,
+        a: usize,
+        layout: Layout,
+        size: usize,
+        out: &mut [NonNull<u8>],
+    ) -> usize {
+        let n = self.n_arenas;
+        (0..n)
+            .map(|k| self.samples_arena((a + k) % n))
+            .find_map(|s| {
+                self.arena(s)
+                    .allocate_batch(&self.shared, layout, size, out)
+                    .ok()
+            })
+            .unwrap_or(0)
     }
 
     fn new_chunk(
@@ -192,7 +214,7 @@ impl Inner {
             .limit
             .reserve_or_reclaim(size, reclaim)
             .map_err(AllocError::Limit)?;
-        let tracks = a == self.samples_arena();
+        let tracks = self.is_samples_arena(a);
         match Chunk::create(self.shared.core, self.shared.owner, a, tracks) {
             Some(c) => {
                 // SAFETY: a chunk just created, ours until its arena releases

@@ -49,8 +49,8 @@ pub(crate) struct Inner {
     pub config: ShellConfig,
     pub shared: Shared,
     pub huge: HugeAllocs,
-    /// The threads' arenas (`0..n_arenas`), then the leak samples' arena
-    /// (index `n_arenas`, see `leak`).
+    /// The threads' arenas (`0..n_arenas`), then their leak samples'
+    /// arenas (`n_arenas + a` for arena `a`, see `leak`).
     pub arenas: NonNull<Arena>,
     /// The threads' arenas, which caches bind to.
     pub n_arenas: usize,
@@ -528,8 +528,8 @@ impl Inner {
         let core = config.core_config().ok()?;
         let n_arenas = config.resolved_arenas(os::num_cpus()).max(1);
         let arenas_off = size_of::<Inner>().next_multiple_of(align_of::<Arena>());
-        // The threads' arenas and the leak samples'.
-        let mapped = arenas_off + (n_arenas + 1) * size_of::<Arena>();
+        // The threads' arenas and their leak samples'.
+        let mapped = arenas_off + 2 * n_arenas * size_of::<Arena>();
         let base = os::map(mapped)?;
         let chunk = core.chunk_size();
         let max_pooled = chunk / 2;
@@ -549,7 +549,7 @@ impl Inner {
         // the offsets computed above.
         unsafe {
             let arenas = base.as_ptr().add(arenas_off).cast::<Arena>();
-            for i in 0..=n_arenas {
+            for i in 0..2 * n_arenas {
                 arenas.add(i).write(Arena::new(i));
             }
             inner.as_ptr().write(Inner {
@@ -584,8 +584,8 @@ impl Inner {
     }
 
     pub(crate) fn arena(&self, i: usize) -> &Arena {
-        debug_assert!(i <= self.n_arenas);
-        // SAFETY: `n_arenas + 1` arenas were written in `create`.
+        debug_assert!(i < 2 * self.n_arenas);
+        // SAFETY: `2 * n_arenas` arenas were written in `create`.
         unsafe { &*self.arenas.as_ptr().add(i) }
     }
 
@@ -594,16 +594,25 @@ impl Inner {
         (0..self.n_arenas).map(|i| self.arena(i))
     }
 
-    /// Every arena: the threads' and the leak samples'.
+    /// Every arena: the threads' and their leak samples'.
     pub(crate) fn all_arenas(&self) -> impl Iterator<Item = &Arena> {
-        (0..=self.n_arenas).map(|i| self.arena(i))
+        (0..2 * self.n_arenas).map(|i| self.arena(i))
     }
 
-    /// The index of the leak samples' arena (see `leak`): its chunks hold
-    /// only sampled blocks.
+    /// The index of the leak samples' arena of the threads' arena `a` (see
+    /// `leak`): its chunks hold only sampled blocks, of that arena's
+    /// threads, so threads of different arenas share no sampling state but
+    /// the tracker's table.
     #[inline]
-    pub(crate) fn samples_arena(&self) -> usize {
-        self.n_arenas
+    pub(crate) fn samples_arena(&self, a: usize) -> usize {
+        debug_assert!(a < self.n_arenas);
+        self.n_arenas + a
+    }
+
+    /// Whether arena `i` is a leak samples' arena.
+    #[inline]
+    pub(crate) fn is_samples_arena(&self, i: usize) -> bool {
+        i >= self.n_arenas
     }
 
     pub(crate) fn is_huge(&self, layout: Layout) -> bool {

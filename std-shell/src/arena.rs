@@ -66,16 +66,17 @@
 //! too, so they hold memory for at most a period, and `trim` and the
 //! limit's reclaim retire them with the rest.
 //!
-//! # The leak samples' arena
+//! # The leak samples' arenas
 //!
-//! After the threads' arenas comes one more, binding no thread: it serves
-//! the allocations the leak tracker samples, one block per call and
-//! uncached, and its frees, which go to it straight from the tracker's
-//! check (`leak`). Its chunks (`Chunk::tracks`) are the only ones whose
-//! frees consult the tracker. It is an arena like the others in every other
-//! respect (bands, decay, trims, metrics); once the limit refuses a chunk
-//! to a thread's arena, its room serves that arena's refills too, so that
-//! sampling never turns memory the limit charged into a refusal.
+//! After the threads' arenas come as many more, binding no thread: arena
+//! `n + a` serves the allocations the leak tracker samples for the threads
+//! of arena `a`, one block per call and uncached, and their frees, which go
+//! to it straight from the tracker's check (`leak`). Their chunks
+//! (`Chunk::tracks`) are the only ones whose frees consult the tracker.
+//! They are arenas like the others in every other respect (bands, decay,
+//! trims, metrics); once the limit refuses a chunk to a thread's arena,
+//! their room serves its refills too (its own samples' arena first), so
+//! that sampling never turns memory the limit charged into a refusal.
 //!
 //! # Finding a chunk
 //!

@@ -12,7 +12,7 @@
 //! address space stays unmapped, and the chunk map (keyed by a chunk's first
 //! page) never names it.
 //!
-//! A chunk of the leak samples' arena holds only blocks the leak tracker
+//! A chunk of a leak samples' arena holds only blocks the leak tracker
 //! sampled (`Chunk::tracks`, fixed at creation; see `leak`): every free
 //! of one consults the tracker, and no free of any other chunk does. The
 //! flag is read by every free and written by none, so it shares the
@@ -53,7 +53,7 @@ pub(crate) struct Chunk {
     magic: usize,
     /// Identity of the owning allocator.
     owner: usize,
-    /// Whether the chunk belongs to the leak samples' arena, whose blocks
+    /// Whether the chunk belongs to a leak samples' arena, whose blocks
     /// the tracker may hold (see the module docs). Written with the header,
     /// before the chunk map publishes the chunk (Release; a free finds the
     /// chunk through the map with Acquire), and never again: a plain field.
@@ -233,7 +233,7 @@ impl Chunk {
     }
 
     /// Whether the chunk's blocks may be tracked by the leak tracker: it
-    /// belongs to the leak samples' arena. Fixed at creation.
+    /// belongs to a leak samples' arena. Fixed at creation.
     #[inline(always)]
     pub(crate) fn tracks(&self) -> bool {
         self.tracks

@@ -471,7 +471,10 @@ impl Inner {
         self.schedule(cache);
         if sample {
             // A sample comes from the leak samples' arena, not the bin.
-            if let Some(p) = self.allocate_sample(layout, &mut || self.reclaim_from(cache, class)) {
+            let arena = cache.arena;
+            if let Some(p) =
+                self.allocate_sample(arena, layout, &mut || self.reclaim_from(cache, class))
+            {
                 return Some((p.cast(), true));
             }
             self.leak.lose_sample();

@@ -271,46 +271,51 @@ fn a_block_resized_in_place_reports_its_new_size() {
     assert_eq!(a.leak_report().bytes, 0);
 }
 
-/// Sampled blocks live in the leak samples' arena, whose chunks hold nothing
-/// else, and go back to it when freed, never to a thread cache (which would
-/// hand them out again untracked); the threads' arenas and caches serve the
-/// rest, so their frees never ask the tracker.
+/// Sampled blocks live in the leak samples' arena of their thread's arena,
+/// whose chunks hold nothing else, and go back to it when freed, never to a
+/// thread cache (which would hand them out again untracked); the threads'
+/// arenas and caches serve the rest, so their frees never ask the tracker.
 #[test]
 fn samples_come_from_their_own_arena_and_bypass_the_caches() {
     let l = Layout::from_size_align(64, 8).unwrap();
+    // The threads' arenas' live small blocks, and the samples' arenas'.
+    let live = |m: &poolalloc::Metrics| {
+        let (samples, threads): (Vec<_>, Vec<_>) =
+            m.arena_metrics.iter().partition(|a| a.leak_samples);
+        assert_eq!((samples.len(), threads.len()), (2, 2), "{m}");
+        let sum = |v: &[&poolalloc::metrics::ArenaMetrics]| {
+            v.iter().map(|a| a.small.active).sum::<usize>()
+        };
+        (sum(&threads), sum(&samples))
+    };
     // Paranoid: every allocation is a sample.
     let a = pool(LeakDetection::Paranoid);
     let blocks: Vec<_> = (0..100).map(|_| a.try_allocate(l).unwrap()).collect();
     let m = a.metrics();
-    let samples = m.arena_metrics.last().unwrap();
-    assert!(samples.leak_samples);
-    assert_eq!((samples.small.active, m.leak_tracked), (100, 100), "{m}");
+    assert_eq!((live(&m).1, m.leak_tracked), (100, 100), "{m}");
     assert!(m.arena_metrics[..2].iter().all(|t| t.chunks == 0), "{m}");
     for p in blocks {
         // SAFETY: allocated above with `l`, freed once.
         unsafe { a.try_deallocate(p.cast(), l) }.unwrap();
     }
     let m = a.metrics();
-    let samples = m.arena_metrics.last().unwrap();
-    assert_eq!(
-        (samples.small.deallocations, m.leak_tracked),
-        (100, 0),
-        "{m}"
-    );
+    let freed: usize = m.arena_metrics[2..]
+        .iter()
+        .map(|s| s.small.deallocations)
+        .sum();
+    assert_eq!((freed, m.leak_tracked), (100, 0), "{m}");
     assert_eq!(m.cached_bytes, 0, "a sampled block went to a cache: {m}");
 
-    // Simple: about 1 in 128, all of them in the samples' arena.
+    // Simple: about 1 in 128, all of them in the samples' arenas.
     let b = pool(LeakDetection::Simple);
     let blocks: Vec<_> = (0..10_000).map(|_| b.try_allocate(l).unwrap()).collect();
     let m = b.metrics();
-    let samples = m.arena_metrics.last().unwrap();
     assert!((40..=160).contains(&m.leak_tracked), "{m}");
-    assert_eq!(samples.small.active, m.leak_tracked, "{m}");
+    assert_eq!(live(&m).1, m.leak_tracked, "{m}");
     for p in blocks {
         // SAFETY: allocated above with `l`, freed once.
         unsafe { b.try_deallocate(p.cast(), l) }.unwrap();
     }
     let m = b.metrics();
-    assert_eq!(m.leak_tracked, 0, "{m}");
-    assert_eq!(m.arena_metrics.last().unwrap().small.active, 0, "{m}");
+    assert_eq!((m.leak_tracked, live(&m).1), (0, 0), "{m}");
 }

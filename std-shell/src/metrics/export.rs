@@ -3,7 +3,7 @@
 //! ([`Metrics::visit`]) so that both carry the same names.
 //!
 //! Names start with `poolalloc_`; byte gauges end in `_bytes`, counters in
-//! `_total`. Labels: `arena` (index; the last is the leak samples' arena),
+//! `_total`. Labels: `arena` (index; the second half are leak samples'),
 //! `kind` (`small`, `normal`, `huge`), `band` (chunk list name), `size`
 //! (class size in bytes).
 

@@ -33,7 +33,8 @@
 //! against the arena that served it (the thread's); an uncached free against
 //! the arena owning the chunk; huge operations against the calling thread's
 //! arena; a sampled allocation and its free against the leak samples'
-//! arena (the last of `Metrics::arena_metrics`). So a block freed by a thread of another arena lowers that arena's
+//! arena of the thread's arena (the second half of
+//! `Metrics::arena_metrics`). So a block freed by a thread of another arena lowers that arena's
 //! active count: per-arena active counts are clamped at zero, and only the
 //! allocator-wide and per-class totals are exact.
 //!
@@ -104,7 +105,7 @@ pub struct MetricsSummary {
     pub allocations: usize,
     /// User frees so far, thread-cache hits included.
     pub deallocations: usize,
-    /// Arenas that threads bind to (the leak samples' arena aside).
+    /// Arenas that threads bind to (their leak samples' arenas aside).
     pub arenas: usize,
     /// Thread caches registered (caches are reused by later threads).
     pub thread_caches: usize,
@@ -227,10 +228,12 @@ pub struct SubpageMetrics {
 pub struct ArenaMetrics {
     /// Arena index.
     pub index: usize,
-    /// Whether this is the leak samples' arena, the last in the list: its
-    /// chunks hold only the blocks the leak tracker sampled, which bypass
-    /// the thread caches (see `Builder::leak_detection`). It binds no
-    /// thread and is not counted in `MetricsSummary::arenas`.
+    /// Whether this is a leak samples' arena: the second half of the list,
+    /// one per threads' arena in the same order (arena `arenas + i` holds
+    /// the samples of arena `i`'s threads). Its chunks hold only the blocks
+    /// the leak tracker sampled, which bypass the thread caches (see
+    /// `Builder::leak_detection`). It binds no thread and is not counted in
+    /// `MetricsSummary::arenas`.
     pub leak_samples: bool,
     /// Thread caches bound to it (Netty's `numThreadCaches`).
     pub threads: usize,
@@ -385,7 +388,7 @@ impl MetricsSummary {
     pub(crate) fn of(inner: &Inner) -> MetricsSummary {
         let mut totals = ClassTotals::ZERO;
         let mut s = MetricsSummary::default();
-        for a in 0..=inner.n_arenas {
+        for a in 0..2 * inner.n_arenas {
             arena_totals(inner, a, &mut totals);
             let (h, _) = huge_counts(inner, a);
             s.allocations += h.allocations;
@@ -472,7 +475,7 @@ fn chunk_metrics(c: &Chunk, chunk_size: usize) -> ChunkMetrics {
 impl Metrics {
     pub(crate) fn of(inner: &Inner) -> Metrics {
         let chunk_size = chunk_size_of(inner);
-        let mut walks: Vec<ArenaWalk> = (0..=inner.n_arenas)
+        let mut walks: Vec<ArenaWalk> = (0..2 * inner.n_arenas)
             .map(|_| ArenaWalk {
                 lists: (0..LIST_NAMES.len())
                     .map(|i| {
@@ -523,7 +526,7 @@ impl Metrics {
         });
         let num_small = inner.shared.core.num_small_classes();
         let mut all = ClassTotals::ZERO;
-        let mut arena_metrics = Vec::with_capacity(inner.n_arenas + 1);
+        let mut arena_metrics = Vec::with_capacity(2 * inner.n_arenas);
         for (i, w) in walks.into_iter().enumerate() {
             let mut t = ClassTotals::ZERO;
             arena_totals(inner, i, &mut t);
@@ -545,7 +548,7 @@ impl Metrics {
             s.chunks_destroyed += destroyed;
             arena_metrics.push(ArenaMetrics {
                 index: i,
-                leak_samples: i == inner.samples_arena(),
+                leak_samples: inner.is_samples_arena(i),
                 // ORDERING: Relaxed; statistics.
                 threads: a.threads.load(Ordering::Relaxed),
                 small: t.sum(0..num_small),
