@@ -11,11 +11,12 @@
 //!   `deallocate`): `Simple` records the `#[track_caller]` location instead
 //!   of walking frames.
 //! * **Live tracked blocks** ([`Live`]): a pair loop that frees at once
-//!   leaves no tracked block behind, so every free passes the chunk's
-//!   tracked-block gate without consulting the table. With [`LIVE_BLOCKS`]
-//!   blocks of the same size held (allocated at the same level, so about
-//!   1 in 128 of them tracked), the chunk the pairs use holds tracked blocks
-//!   and every free takes a shard lock to look its address up.
+//!   leaves no tracked block behind. With [`LIVE_BLOCKS`] blocks of the same
+//!   size held (allocated at the same level, so about 1 in 128 of them
+//!   tracked, in the leak samples' arena), the tracker's table is full of
+//!   entries when the pairs' samples insert and remove theirs; the pairs'
+//!   other frees consult it no more than without them (only a samples'
+//!   arena's chunk sends its frees to the tracker).
 //!
 //! Each level gets its own allocator, built once and leaked: a level is a
 //! setting of the allocator, not of the thread.
