@@ -31,7 +31,7 @@
 //! # Sampling
 //!
 //! A sampled allocation (a thread-local countdown, see `leak`) is served
-//! by the leak samples' arena (`Inner::allocate_sample`), whose chunks
+//! by its thread's arena's leak samples' arena (`Inner::allocate_sample`), whose chunks
 //! hold nothing else, and recorded with the leak tracker; huge ones are
 //! recorded as they are. A cache decides sampling on its slow path, so a
 //! cache hit pays nothing for it; the uncached paths draw from
@@ -121,10 +121,9 @@ impl Inner {
 
     /// A pooled block for `layout` from the leak samples' arena of the
     /// threads' arena `arena` (see `leak`), or `None` when it has no room.
-    /// Only at `Paranoid`, where
-    /// every allocation is a sample, may it `reclaim` under the limit; a
-    /// sample of a sampled level never does, and the caller then serves the
-    /// allocation untracked.
+    /// Only at `Paranoid`, where every allocation is a sample, may it
+    /// `reclaim` under the limit; a sample of a sampled level never does,
+    /// and the caller then serves the allocation untracked.
     #[cold]
     #[inline(never)]
     pub(crate) fn allocate_sample(
