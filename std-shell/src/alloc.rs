@@ -31,9 +31,9 @@
 //! # Sampling
 //!
 //! A sampled allocation (a thread-local countdown, see `leak`) is served
-//! by its thread's arena's leak samples' arena (`Inner::allocate_sample`), whose chunks
-//! hold nothing else, and recorded with the leak tracker; huge ones are
-//! recorded as they are. A cache decides sampling on its slow path, so a
+//! by the leak samples' arena of its thread's arena
+//! (`Inner::allocate_sample`), whose chunks hold nothing else, and recorded
+//! with the leak tracker; huge ones are recorded as they are. A cache decides sampling on its slow path, so a
 //! cache hit pays nothing for it; the uncached paths draw from
 //! `leak::sample_due`.
 //!
