@@ -33,9 +33,9 @@
 //! A sampled allocation (a thread-local countdown, see `leak`) is served
 //! by the leak samples' arena of its thread's arena
 //! (`Inner::allocate_sample`), whose chunks hold nothing else, and recorded
-//! with the leak tracker; huge ones are recorded as they are. A cache decides sampling on its slow path, so a
-//! cache hit pays nothing for it; the uncached paths draw from
-//! `leak::sample_due`.
+//! with the leak tracker; huge ones are recorded as they are. A cache
+//! decides sampling on its slow path, so a cache hit pays nothing for it;
+//! the uncached paths draw from `leak::sample_due`.
 //!
 //! # The memory limit
 //!
