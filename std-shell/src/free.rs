@@ -67,8 +67,9 @@
 //! A free asks the tracker only when its chunk is one of the leak samples'
 //! arena (`Chunk::tracks`), which holds nothing but sampled blocks, or it
 //! is huge, and always before the block is released, so that a reused
-//! address is never forgotten by mistake. Such a block goes back to its
-//! chunk, never to a cache.
+//! address is never forgotten by mistake. Such a block never goes to a
+//! bin: the thread's stash of samples keeps it for its next sample of the
+//! class (`thread_cache/samples.rs`), or it goes back to its chunk.
 //!
 //! # Misuse
 //!
@@ -342,25 +343,33 @@ impl Inner {
     ) -> Result<(), FreeError> {
         let addr = ptr.as_ptr() as usize;
         let tracks = chunk.tracks();
-        if tracks {
-            self.forget_tracked(chunk, block)?;
-        }
-        let class = block.class();
-        // A block of the leak samples' arena goes straight back to it: a
-        // cache would hand it out again untracked.
-        if !tracks && block.size() <= self.max_cached {
+        let class = block.class().filter(|_| block.size() <= self.max_cached);
+        if class.is_some() {
             chunk.pool.is_live(block)?;
             // SAFETY: a live block of at least 16 bytes that the caller owns.
             let first = unsafe { ptr.cast::<usize>().read() };
             if first == canary(self.secret, addr) {
                 return Err(FreeError::DoubleFree);
             }
-            if let Some(class) = class {
-                if self.cache_push(class, ptr, addr, block.element_tag()) == Some(true) {
-                    return Ok(());
-                }
+        }
+        if tracks {
+            self.forget_tracked(chunk, block)?;
+        }
+        if let Some(class) = class {
+            // A block of a leak samples' arena never goes to a bin, which
+            // would hand it out again untracked: the thread's stash keeps it
+            // for its next sample of the class, or it goes back to its arena.
+            let tag = block.element_tag();
+            let kept = if tracks {
+                self.stash_sample(class, ptr, addr, tag)
+            } else {
+                self.cache_push(class, ptr, addr, tag) == Some(true)
+            };
+            if kept {
+                return Ok(());
             }
         }
+        let class = block.class();
         let arena = self.arena(chunk.arena);
         // SAFETY: a registered chunk and a block of its pool; the core checks
         // that it is live.

@@ -124,6 +124,7 @@
 //! meanwhile.
 
 mod registry;
+mod samples;
 
 pub(crate) use registry::{OwnedCache, Registry, ThreadCache};
 
@@ -470,7 +471,11 @@ impl Inner {
         }
         self.schedule(cache);
         if sample {
-            // A sample comes from the leak samples' arena, not the bin.
+            // A sample comes from the stash or the leak samples' arena, not
+            // the bin.
+            if let Some(p) = self.unstash_sample(cache, class) {
+                return Some((p, true));
+            }
             let arena = cache.arena;
             if let Some(p) =
                 self.allocate_sample(arena, layout, &mut || self.reclaim_from(cache, class))
@@ -641,6 +646,7 @@ impl Inner {
     fn trim_cache(&self, cache: &mut OwnedCache<'_>, all: bool) {
         // ORDERING: Relaxed; the epoch only schedules flushes.
         cache.epoch = self.trim_epoch.load(Ordering::Relaxed);
+        self.drain_samples(cache);
         if self.config.cache_trim_interval_millis != 0 {
             cache.trimmed_ns = os::monotonic_ns();
         }
@@ -732,6 +738,7 @@ impl Inner {
 
     /// `reclaim` from inside a refill of bin `skip` of this thread's cache.
     fn reclaim_from(&self, cache: &mut OwnedCache<'_>, skip: usize) -> usize {
+        self.drain_samples(cache);
         for class in (0..cache.nbins).filter(|&c| c != skip) {
             // SAFETY: `class < nbins`.
             let len = unsafe { (*cache.bins.add(class)).len } as usize;

@@ -272,9 +272,10 @@ fn a_block_resized_in_place_reports_its_new_size() {
 }
 
 /// Sampled blocks live in the leak samples' arena of their thread's arena,
-/// whose chunks hold nothing else, and go back to it when freed, never to a
-/// thread cache (which would hand them out again untracked); the threads'
-/// arenas and caches serve the rest, so their frees never ask the tracker.
+/// whose chunks hold nothing else; freed, they go to the thread's stash of
+/// samples or back to that arena, never to a bin (which would hand them out
+/// again untracked); the threads' arenas and caches serve the rest, so
+/// their frees never ask the tracker.
 #[test]
 fn samples_come_from_their_own_arena_and_bypass_the_caches() {
     let l = Layout::from_size_align(64, 8).unwrap();
@@ -304,7 +305,32 @@ fn samples_come_from_their_own_arena_and_bypass_the_caches() {
         .map(|s| s.small.deallocations)
         .sum();
     assert_eq!((freed, m.leak_tracked), (100, 0), "{m}");
-    assert_eq!(m.cached_bytes, 0, "a sampled block went to a cache: {m}");
+    // None went to a bin: the cache holds only its stash of samples (four
+    // blocks at most), which the next samples of the class take, tracked.
+    assert!(
+        m.cached_bytes <= 4 * 64,
+        "a sampled block went to a bin: {m}"
+    );
+    let again: Vec<_> = (0..4).map(|_| a.try_allocate(l).unwrap()).collect();
+    let m = a.metrics();
+    assert_eq!((m.cached_bytes, m.leak_tracked), (0, 4), "{m}");
+    for &p in &again {
+        // SAFETY: allocated above with `l`, freed once.
+        unsafe { a.try_deallocate(p.cast(), l) }.unwrap();
+    }
+    // A stashed block freed again is refused as a double free (its canary),
+    // and changes nothing.
+    let twice = again[0].cast::<u8>();
+    // SAFETY: a double free, which the allocator must refuse.
+    let err = unsafe { a.try_deallocate(twice, l) }.unwrap_err();
+    assert_eq!(err, poolalloc::FreeError::DoubleFree, "{err}");
+    a.trim();
+    let m = a.metrics();
+    assert_eq!(
+        (m.cached_bytes, m.leak_tracked, live(&m).1),
+        (0, 0, 0),
+        "{m}"
+    );
 
     // Simple: about 1 in 128, all of them in the samples' arenas.
     let b = pool(LeakDetection::Simple);

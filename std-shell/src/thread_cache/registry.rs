@@ -40,6 +40,7 @@
 //! where ownership is established: the binding in `with_cache`, the first
 //! bind in `bind_cache`, and the exit flush.
 
+use super::samples::SampleStash;
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::ptr::{self, NonNull};
@@ -145,6 +146,9 @@ pub(crate) struct Private {
     pub bins: *mut Bin,
     pub nbins: usize,
     pub bytes: usize,
+    /// Sampled blocks this thread freed, for its next samples
+    /// (`thread_cache/samples.rs`); their bytes count in `bytes`.
+    pub samples: SampleStash,
 }
 
 // SAFETY: shared fields are atomics or immutable after publication; the
@@ -308,6 +312,7 @@ impl ThreadCache {
                     bins,
                     nbins,
                     bytes: 0,
+                    samples: SampleStash::EMPTY,
                 }),
                 mapped: total,
                 warm_since: AtomicU64::new(0),
