@@ -63,6 +63,9 @@
 //!   a reclaim (the memory limit), the allocation is served as any other
 //!   and not tracked (counted as dropped), so that sampling never makes an
 //!   allocation fail.
+//! * A freed sample waits in its thread's stash (four blocks, see
+//!   `thread_cache`) for the thread's next sample of its class, which then
+//!   costs no call into the arena.
 //! * A free consults the table only if its chunk belongs to a samples'
 //!   arena (`Chunk::tracks`, a flag in the header line the free reads
 //!   anyway, never written after the chunk's creation) or it is a huge
