@@ -43,6 +43,12 @@
 //! the slow path, taken when a bin is empty or `ops` reaches `next_event`:
 //! the earlier of the next trim and the next leak-detection sample.
 //!
+//! # Samples
+//!
+//! A sampled allocation never comes from a bin, and a sampled block never
+//! goes to one (see `leak`): the cache's stash of samples (`samples.rs`)
+//! keeps a few freed samples for the thread's next samples of their class.
+//!
 //! # Validated once
 //!
 //! A block leaves the cache for its chunk (a flush, a trim, the exit flush:
