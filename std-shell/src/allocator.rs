@@ -584,8 +584,8 @@ impl Inner {
     }
 
     pub(crate) fn arena(&self, i: usize) -> &Arena {
-        debug_assert!(i < 2 * self.n_arenas);
-        // SAFETY: `2 * n_arenas` arenas were written in `create`.
+        debug_assert!(i < self.arena_count());
+        // SAFETY: `arena_count()` arenas were written in `create`.
         unsafe { &*self.arenas.as_ptr().add(i) }
     }
 
@@ -596,7 +596,13 @@ impl Inner {
 
     /// Every arena: the threads' and their leak samples'.
     pub(crate) fn all_arenas(&self) -> impl Iterator<Item = &Arena> {
-        (0..2 * self.n_arenas).map(|i| self.arena(i))
+        (0..self.arena_count()).map(|i| self.arena(i))
+    }
+
+    /// How many arenas there are: the threads' and their leak samples'.
+    #[inline]
+    pub(crate) fn arena_count(&self) -> usize {
+        2 * self.n_arenas
     }
 
     /// The index of the leak samples' arena of the threads' arena `a` (see

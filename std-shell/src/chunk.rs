@@ -90,11 +90,6 @@ pub(crate) struct Chunk {
 // The written fields start on the second cache line (see `Chunk`).
 const _: () = assert!(core::mem::offset_of!(Chunk, active) == 64);
 
-/// Offset of the core pool's metadata from the header.
-const fn meta_offset() -> usize {
-    size_of::<Chunk>()
-}
-
 impl Chunk {
     /// Bytes of a chunk's mapping: its pages (a whole chunk), then the
     /// header and the core pool's metadata. What the
@@ -102,7 +97,7 @@ impl Chunk {
     pub(crate) fn mapping_len(core: CoreConfig) -> usize {
         let cs = core.chunk_size();
         let meta = Pool::new(core).split_metadata_len(cs);
-        (cs + meta_offset() + meta).next_multiple_of(os::page_size())
+        (cs + size_of::<Chunk>() + meta).next_multiple_of(os::page_size())
     }
 
     /// Maps and initialises a chunk of arena `arena`, which is the leak
@@ -142,7 +137,7 @@ impl Chunk {
         };
         // SAFETY: written just above; nothing else refers to the chunk yet.
         unsafe { &*header.as_ptr() }.pool.keep_empty_subpages(true);
-        let meta_at = size + meta_offset();
+        let meta_at = size + size_of::<Chunk>();
         // SAFETY: inside the mapping, after the header.
         let meta = unsafe { NonNull::new_unchecked(base.as_ptr().add(meta_at)) };
         // SAFETY: the pages and the metadata range are ours for the chunk's

@@ -343,9 +343,14 @@ impl Inner {
     ) -> Result<(), FreeError> {
         let addr = ptr.as_ptr() as usize;
         let tracks = chunk.tracks();
-        let class = block.class().filter(|_| block.size() <= self.max_cached);
-        if class.is_some() {
+        // The class of a block a cache or the stash may keep.
+        let cached = block.class().filter(|_| block.size() <= self.max_cached);
+        // Checked before anything changes: a refused free keeps the block in
+        // its cache or stash, and its tracker entry.
+        if cached.is_some() || tracks {
             chunk.pool.is_live(block)?;
+        }
+        if cached.is_some() {
             // SAFETY: a live block of at least 16 bytes that the caller owns.
             let first = unsafe { ptr.cast::<usize>().read() };
             if first == canary(self.secret, addr) {
@@ -353,9 +358,11 @@ impl Inner {
             }
         }
         if tracks {
-            self.forget_tracked(chunk, block)?;
+            // Before the block is released: afterwards another thread may
+            // reuse and sample its address.
+            self.leak.forget(block.addr());
         }
-        if let Some(class) = class {
+        if let Some(class) = cached {
             // A block of a leak samples' arena never goes to a bin, which
             // would hand it out again untracked: the thread's stash keeps it
             // for its next sample of the class, or it goes back to its arena.
@@ -369,6 +376,8 @@ impl Inner {
                 return Ok(());
             }
         }
+        // Read before the free: afterwards the chunk (and the block's view
+        // of its metadata) may be gone.
         let class = block.class();
         let arena = self.arena(chunk.arena);
         // SAFETY: a registered chunk and a block of its pool; the core checks
@@ -377,21 +386,6 @@ impl Inner {
         if let Some(class) = class {
             arena.counters.count_free(class);
         }
-        Ok(())
-    }
-
-    /// Forgets a block the leak tracker may hold, once the free is known to
-    /// be valid (a refused free forgets nothing). Cold: the block is one of
-    /// the leak samples' arena.
-    #[cold]
-    #[inline(never)]
-    fn forget_tracked(
-        &self,
-        chunk: &Chunk,
-        block: poolalloc_core::Block<'_>,
-    ) -> Result<(), FreeError> {
-        chunk.pool.is_live(block)?;
-        self.leak.forget(block.addr());
         Ok(())
     }
 }

@@ -190,21 +190,16 @@ impl Tracker {
             weight: self.rate,
             touches: Touches::default(),
         };
-        match self.live.insert(entry) {
-            table::Insert::Added => true,
-            outcome => {
-                if outcome == table::Insert::Failed {
-                    // ORDERING: Relaxed; a statistic.
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                false
-            }
+        let outcome = self.live.insert(entry);
+        if outcome == table::Insert::Failed {
+            self.lose_sample();
         }
+        outcome == table::Insert::Added
     }
 
-    /// Counts a sample that could not be tracked: the leak samples' arena
-    /// had no room without a reclaim, and the allocation was served
-    /// untracked.
+    /// Counts a sample that could not be recorded (`dropped`): the table
+    /// had no room, or the leak samples' arena had none without a reclaim
+    /// and the allocation was served untracked.
     #[cold]
     pub(crate) fn lose_sample(&self) {
         // ORDERING: Relaxed; a statistic.
@@ -232,8 +227,7 @@ impl Tracker {
     /// live and owned by the freeing caller throughout).
     pub(crate) fn put_back(&self, e: table::Entry) {
         if self.live.insert(e) == table::Insert::Failed {
-            // ORDERING: Relaxed; a statistic.
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.lose_sample();
         }
     }
 
@@ -245,8 +239,7 @@ impl Tracker {
             e.addr = to;
             e.size = size;
             if self.live.insert(e) == table::Insert::Failed {
-                // ORDERING: Relaxed; a statistic.
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.lose_sample();
             }
         }
     }

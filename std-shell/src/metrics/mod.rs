@@ -388,7 +388,7 @@ impl MetricsSummary {
     pub(crate) fn of(inner: &Inner) -> MetricsSummary {
         let mut totals = ClassTotals::ZERO;
         let mut s = MetricsSummary::default();
-        for a in 0..2 * inner.n_arenas {
+        for a in 0..inner.arena_count() {
             arena_totals(inner, a, &mut totals);
             let (h, _) = huge_counts(inner, a);
             s.allocations += h.allocations;
@@ -475,7 +475,7 @@ fn chunk_metrics(c: &Chunk, chunk_size: usize) -> ChunkMetrics {
 impl Metrics {
     pub(crate) fn of(inner: &Inner) -> Metrics {
         let chunk_size = chunk_size_of(inner);
-        let mut walks: Vec<ArenaWalk> = (0..2 * inner.n_arenas)
+        let mut walks: Vec<ArenaWalk> = (0..inner.arena_count())
             .map(|_| ArenaWalk {
                 lists: (0..LIST_NAMES.len())
                     .map(|i| {
@@ -526,7 +526,7 @@ impl Metrics {
         });
         let num_small = inner.shared.core.num_small_classes();
         let mut all = ClassTotals::ZERO;
-        let mut arena_metrics = Vec::with_capacity(2 * inner.n_arenas);
+        let mut arena_metrics = Vec::with_capacity(inner.arena_count());
         for (i, w) in walks.into_iter().enumerate() {
             let mut t = ClassTotals::ZERO;
             arena_totals(inner, i, &mut t);
