@@ -47,7 +47,7 @@ budgets=(
     "pairs-8192     270"     # 256 (264 without the stash; 260)
     "pairs-65536    405"     # 375 (393-397 without the stash; 379-382; 385-399 across checkouts at 8927479)
     "pairs-1048576  520"     # 488 (508-512 without the stash; 493-495)
-    "batch         1304"     # 1241 (1361 before the run index, 1369 before the chunk mask, 1456 before word claims, 1685-1692 before kept subpages)
+    "batch         1080"     # 1023 (1241 before subpage runs of up to a tree word, 1361 before the run index, 1369 before the chunk mask, 1456 before word claims, 1685-1692 before kept subpages)
     "preload-c      325"     # 306 (312-314 before the chunk mask, 323-328 before kept subpages)
 )
 

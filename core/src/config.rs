@@ -11,17 +11,13 @@ pub(crate) const PAGES_PER_WORD: usize = BITS / 2;
 /// pages of the largest page size, 64 KiB.
 pub const MAX_SMALL: usize = 52;
 /// Longest subpage run, in pages: runs never cross a tree word.
-pub(crate) const MAX_RUN_PAGES: usize = if PAGES_PER_WORD < 16 {
-    PAGES_PER_WORD
-} else {
-    16
-};
+pub(crate) const MAX_RUN_PAGES: usize = PAGES_PER_WORD;
 /// Smallest page size accepted.
 pub const MIN_PAGE: usize = 64;
 /// Largest page size accepted.
 pub const MAX_PAGE: usize = 64 << 10;
 /// Shift of the division magic; exact while `offset * size < 2^40`, and runs
-/// are at most 16 pages of 64 KiB (2^20 bytes) of elements under 2^18 bytes.
+/// are at most 32 pages of 64 KiB (2^21 bytes) of elements under 2^18 bytes.
 pub(crate) const DIV_SHIFT: u32 = 40;
 /// Most pages in one chunk.
 pub const MAX_CHUNK_PAGES: usize = 1 << 15;
@@ -317,6 +313,25 @@ mod tests {
                 assert!(p >= 1 && e >= 1 && p <= MAX_RUN_PAGES);
                 let waste = p * page - e * size;
                 assert!(waste < page, "page {page} class {class}: waste {waste}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_small_run_holds_eight_elements() {
+        // Runs of up to a tree word (32 pages on 64-bit targets) give every
+        // small class at least 8 elements a run at the usual page sizes; with
+        // 16 pages the 20, 24 and 28 KiB classes held 2, 1 and 2, and every
+        // refill of them took the tree.
+        #[cfg(target_pointer_width = "64")]
+        for page in [4096usize, 8192, 65536] {
+            let c = Config::new(page, 1024 * page);
+            for class in 0..c.num_small_classes() {
+                let (p, e) = c.subpage_run(class);
+                assert!(
+                    e >= 8,
+                    "page {page} class {class}: {e} elements in {p} pages"
+                );
             }
         }
     }

@@ -44,7 +44,7 @@ const KIND: Field = Field::first(2);
 /// Normal runs and spans: length in pages.
 const PAGES: Field = Field::rest(KIND);
 /// Subpage runs: pages from this page back to the run's first page.
-const BACK: Field = Field::after(KIND, 5);
+const BACK: Field = Field::after(KIND, 6);
 /// Subpage runs: the size class.
 const CLASS: Field = Field::after(BACK, 7);
 
