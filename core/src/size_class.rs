@@ -41,13 +41,18 @@ const fn build_sizes() -> [usize; NUM_SIZES] {
 
 /// Index of the smallest class that holds `size` bytes (`size >= 1`), or
 /// `NUM_SIZES` when `size` exceeds the table. O(1): one table load up to
-/// [`LOOKUP_MAX`] (the sizes C programs ask for most, in random order), a few
+/// [`LOOKUP_MAX`] (the sizes C programs ask for most, in random order), one
+/// load from a second table up to [`LOOKUP_KIB_MAX`] (page runs a thread
+/// cache keeps, whose free finds their class from their page count), a few
 /// shifts above.
 #[inline]
 pub const fn class_of(size: usize) -> usize {
     if size <= LOOKUP_MAX {
         // 0 and 1..=16 both map to class 0.
         return LOOKUP[size.saturating_sub(1) >> LOG2_QUANTUM] as usize;
+    }
+    if size <= LOOKUP_KIB_MAX {
+        return LOOKUP_KIB[(size - 1) >> 10] as usize;
     }
     class_by_shifts(size)
 }
@@ -61,13 +66,24 @@ pub const LOOKUP_MAX: usize = 4096;
 /// The class of every quantum step up to [`LOOKUP_MAX`]: entry `i` is the
 /// class of sizes `16 * i + 1 ..= 16 * (i + 1)` (every class is a multiple
 /// of the quantum, so a size and its rounding up to one share a class).
-const LOOKUP: [u8; LOOKUP_MAX >> LOG2_QUANTUM] = build_lookup();
+const LOOKUP: [u8; LOOKUP_MAX >> LOG2_QUANTUM] =
+    build_lookup::<{ LOOKUP_MAX >> LOG2_QUANTUM }>(LOG2_QUANTUM);
 
-const fn build_lookup() -> [u8; LOOKUP_MAX >> LOG2_QUANTUM] {
-    let mut t = [0u8; LOOKUP_MAX >> LOG2_QUANTUM];
+/// Sizes above [`LOOKUP_MAX`] up to this one find their class in a second
+/// table of 1 KiB steps: every class from 4 KiB to 256 KiB is a multiple of
+/// 1 KiB (the group of `2^g` steps by `2^(g-2)`), so a size and its rounding
+/// up to 1 KiB share a class.
+pub const LOOKUP_KIB_MAX: usize = 256 << 10;
+
+/// Entry `i` is the class of sizes `1024 * i + 1 ..= 1024 * (i + 1)` (the
+/// entries below `LOOKUP_MAX` are never read).
+const LOOKUP_KIB: [u8; LOOKUP_KIB_MAX >> 10] = build_lookup::<{ LOOKUP_KIB_MAX >> 10 }>(10);
+
+const fn build_lookup<const N: usize>(log2_step: u32) -> [u8; N] {
+    let mut t = [0u8; N];
     let mut i = 0;
-    while i < t.len() {
-        let c = class_by_shifts((i + 1) << LOG2_QUANTUM);
+    while i < N {
+        let c = class_by_shifts((i + 1) << log2_step);
         assert!(c <= u8::MAX as usize);
         t[i] = c as u8;
         i += 1;

@@ -450,7 +450,11 @@ fn raise(summary: &[AtomicUsize], j: usize, k: usize) {
 
 /// Checks that a run of `n` pages of `kind` starts at `page`, given the word
 /// `w` that holds its first page. Reads only the run's own words.
-#[inline]
+///
+/// A run within one word (every subpage run, and the page runs a thread
+/// cache keeps) is checked inline, in registers; a run across words, and the
+/// length of a run that fails, out of line.
+#[inline(always)]
 fn check_run(
     words: &[AtomicUsize],
     w: usize,
@@ -465,44 +469,73 @@ fn check_run(
         s if s != kind.state() => return Err(RunError::Kind),
         _ => {}
     }
-    let length = || Err(RunError::Length(run_len(words, j, i)));
-    if i + n <= PPW {
-        // A single-word run: `n - 1` continuations, then (within the word) a
-        // page that is not one. A run filling the word to its end is whole:
-        // a multi-word run would have a marker, not a continuation, there.
-        let conts = if n > 1 {
-            first_pages(n - 1) << (2 * (i + 1))
-        } else {
-            0
-        };
-        let end = i + n;
-        let continues =
-            end < PPW && (state(w, end) == CONT || (end == PPW - 1 && state(w, end) == SMALL));
-        if w & (conts * 3) != conts || continues {
-            return length();
-        }
-        return Ok(());
+    if i + n > PPW {
+        return check_span(words, w, j, i, n, kind);
     }
-    let wc = (i + n).div_ceil(PPW);
-    if i + 2 > PPW || j + wc > words.len() {
-        return length();
-    }
-    for k in 0..wc {
-        let (first, len) = span_part(i, n, k);
-        // ORDERING: Relaxed; the owner's pages are stable (invariant 2).
-        let v = if k == 0 {
-            w
-        } else {
-            words[j + k].load(Ordering::Relaxed)
-        };
-        let end = first + len;
-        if v & run_mask(first, len) != word_bits(k, i, n, kind.state())
-            || (end < PPW && state(v, end) == CONT)
-        {
-            return length();
-        }
+    // A single-word run: `n - 1` continuations, then (within the word) a
+    // page that is not one. A run filling the word to its end is whole: a
+    // multi-word run would have a marker, not a continuation, there.
+    let conts = if n > 1 {
+        // `n - 1 < PPW`: the low bits of `n - 1` pages, without
+        // `first_pages`' test for a whole word.
+        (((1usize << (2 * (n - 1))) - 1) & LO) << (2 * (i + 1))
+    } else {
+        0
+    };
+    let end = i + n;
+    let continues =
+        end < PPW && (state(w, end) == CONT || (end == PPW - 1 && state(w, end) == SMALL));
+    if w & (conts * 3) != conts || continues {
+        return wrong_length(words, j, i);
     }
     Ok(())
+}
+
+/// [`check_run`] for a run across words (`i + n > PPW`): the first word from
+/// page `i` (the run's state, continuations, the marker on its last page),
+/// whole words of continuations with the marker between, then the last
+/// word's continuations, not followed by another. [`word_bits`] word by
+/// word, with the middle words' value a constant.
+#[inline(never)]
+fn check_span(
+    words: &[AtomicUsize],
+    w: usize,
+    j: usize,
+    i: usize,
+    n: usize,
+    kind: RunKind,
+) -> Result<(), RunError> {
+    let wc = (i + n).div_ceil(PPW);
+    if i + 2 > PPW || j + wc > words.len() {
+        return wrong_length(words, j, i);
+    }
+    let top = 3 << (2 * (PPW - 1));
+    let marker = SMALL.bits() << (2 * (PPW - 1));
+    if w & run_mask(i, PPW - i) != (run_bits(i, PPW - i, kind.state()) & !top) | marker {
+        return wrong_length(words, j, i);
+    }
+    let middle = (LO & !top) | marker;
+    for v in &words[j + 1..j + wc - 1] {
+        // ORDERING: Relaxed; the owner's pages are stable (invariant 2).
+        if v.load(Ordering::Relaxed) != middle {
+            return wrong_length(words, j, i);
+        }
+    }
+    let len = i + n - (wc - 1) * PPW;
+    // ORDERING: Relaxed, as above.
+    let v = words[j + wc - 1].load(Ordering::Relaxed);
+    if v & run_mask(0, len) != first_pages(len) || (len < PPW && state(v, len) == CONT) {
+        return wrong_length(words, j, i);
+    }
+    Ok(())
+}
+
+/// The error of a run checked at page `i` of word `j` with the wrong length:
+/// its actual length, for the message.
+#[cold]
+#[inline(never)]
+fn wrong_length(words: &[AtomicUsize], j: usize, i: usize) -> Result<(), RunError> {
+    Err(RunError::Length(run_len(words, j, i)))
 }
 
 /// The kind and length of the live run starting at `page` (a snapshot).
@@ -518,6 +551,8 @@ pub(crate) fn run_at(words: &[AtomicUsize], page: usize) -> Result<(State, usize
 
 /// Checks, without changing anything, that a live run of `n` pages of `kind`
 /// starts at `page` (a snapshot: the run may be freed right after).
+/// Inlined: the free of a cached page run checks it on its fast path.
+#[inline(always)]
 pub(crate) fn check_live(
     words: &[AtomicUsize],
     page: usize,

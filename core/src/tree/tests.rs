@@ -132,3 +132,31 @@ fn short_chunk_and_alignment() {
     assert_eq!((p + 3) % 8, 0);
     assert_eq!(walk(t, PPW + 5, |_, _, _| {}), PPW + 5 - 13);
 }
+
+#[test]
+fn a_run_of_three_words_checks_only_at_its_length() {
+    // Two whole words and part of a third: `check_span`'s first word, a
+    // middle word of continuations with the marker, and a last word.
+    let (w, nw) = tree(8 * PPW);
+    let t = &w[..nw];
+    let n = 2 * PPW + 5;
+    let big = alloc(t, &fresh(t), n, RunKind::Normal, 1, 0, 0).unwrap();
+    assert_eq!(check_live(t, big, n, RunKind::Normal), Ok(()));
+    for wrong in [n - 1, n + 1, n - PPW, n + PPW, 2 * PPW, 3 * PPW] {
+        assert_eq!(
+            check_live(t, big, wrong, RunKind::Normal),
+            Err(RunError::Length(n)),
+            "{wrong} pages"
+        );
+    }
+    assert_eq!(check_live(t, big, n, RunKind::Small), Err(RunError::Kind));
+    assert_eq!(
+        check_live(t, big + 1, n - 1, RunKind::Normal),
+        Err(RunError::Interior)
+    );
+    assert_eq!(free_run(t, big, n), Ok(()));
+    assert_eq!(
+        check_live(t, big, n, RunKind::Normal),
+        Err(RunError::NotAllocated)
+    );
+}
