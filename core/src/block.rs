@@ -345,8 +345,10 @@ impl Pool {
     }
 
     /// The class of the live page run of `pages` pages at `page`, if the
-    /// tree holds one there and its size is a class's.
-    #[inline(never)]
+    /// tree holds one there and its size is a class's. Inline: only the
+    /// paths that accept page runs (`RUNS`) reach it, and the shell keeps
+    /// those apart from the small classes' leaf.
+    #[inline(always)]
     fn live_run_class(&self, chunk: &ChunkInfo, page: usize, pages: usize) -> Option<usize> {
         tree::check_live(chunk.tree(), page, pages, RunKind::Normal).ok()?;
         let size = pages << chunk.page_shift;

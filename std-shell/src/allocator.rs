@@ -260,29 +260,26 @@ impl PooledAllocator {
                 if inner.free_fast(ptr, layout) {
                     return;
                 }
-            } else if layout.size() <= inner.max_cached {
+            } else if layout.size().wrapping_sub(1) < inner.max_cached {
                 // SAFETY: forwarded.
-                return unsafe { self.deallocate_run(ptr, layout) };
+                return unsafe { self.deallocate_run(inner, ptr, layout) };
             }
         }
         // SAFETY: forwarded.
         unsafe { self.deallocate_cold(ptr, layout) }
     }
 
-    /// [`deallocate`] of a size the cache holds as page runs: their cached
-    /// path (whose tree check is a call) out of the small classes' leaf,
-    /// then the cold path.
+    /// [`deallocate`] of a size the cache holds as page runs (above the small
+    /// classes, up to `max_cached`, as `deallocate` tested): their cached path
+    /// out of the small classes' leaf, then the cold path.
     ///
     /// # Safety
     /// If `ptr` is a live block of this allocator, the caller owns it.
     ///
     /// [`deallocate`]: PooledAllocator::deallocate
     #[inline(never)]
-    unsafe fn deallocate_run(&self, ptr: NonNull<u8>, layout: Layout) {
-        if self
-            .ready()
-            .is_some_and(|inner| inner.free_run_fast(ptr, layout))
-        {
+    unsafe fn deallocate_run(&self, inner: &Inner, ptr: NonNull<u8>, layout: Layout) {
+        if inner.free_run_fast(ptr, layout) {
             return;
         }
         // SAFETY: forwarded.

@@ -27,8 +27,9 @@
 //!
 //! A cached **page run** (a sized free above the small classes, up to the
 //! cache's largest class) takes the same steps with `RUNS` out of the
-//! small classes' code (`PooledAllocator::deallocate_run`): the run's tree
-//! word is checked by a call (`Pool::live_element`).
+//! small classes' code (`PooledAllocator::deallocate_run`, a call that
+//! keeps the small classes' leaf free of the run's registers): the run's
+//! tree word is checked inline there (`Pool::live_element`).
 //!
 //! Anything else changes nothing and takes the **cold path**
 //! (`free_slow`, `free_unsized_slow`, out of line). It first retries the
@@ -100,12 +101,14 @@ impl Inner {
     }
 
     /// The sized free of a cached page run (a layout above the small
-    /// classes that the cache holds): `true` when the block, validated, is
-    /// in this thread's bound cache. The tree check of the run is a call,
-    /// so this path is kept apart from the small classes' leaf.
+    /// classes that the cache holds, as the caller tested): `true` when the
+    /// block, validated, is in this thread's bound cache. The caller keeps
+    /// this path apart from the small classes' leaf, whose registers the
+    /// tree check of the run would crowd. Any other size (zero included)
+    /// fails the layout check or finds no bin, and changes nothing.
     #[inline(always)]
     pub(crate) fn free_run_fast(&self, ptr: NonNull<u8>, layout: Layout) -> bool {
-        self.routes_by_size(layout, self.max_cached)
+        layout.align() <= QUANTUM
             && self
                 .free_to_cache::<false, true>(ptr, Some(layout.size()))
                 .is_some()
@@ -258,8 +261,12 @@ impl Inner {
         };
         match size {
             // The layout check: the class is the one the size routes to
-            // (the callers pass alignments of at most the quantum).
-            Some(s) if s > SIZES[class] || class.checked_sub(1).is_some_and(|c| s <= SIZES[c]) => {
+            // (the callers pass alignments of at most the quantum), and the
+            // size is not zero (`s - 1` wraps).
+            Some(s)
+                if s.wrapping_sub(1) >= SIZES[class]
+                    || class.checked_sub(1).is_some_and(|c| s <= SIZES[c]) =>
+            {
                 return None
             }
             None if SIZES[class] > self.max_cached => return None,
