@@ -291,11 +291,23 @@ fn word_bits(k: usize, i: usize, n: usize, kind: State) -> usize {
         first_pages(len)
     };
     if (k + 1) * PPW < i + n {
-        (bits & !(3 << (2 * (PPW - 1)))) | (SMALL.bits() << (2 * (PPW - 1)))
+        with_marker(bits)
     } else {
         bits
     }
 }
+
+/// `bits` of a word that a run continues past, with the marker on the
+/// word's last page (see [`word_bits`]).
+#[inline]
+const fn with_marker(bits: usize) -> usize {
+    let last = PPW - 1;
+    (bits & !(3 << (2 * last))) | (SMALL.bits() << (2 * last))
+}
+
+/// A middle word of a run across three words or more: continuations, and
+/// the marker on its last page.
+const MIDDLE_WORD: usize = with_marker(LO);
 
 /// Claims a run of `n` pages of `kind`, its first page aligned to `align`
 /// pages (a power of two) after adding `phase`, i.e. `(page + phase) % align ==
@@ -491,11 +503,10 @@ fn check_run(
     Ok(())
 }
 
-/// [`check_run`] for a run across words (`i + n > PPW`): the first word from
-/// page `i` (the run's state, continuations, the marker on its last page),
-/// whole words of continuations with the marker between, then the last
-/// word's continuations, not followed by another. [`word_bits`] word by
-/// word, with the middle words' value a constant.
+/// [`check_run`] for a run across words (`i + n > PPW`): what
+/// [`word_bits`] gives each word, the first and the last computed
+/// directly, the middle ones a constant, and no continuation after the
+/// last page.
 #[inline(never)]
 fn check_span(
     words: &[AtomicUsize],
@@ -509,15 +520,12 @@ fn check_span(
     if i + 2 > PPW || j + wc > words.len() {
         return wrong_length(words, j, i);
     }
-    let top = 3 << (2 * (PPW - 1));
-    let marker = SMALL.bits() << (2 * (PPW - 1));
-    if w & run_mask(i, PPW - i) != (run_bits(i, PPW - i, kind.state()) & !top) | marker {
+    if w & run_mask(i, PPW - i) != with_marker(run_bits(i, PPW - i, kind.state())) {
         return wrong_length(words, j, i);
     }
-    let middle = (LO & !top) | marker;
     for v in &words[j + 1..j + wc - 1] {
         // ORDERING: Relaxed; the owner's pages are stable (invariant 2).
-        if v.load(Ordering::Relaxed) != middle {
+        if v.load(Ordering::Relaxed) != MIDDLE_WORD {
             return wrong_length(words, j, i);
         }
     }

@@ -568,19 +568,46 @@ impl Inner {
         // SAFETY: `class < nbins` (`has_room`).
         let bin = unsafe { &mut *cache.bins.add(class) };
         debug_assert!(bin.len < bin.cap);
-        // SAFETY: a live block we own (validated), at least 16 bytes: two
-        // words.
-        unsafe {
-            let words = ptr.cast::<usize>();
-            words.write(canary(self.secret, addr));
-            words.add(1).write(tag.to_bits());
-        }
+        // SAFETY: a live block we own (validated), of a cached class.
+        unsafe { self.mark_cached(ptr, addr, tag) };
         // SAFETY: `len < cap` (`has_room`).
         unsafe { bin.items.add(bin.len as usize).write(ptr) };
         bin.len += 1;
         cache.bytes += bin.size as usize;
         cache.publish_bytes();
         cache.count_free(class);
+    }
+
+    /// Marks a validated block at `addr` that a cache keeps (a bin or the
+    /// stash of samples): the double-free canary in its first word, its
+    /// element `tag` in its second (see "Validated once").
+    ///
+    /// # Safety
+    /// `ptr` is a live block of a cached class (at least 16 bytes: two
+    /// words) that the caller owns.
+    #[inline(always)]
+    pub(crate) unsafe fn mark_cached(&self, ptr: NonNull<u8>, addr: usize, tag: ElementTag) {
+        let words = ptr.cast::<usize>();
+        // SAFETY: the caller's block has two words and is the caller's.
+        unsafe {
+            words.write(canary(self.secret, addr));
+            words.add(1).write(tag.to_bits());
+        }
+    }
+
+    /// The chunk of a block a cache keeps (a bin or the stash), without the
+    /// chunk map's check, which its free did.
+    ///
+    /// # Safety
+    /// `ptr` is a block this thread's cache keeps: validated in a registered
+    /// chunk of this allocator, which stays registered while it has blocks
+    /// out (cached blocks count as `active`, see `chunk`).
+    #[inline]
+    pub(crate) unsafe fn cached_chunk(&self, ptr: NonNull<u8>) -> &Chunk {
+        let addr = ptr.as_ptr() as usize;
+        debug_assert!(self.shared.map.contains(addr));
+        // SAFETY: the caller's contract.
+        unsafe { Chunk::registered(addr, self.shared.chunk_size, self.shared.owner) }
     }
 
     /// Makes room in bin `class` for a free: the older half of the bin goes
@@ -624,12 +651,8 @@ impl Inner {
     /// stored, without resolving it again (see "Validated once"); the
     /// core's free RMW is the only check left.
     fn free_uncached(&self, ptr: NonNull<u8>, class: usize) {
-        let addr = ptr.as_ptr() as usize;
-        debug_assert!(self.shared.map.contains(addr));
-        // SAFETY: a cached block was validated in a registered chunk of this
-        // allocator, which stays registered while it has blocks out (cached
-        // blocks count as `active`, see `chunk`).
-        let chunk = unsafe { Chunk::registered(addr, self.shared.chunk_size, self.shared.owner) };
+        // SAFETY: a block of this thread's cache (a bin or the stash).
+        let chunk = unsafe { self.cached_chunk(ptr) };
         // SAFETY: the cached block has two words (classes hold 16 bytes or
         // more) that we own; any value read is safe to hand to the core,
         // which checks it.

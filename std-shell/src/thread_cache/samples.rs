@@ -18,8 +18,6 @@
 
 use super::registry::OwnedCache;
 use crate::allocator::Inner;
-use crate::chunk::Chunk;
-use crate::free::canary;
 use core::ptr::{self, NonNull};
 use poolalloc_core::size_class::SIZES;
 use poolalloc_core::ElementTag;
@@ -51,8 +49,10 @@ impl Inner {
         class: usize,
     ) -> Option<NonNull<u8>> {
         let s = &mut cache.samples;
-        let i = (0..STASH).find(|&i| !s.ptrs[i].is_null() && usize::from(s.classes[i]) == class)?;
-        let p = NonNull::new(s.ptrs[i])?;
+        let (i, p) = (0..STASH).find_map(|i| {
+            let p = NonNull::new(s.ptrs[i])?;
+            (usize::from(s.classes[i]) == class).then_some((i, p))
+        })?;
         s.ptrs[i] = ptr::null_mut();
         cache.bytes -= SIZES[class];
         cache.publish_bytes();
@@ -82,13 +82,8 @@ impl Inner {
             let Some(i) = (0..STASH).find(|&i| cache.samples.ptrs[i].is_null()) else {
                 return false;
             };
-            // SAFETY: a live block we own (validated), of a cached class, so
-            // at least 16 bytes: two words.
-            unsafe {
-                let words = ptr.cast::<usize>();
-                words.write(canary(self.secret, addr));
-                words.add(1).write(tag.to_bits());
-            }
+            // SAFETY: a live block we own (validated), of a cached class.
+            unsafe { self.mark_cached(ptr, addr, tag) };
             cache.samples.ptrs[i] = ptr.as_ptr();
             cache.samples.classes[i] = class as u8;
             cache.bytes += size;
@@ -116,12 +111,9 @@ impl Inner {
 
     /// The samples' arena of the chunk holding the stashed block `p`.
     fn samples_arena_of(&self, p: NonNull<u8>) -> &crate::arena::Arena {
-        let addr = p.as_ptr() as usize;
-        debug_assert!(self.shared.map.contains(addr));
-        // SAFETY: a stashed block was validated in a registered chunk of
-        // this allocator, which stays registered while it has blocks out
-        // (stashed blocks count as `active`, see `chunk`).
-        let chunk = unsafe { Chunk::registered(addr, self.shared.chunk_size, self.shared.owner) };
+        // SAFETY: a block of this thread's stash (stashed or being stashed,
+        // validated and owned).
+        let chunk = unsafe { self.cached_chunk(p) };
         self.arena(chunk.arena)
     }
 }
