@@ -56,8 +56,8 @@
 //! names (`listed.rs`: per class, a bit per chunk, set by the frees that
 //! may list one; Netty's arena-level subpage pools), creating no run; only
 //! then does it walk the bands, where a chunk creates a run. So a class
-//! that empties its subpages and refills them again (the classes near four
-//! pages hold two to four elements a subpage) reuses them instead of
+//! that empties its subpages and refills them again (a subpage of the
+//! classes near four pages holds eight elements) reuses them instead of
 //! retiring a run and claiming a new one with its header each time. Kept
 //! runs are not free pages, and the bands see a chunk's blocks, not its
 //! kept subpages: before mapping a new chunk the arena retires every kept
