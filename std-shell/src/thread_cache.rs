@@ -86,14 +86,19 @@
 //!   every other class's frees down the full path (the preload's C loop
 //!   went from 680 to 609 instructions a step with this bound).
 //! * What a bin stacks of its thread's frees follows demand too: at most
-//!   `limit` blocks, which starts at `first_limit` (32 KiB of blocks, two at
-//!   least), doubles (up to `cap`) each time the bin runs dry, and halves
-//!   back towards its start at a trim that found the bin unused. A thread
-//!   that frees what others allocate and allocates none of it (a consumer)
-//!   keeps 32 KiB a class, not `cap` blocks: the preload's producer/consumer
-//!   with thread churn peaked at 28 MB and now at 22 MB, its consumers'
-//!   caches having held up to `cache_max_bytes` each of blocks up to 64 KiB
-//!   they never reused.
+//!   `limit` blocks, which starts at `first_limit` (32 KiB of blocks,
+//!   rounded down: one block of a class above 16 KiB, none above 32 KiB,
+//!   where Netty caches nothing by default), doubles (at least to twice the
+//!   bin's refill, up to `cap`) each time the bin runs dry, and halves back
+//!   towards its start at a trim that found the bin unused. A thread that
+//!   frees what others allocate and allocates none of it (a consumer) keeps
+//!   32 KiB a class, not `cap` blocks: the preload's producer/consumer with
+//!   thread churn peaked at 28 MB with `cap`, at 22–23 MB with 32 KiB and
+//!   two blocks at least a class (its consumers kept two blocks of every
+//!   class up to 64 KiB), and at 20–21 MB now, in the same time. A bound
+//!   of 8 KiB a class brought it to 17–18 MB but cost the shell's
+//!   producer/consumer bench a third more time (the consumer's bursts of
+//!   2–4 KiB blocks shrink to one to four blocks).
 //! * A free that finds its bin without room (the bin at its limit, or the
 //!   cache at `cache_max_bytes`) flushes the bin's older half to the arenas in one
 //!   burst and caches its block, as jemalloc's tcache flushes a full bin.

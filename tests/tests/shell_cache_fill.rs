@@ -2,8 +2,8 @@
 //! blocks in the cache, a class streamed through is refilled in growing
 //! batches, and a trim that finds unused blocks shrinks the next refill.
 //! What a bin stacks of its thread's frees follows demand too: a thread
-//! that only frees keeps 32 KiB of a class, one whose bins run dry keeps
-//! more.
+//! that only frees keeps 32 KiB of a class (none of a class above it),
+//! one whose bins run dry keeps more.
 
 use poolalloc::{LeakDetection, PooledAllocator};
 use std::alloc::{GlobalAlloc, Layout};
@@ -192,18 +192,15 @@ fn refills_stay_within_the_byte_budget() {
     );
 }
 
-/// A thread that frees blocks another thread allocated, and allocates
-/// none, stacks 32 KiB a class (its push limit never grew: no bin of its
-/// ran dry) and sends the rest back to their chunks; once it allocates the
-/// class itself, its bin stacks more of its frees.
-#[test]
-fn a_thread_that_only_frees_caches_32_kib_a_class() {
+/// What a thread that frees 200 blocks of `layout` another thread
+/// allocated, and allocates none, adds to the cached bytes; then what it
+/// adds once it has allocated (and freed) 200 of them itself.
+fn consumer_caches(layout: Layout) -> (usize, usize) {
     struct Sent(Vec<usize>);
     let a = allocator();
-    let layout = Layout::from_size_align(1000, 8).unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<Sent>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let (only_frees, after_allocating) = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         // The producer stays alive (its cache bound) until the consumer is
         // done, so the consumer binds a cache of its own.
         let a = &a;
@@ -244,11 +241,36 @@ fn a_thread_that_only_frees_caches_32_kib_a_class() {
         })
         .join()
         .unwrap()
-    });
+    })
+}
+
+/// A thread that frees blocks another thread allocated, and allocates
+/// none, stacks 32 KiB of a class (its push limit never grew: no bin of
+/// its ran dry) and sends the rest back to their chunks; once it allocates
+/// the class itself, its bin stacks more of its frees.
+#[test]
+fn a_thread_that_only_frees_caches_32_kib_a_class() {
+    let (only_frees, after_allocating) = consumer_caches(Layout::from_size_align(1000, 8).unwrap());
     // 1 KiB blocks: 32 of them at most (flushed in halves, so 17 to 32).
     assert!(
         (17 * 1024..=32 * 1024).contains(&only_frees),
         "a consumer's bin of 1 KiB blocks holds {only_frees} bytes"
     );
     assert!(after_allocating > 64 * 1024, "{after_allocating}");
+}
+
+/// The 32 KiB hold for large classes too: a thread that only frees keeps
+/// one 20 KiB block and no 64 KiB one (each goes straight back to its
+/// chunk), where two blocks of every class once stayed. Once it allocates
+/// the class, its bin stacks its frees.
+#[test]
+fn a_thread_that_only_frees_caches_32_kib_of_a_large_class() {
+    let (only_frees, after_allocating) =
+        consumer_caches(Layout::from_size_align(20 << 10, 8).unwrap());
+    assert_eq!(only_frees, 20 << 10, "a consumer's bin of 20 KiB blocks");
+    assert!(after_allocating >= 2 * (20 << 10), "{after_allocating}");
+    let (only_frees, after_allocating) =
+        consumer_caches(Layout::from_size_align(64 << 10, 8).unwrap());
+    assert_eq!(only_frees, 0, "a consumer's bin of 64 KiB blocks");
+    assert!(after_allocating >= 2 * (64 << 10), "{after_allocating}");
 }

@@ -69,14 +69,16 @@ pub(crate) const FIRST_FILL: u32 = 4;
 
 /// Bytes of its frees a bin stacks before it first runs dry: a thread
 /// that frees what others allocate (a consumer) keeps this much of a
-/// class, in bursts of half of it, and no more.
+/// class, in bursts of half of it, and no more (one block of a class
+/// above half of it, none of a class above it).
 pub(crate) const FIRST_LIMIT_BYTES: usize = 32 << 10;
 
 /// The push limit a bin of `cap` blocks of `size` bytes starts with (and
-/// falls back to): [`FIRST_LIMIT_BYTES`] of blocks, two at least.
+/// falls back to): [`FIRST_LIMIT_BYTES`] of blocks, rounded down (none
+/// for a class larger than that).
 #[inline]
 pub(crate) fn first_limit(cap: u32, size: usize) -> u32 {
-    ((FIRST_LIMIT_BYTES / size.max(1)).max(2) as u32).min(cap)
+    ((FIRST_LIMIT_BYTES / size.max(1)) as u32).min(cap)
 }
 
 /// The largest refill of a bin of `cap` blocks: half of it, so a refill
