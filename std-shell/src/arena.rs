@@ -405,6 +405,48 @@ impl Arena {
         }
     }
 
+    /// [`Arena::free_element`] of several cached blocks of `class`, all in
+    /// `chunk`, each by the tag `tag_of` reads from it: the core frees
+    /// each, and the chunk's accounting (its count, the arena's, its band)
+    /// is done once for them all, as a flush of a consumer's bin finds its
+    /// blocks mostly in one chunk. On a refusal, the blocks before it stay
+    /// freed and accounted, and the refused one is returned with the error.
+    ///
+    /// # Safety
+    /// `chunk` is a registered chunk of this arena and each of `blocks`,
+    /// if a live block of its pool, one the caller owns.
+    pub(crate) unsafe fn free_elements(
+        &self,
+        sh: &Shared,
+        chunk: &Chunk,
+        blocks: &[NonNull<u8>],
+        class: usize,
+        tag_of: impl Fn(NonNull<u8>) -> ElementTag,
+    ) -> Result<usize, (NonNull<u8>, FreeError)> {
+        let before = Before::read(chunk);
+        let mut freed = 0;
+        let mut refused = None;
+        for &p in blocks {
+            // SAFETY: forwarded: the caller owns `p` if it is live.
+            if let Err(e) = unsafe { chunk.pool.deallocate_element(p, class, tag_of(p)) } {
+                refused = Some((p, e));
+                break;
+            }
+            freed += 1;
+        }
+        let released = if freed > 0 {
+            // SAFETY: `freed` blocks of `class` were freed in this chunk's
+            // pool just now.
+            unsafe { self.account(sh, chunk, before, SIZES[class], freed) }
+        } else {
+            0
+        };
+        match refused {
+            Some(r) => Err(r),
+            None => Ok(released),
+        }
+    }
+
     /// The core free `free` of a block of `size` bytes in `chunk`'s pool,
     /// then the chunk's accounting (see [`Arena::free`]).
     ///
@@ -420,27 +462,48 @@ impl Arena {
         size: usize,
         free: impl FnOnce(&Pool) -> Result<(), FreeError>,
     ) -> Result<usize, FreeError> {
-        // Read before the block is released: afterwards the chunk may go.
-        // ORDERING: Relaxed; a heuristic rechecked under the lock.
-        let band = chunk.band.load(Ordering::Relaxed) as usize;
-        let (usable, addr) = (chunk.usable, chunk.key());
+        let before = Before::read(chunk);
         free(&chunk.pool)?;
-        // Before the decrement, while the block keeps the chunk (and its
+        // SAFETY: the block was freed in this chunk's pool just now.
+        Ok(unsafe { self.account(sh, chunk, before, size, 1) })
+    }
+
+    /// The chunk's accounting after the core freed `count` blocks of `size`
+    /// bytes in its pool: the class's listing, the run index, the chunk's
+    /// and the arena's counts, and its band if the count crossed a bound.
+    /// Returns the bytes of chunks released.
+    ///
+    /// # Safety
+    /// The caller freed `count` blocks of `size` bytes of `chunk`, a
+    /// registered chunk of this arena, that it owned, after reading
+    /// `before`, and has not accounted for them.
+    #[inline]
+    unsafe fn account(
+        &self,
+        sh: &Shared,
+        chunk: &Chunk,
+        before: Before,
+        size: usize,
+        count: usize,
+    ) -> usize {
+        // Before the decrement, while the blocks keep the chunk (and its
         // slot) in the arena: afterwards a trim may release it.
         note_listed(&self.listed, chunk, size);
         self.runs.pages_back(chunk);
-        // ORDERING: Release: the core free happens before an arena that sees
-        // the lower count (Acquire, under the lock) releases the chunk.
-        let after = chunk.active.fetch_sub(size, Ordering::Release) - size;
-        // ORDERING: Release, after the core free: a `trim` that reads the
-        // new count (Acquire) sees the block back in its chunk.
+        let bytes = size * count;
+        // ORDERING: Release: the core frees happen before an arena that
+        // sees the lower count (Acquire, under the lock) releases the chunk.
+        let after = chunk.active.fetch_sub(bytes, Ordering::Release) - bytes;
+        // ORDERING: Release, after the core frees: a `trim` that reads the
+        // new count (Acquire) sees the blocks back in their chunk.
         self.counters
             .arena_deallocations
-            .fetch_add(1, Ordering::Release);
+            .fetch_add(count, Ordering::Release);
+        let Before { band, usable, addr } = before;
         if band < EMPTY && (after == 0 || after * 100 < BANDS[band].0 * usable) {
-            return Ok(self.resettle(sh, addr));
+            return self.resettle(sh, addr);
         }
-        Ok(0)
+        0
     }
 
     /// Rebands the chunk at `addr` if it is still ours, releasing empty
@@ -619,6 +682,27 @@ fn decommit_free(chunk: &Chunk) -> usize {
 fn trim_pool(runs: &RunIndex, chunk: &Chunk) {
     chunk.pool.trim();
     runs.pages_back(chunk);
+}
+
+/// What a free reads of its chunk before the core frees its blocks:
+/// afterwards the chunk may go.
+#[derive(Clone, Copy)]
+struct Before {
+    band: usize,
+    usable: usize,
+    addr: usize,
+}
+
+impl Before {
+    #[inline]
+    fn read(chunk: &Chunk) -> Before {
+        Before {
+            // ORDERING: Relaxed; a heuristic rechecked under the lock.
+            band: chunk.band.load(Ordering::Relaxed) as usize,
+            usable: chunk.usable,
+            addr: chunk.key(),
+        }
+    }
 }
 
 /// Notes in `listed` that `chunk` lists a subpage of the class of `size`

@@ -147,6 +147,7 @@ use crate::os;
 use core::alloc::Layout;
 use core::cell::Cell;
 use core::ptr::{self, NonNull};
+use core::slice;
 use core::sync::atomic::Ordering;
 use poolalloc_core::size_class::SIZES;
 use poolalloc_core::ElementTag;
@@ -641,37 +642,52 @@ impl Inner {
         let bin = unsafe { &mut *cache.bins.add(class) };
         let n = n.min(bin.len as usize);
         let size = bin.size as usize;
-        for i in 0..n {
-            // SAFETY: `i < len` items are initialised.
-            let ptr = unsafe { *bin.items.add(i) };
-            self.free_uncached(ptr, class);
-        }
+        // SAFETY: the first `len >= n` items are initialised.
+        self.free_uncached(unsafe { slice::from_raw_parts(bin.items, n) }, class);
         // SAFETY: shifting the remaining initialised items down.
         unsafe { ptr::copy(bin.items.add(n), bin.items, bin.len as usize - n) };
         bin.len -= n as u32;
         cache.bytes -= n * size;
     }
 
-    /// Frees a cached block of `class` to its chunk by the tag its push
-    /// stored, without resolving it again (see "Validated once"); the
-    /// core's free RMW is the only check left.
-    fn free_uncached(&self, ptr: NonNull<u8>, class: usize) {
-        // SAFETY: a block of this thread's cache (a bin or the stash).
-        let chunk = unsafe { self.cached_chunk(ptr) };
-        // SAFETY: the cached block has two words (classes hold 16 bytes or
-        // more) that we own; any value read is safe to hand to the core,
-        // which checks it.
-        let tag = ElementTag::from_bits(unsafe { ptr.cast::<usize>().add(1).read() });
-        // SAFETY: we own the cached block, a live block of this chunk's
-        // pool.
-        let freed = unsafe {
-            self.arena(chunk.arena)
-                .free_element(&self.shared, chunk, ptr, class, tag)
-        };
-        if let Err(e) = freed {
-            let layout =
-                Layout::from_size_align(SIZES[class], 16).expect("class sizes are valid layouts");
-            misuse(e.into(), ptr, layout);
+    /// Frees cached blocks of `class` to their chunks by the tags their
+    /// pushes stored, without resolving them again (see "Validated once");
+    /// the core's free RMW is the only check left. Consecutive blocks of
+    /// one chunk go in one call, which accounts for them at once: a
+    /// consumer's bin holds blocks of its producer's chunk, and a burst of
+    /// them costs one update of the chunk's shared counts, not one each.
+    fn free_uncached(&self, blocks: &[NonNull<u8>], class: usize) {
+        let mask = !(self.shared.chunk_size - 1);
+        let mut rest = blocks;
+        while let Some((&first, tail)) = rest.split_first() {
+            let key = first.as_ptr() as usize & mask;
+            let more = tail
+                .iter()
+                .take_while(|p| p.as_ptr() as usize & mask == key)
+                .count();
+            // SAFETY: blocks of this thread's cache (a bin or the stash),
+            // the first `more` of `tail` in the chunk of `first`.
+            let chunk = unsafe { self.cached_chunk(first) };
+            let arena = self.arena(chunk.arena);
+            // SAFETY: both calls, and `cached_tag` of each block: we own the
+            // cached blocks, live blocks of this chunk's pool that this
+            // thread's cache keeps.
+            let freed = unsafe {
+                if more == 0 {
+                    arena
+                        .free_element(&self.shared, chunk, first, class, cached_tag(first))
+                        .map_err(|e| (first, e))
+                } else {
+                    let group = &rest[..=more];
+                    arena.free_elements(&self.shared, chunk, group, class, |p| cached_tag(p))
+                }
+            };
+            if let Err((p, e)) = freed {
+                let layout = Layout::from_size_align(SIZES[class], 16)
+                    .expect("class sizes are valid layouts");
+                misuse(e.into(), p, layout);
+            }
+            rest = &tail[more..];
         }
     }
 
@@ -808,4 +824,17 @@ pub(crate) fn stack_hash() -> usize {
     let marker = 0u8;
     let a = ptr::addr_of!(marker) as usize;
     (a >> 21) ^ (a >> 13)
+}
+
+/// The tag a cached block's push stored in its second word (see
+/// "Validated once"): any value read is safe to hand to the core, which
+/// checks it.
+///
+/// # Safety
+/// `p` is a block the calling thread's cache keeps.
+#[inline]
+unsafe fn cached_tag(p: NonNull<u8>) -> ElementTag {
+    // SAFETY: a cached block has two words (classes hold 16 bytes or more)
+    // that its cache owns (the caller's contract).
+    ElementTag::from_bits(unsafe { p.cast::<usize>().add(1).read() })
 }

@@ -104,7 +104,7 @@ impl Inner {
             cache.samples.ptrs[i] = ptr::null_mut();
             let class = usize::from(cache.samples.classes[i]);
             cache.bytes -= SIZES[class];
-            self.free_uncached(p, class);
+            self.free_uncached(&[p], class);
         }
         cache.publish_bytes();
     }
