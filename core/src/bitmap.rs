@@ -115,23 +115,30 @@ impl Released {
     }
 }
 
-/// Frees element `idx`. `Err(())` when it was not allocated (nothing changed).
+/// Frees element `idx`. `Err(())` when it was not allocated (nothing
+/// changed). The pool frees through [`release_word`]; the models and tests
+/// free one element at a time through this.
+#[cfg(test)]
 #[inline]
 pub(crate) fn release(words: &[AtomicUsize], idx: usize) -> Result<Released, ()> {
-    release_word(words, idx / BITS, 1 << (idx % BITS))
+    release_word(words, idx / BITS, 1 << (idx % BITS)).map_err(|_| ())
 }
 
 /// Frees the elements `bits` of word `k` at once (what one `claim_word`
-/// took). `Err(())` when one of them was not allocated: the others are
-/// free now.
+/// took, or a flush's elements of one word). `Err(missing)` when the
+/// elements `missing` of them were not allocated: the others are free now.
 #[inline]
-pub(crate) fn release_word(words: &[AtomicUsize], k: usize, bits: usize) -> Result<Released, ()> {
+pub(crate) fn release_word(
+    words: &[AtomicUsize],
+    k: usize,
+    bits: usize,
+) -> Result<Released, usize> {
     // ORDERING: AcqRel. Release pairs with the next `claim` of these
     // elements; Acquire orders the later partial-set update and emptiness
     // check after every claim we observed. Linearisation point of the free.
     let old = words[k].fetch_and(!bits, Ordering::AcqRel);
     if old & bits != bits {
-        return Err(());
+        return Err(bits & !old);
     }
     Ok(Released {
         was_full: old == !0,
@@ -233,7 +240,7 @@ mod tests {
         let r = release_word(&w, 0, 0b0110).unwrap();
         assert!(r.was_full && !r.word_empty(elems));
         // One of these is free already: an error, and the other is freed.
-        assert_eq!(release_word(&w, 0, 0b1100), Err(()));
+        assert_eq!(release_word(&w, 0, 0b1100), Err(0b0100));
         assert_eq!(used(&w, elems), elems - 3);
     }
 

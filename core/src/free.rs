@@ -9,7 +9,10 @@
 //! layout check. A free by the [`ElementTag`] of an earlier resolve
 //! ([`Pool::deallocate_element`], the std shell's cache flushes) checks the
 //! tag against the pointer instead of resolving it again, and falls back
-//! to the full free when it does not match.
+//! to the full free when it does not match; a flush's elements of one
+//! bitmap word in a row go back in one `fetch_and`
+//! ([`Pool::deallocate_elements`]), the linearisation point and
+//! double-free check of each of them.
 //!
 //! An element free that empties its bitmap word may retire the subpage: its
 //! run goes back to the tree, unless a lane allocates from it (as Netty keeps
@@ -22,7 +25,7 @@ use crate::pool::{stack_lane, Pool};
 use crate::route::Route;
 use crate::size_class::{QUANTUM, SIZES};
 use crate::subpage::{self, ident_class, is_short, BITMAP, IDENT};
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{AtomicUsize, Ordering, BITS};
 use crate::tree::RunKind;
 use crate::{bitmap, tree};
 use core::alloc::Layout;
@@ -141,6 +144,145 @@ impl Pool {
         r
     }
 
+    /// [`Pool::deallocate_element`] of several blocks of `class`, each by
+    /// the tag `tag_of` reads from it. Blocks in a row whose elements share
+    /// a bitmap word of one subpage are freed in one RMW (a flush of a
+    /// consumer's bin holds its producer's elements in the order they were
+    /// claimed, a word at a time), which is also the linearisation point
+    /// and double-free check of each of them. A block whose tag does not
+    /// match takes [`Pool::deallocate`]'s path, alone.
+    ///
+    /// Returns how many were freed and the first refusal, if any. The
+    /// blocks before the refused one are freed, those after it are not,
+    /// except the ones released in one RMW with it (its word's elements
+    /// in a row).
+    ///
+    /// # Safety
+    /// As [`Pool::deallocate`], for each block.
+    pub unsafe fn deallocate_elements(
+        &self,
+        blocks: &[NonNull<u8>],
+        class: usize,
+        tag_of: impl Fn(NonNull<u8>) -> ElementTag,
+    ) -> (usize, Option<(NonNull<u8>, FreeError)>) {
+        let r = self.free_tagged_all(blocks, class, tag_of);
+        #[cfg(feature = "counters")]
+        for i in 0..blocks.len() {
+            self.counters().count_free(i < r.0);
+        }
+        r
+    }
+
+    fn free_tagged_all(
+        &self,
+        blocks: &[NonNull<u8>],
+        class: usize,
+        tag_of: impl Fn(NonNull<u8>) -> ElementTag,
+    ) -> (usize, Option<(NonNull<u8>, FreeError)>) {
+        let Some(&size) = SIZES.get(class) else {
+            let e = FreeError::LayoutMismatch {
+                expected: 0,
+                found: 0,
+            };
+            return (0, blocks.first().map(|&p| (p, e)));
+        };
+        // Elements of word `k` of the subpage at `start` (first at `base`)
+        // waiting to be released together.
+        struct Word<'a> {
+            chunk: &'a ChunkInfo,
+            start: usize,
+            base: usize,
+            k: usize,
+            bits: usize,
+            elems: usize,
+        }
+        // Releases a word's elements: how many it freed, and the first it
+        // refused, if any.
+        let release = |w: &Word<'_>| -> (usize, Option<(NonNull<u8>, FreeError)>) {
+            let n = w.bits.count_ones() as usize;
+            match self.free_small_bits(w.chunk, w.start, class, w.k, w.bits, w.elems) {
+                Ok(()) => (n, None),
+                Err(missing) => {
+                    let at = w.base + (w.k * BITS + missing.trailing_zeros() as usize) * size;
+                    let p = NonNull::new(ptr::with_exposed_provenance_mut::<u8>(at))
+                        .expect("an element's address is not null");
+                    let freed = n - missing.count_ones() as usize;
+                    (freed, Some((p, FreeError::NotAllocated)))
+                }
+            }
+        };
+        let mut freed = 0;
+        let mut pending: Option<Word<'_>> = None;
+        for &p in blocks {
+            let addr = p.as_ptr() as usize;
+            let (start, n) = tag_of(p).parts();
+            let found = if class < self.config().num_small {
+                self.locate(addr).and_then(|(chunk, page)| {
+                    if start > page {
+                        return None;
+                    }
+                    let base = chunk.data + (start << chunk.page_shift);
+                    // SAFETY: `start <= page`, below `full_pages` (`locate`).
+                    let elems = unsafe { self.live_elems(chunk, start, class) }?;
+                    (n < elems && base + n * size == addr).then_some((chunk, base, elems))
+                })
+            } else {
+                None
+            };
+            let Some((chunk, base, elems)) = found else {
+                // Not the tag of an element of this pool: the full free,
+                // alone, after the elements before it.
+                if let Some(w) = pending.take() {
+                    let (n, refused) = release(&w);
+                    freed += n;
+                    if refused.is_some() {
+                        return (freed, refused);
+                    }
+                }
+                let layout = match Layout::from_size_align(size, QUANTUM) {
+                    Ok(l) => l,
+                    Err(_) => return (freed, Some((p, FreeError::ZeroSize))),
+                };
+                match self.free_checked(p, layout) {
+                    Ok(()) => freed += 1,
+                    Err(e) => return (freed, Some((p, e))),
+                }
+                continue;
+            };
+            let (k, bit) = (n / BITS, 1 << (n % BITS));
+            if let Some(w) = pending.as_mut() {
+                // The same element twice in a row goes to a release of its
+                // own, which refuses it.
+                if ptr::eq(w.chunk, chunk) && w.start == start && w.k == k && w.bits & bit == 0 {
+                    w.bits |= bit;
+                    continue;
+                }
+            }
+            if let Some(w) = pending.take() {
+                let (n, refused) = release(&w);
+                freed += n;
+                if refused.is_some() {
+                    return (freed, refused);
+                }
+            }
+            pending = Some(Word {
+                chunk,
+                start,
+                base,
+                k,
+                bits: bit,
+                elems,
+            });
+        }
+        match pending {
+            Some(w) => {
+                let (n, refused) = release(&w);
+                (freed + n, refused)
+            }
+            None => (freed, None),
+        }
+    }
+
     #[inline]
     fn free_tagged(
         &self,
@@ -250,22 +392,70 @@ impl Pool {
         idx: usize,
         elems: usize,
     ) -> Result<(), FreeError> {
+        self.free_small_bits(chunk, start, class, idx / BITS, 1 << (idx % BITS), elems)
+            .map_err(|_| FreeError::NotAllocated)
+    }
+
+    /// Frees the elements `bits` of bitmap word `k` of the subpage at
+    /// `start` in one RMW, then relists or retires the subpage as one free
+    /// would. `Err(missing)`: the elements `missing` were not allocated
+    /// (the others are freed).
+    #[inline(always)]
+    fn free_small_bits(
+        &self,
+        chunk: &ChunkInfo,
+        start: usize,
+        class: usize,
+        k: usize,
+        bits: usize,
+        elems: usize,
+    ) -> Result<(), usize> {
         let header = chunk.header(start);
-        let Ok(released) = bitmap::release(&header[BITMAP..], idx) else {
-            return Err(FreeError::NotAllocated);
+        let released = bitmap::release_word(&header[BITMAP..], k, bits);
+        let r = match released {
+            Ok(r) => r,
+            Err(missing) if missing == bits => return Err(missing),
+            // Some were freed: the subpage's lists follow them (below, with
+            // what the word holds now), and the rest are refused.
+            Err(missing) => {
+                self.after_release(chunk, start, class, header, k, elems);
+                return Err(missing);
+            }
         };
-        if released.was_full {
+        if r.was_full {
             subpage::relist(self.listing(chunk, class, start));
         }
         // ORDERING: Relaxed; a hint. The freeing thread's own lane usually
         // holds the subpage, which then stays.
-        if released.word_empty(elems)
+        if r.word_empty(elems)
             && self.lane_slot(class, stack_lane()).load(Ordering::Relaxed)
                 != header.as_ptr().cast_mut()
         {
             self.maybe_retire(chunk, start, header, class);
         }
         Ok(())
+    }
+
+    /// The lists' part of a release that freed some of its elements and
+    /// found others free already (misuse, on a cold path): the subpage is
+    /// relisted, as a release that found its word full would do (it may
+    /// have been full and unlisted; relisting a listed one changes
+    /// nothing), and may retire if empty.
+    #[cold]
+    fn after_release(
+        &self,
+        chunk: &ChunkInfo,
+        start: usize,
+        class: usize,
+        header: &[AtomicUsize],
+        k: usize,
+        elems: usize,
+    ) {
+        subpage::relist(self.listing(chunk, class, start));
+        // ORDERING: Acquire, as the release's own read of the word.
+        if header[BITMAP + k].load(Ordering::Acquire) == bitmap::pad(elems, k) {
+            self.maybe_retire(chunk, start, header, class);
+        }
     }
 
     /// Returns an empty subpage's run to the tree, unless a lane allocates

@@ -266,6 +266,69 @@ fn elements_free_by_their_tag_and_a_wrong_tag_changes_nothing_it_should_not() {
     assert_eq!(p.stats().allocated_bytes, 0);
 }
 
+/// Elements of one bitmap word freed in a row go back in one release; a
+/// tag that does not match takes the full free alone; an element freed
+/// already, or named twice in a row, is refused, and the error names it.
+#[test]
+fn elements_free_together_by_word_and_a_refusal_names_its_block() {
+    use crate::size_class::class_of;
+    use crate::ElementTag;
+    let len = 16 << 10;
+    let mut buf = std::vec![0u64; len / 8];
+    let p = &Pool::new(CONFIG);
+    let start = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap();
+    // SAFETY: memory used by nothing else, alive until the end of the test,
+    // after the pool's last use.
+    unsafe { p.add_region(start, len) }.unwrap();
+    let layout = l(48, 16);
+    let class = class_of(48);
+    let b: Vec<_> = (0..10)
+        .map(|_| p.allocate(layout).unwrap().cast::<u8>())
+        .collect();
+    // The tags, as a cache records them at its push, while the blocks live.
+    let tags: Vec<_> = b
+        .iter()
+        .map(|&x| p.live_small_element(x).unwrap().1)
+        .collect();
+    let tag_of = |x: NonNull<u8>| {
+        let i = b.iter().position(|&y| y == x).unwrap();
+        tags[i]
+    };
+    let garbage = |_: NonNull<u8>| ElementTag::from_bits(0x5a5a_5a5a);
+    // SAFETY: every call frees live blocks of this pool that we own, or
+    // pointers it refuses.
+    unsafe {
+        assert_eq!(p.deallocate_elements(&b[..4], class, tag_of), (4, None));
+        assert!(b[..4].iter().all(|&x| p.live_small_element(x).is_none()));
+        assert!(p.live_small_element(b[4]).is_some());
+        // Wrong tags: the full free decides, block by block.
+        assert_eq!(p.deallocate_elements(&b[4..6], class, garbage), (2, None));
+        // One element twice in a row: freed once, then refused.
+        assert_eq!(
+            p.deallocate_elements(&[b[6], b[6]], class, tag_of),
+            (1, Some((b[6], FreeError::NotAllocated)))
+        );
+        // A freed element among live ones of its word: the live ones are
+        // freed in the same release, the freed one is refused.
+        assert_eq!(
+            p.deallocate_elements(&[b[7], b[0], b[8]], class, tag_of),
+            (2, Some((b[0], FreeError::NotAllocated)))
+        );
+        assert!(p.live_small_element(b[7]).is_none());
+        assert!(p.live_small_element(b[8]).is_none());
+        // A refusal by the full free stops the list: the block after it
+        // stays live.
+        assert_eq!(
+            p.deallocate_elements(&[b[1], b[9]], class, garbage),
+            (0, Some((b[1], FreeError::NotAllocated)))
+        );
+        assert!(p.live_small_element(b[9]).is_some());
+        assert_eq!(p.deallocate_elements(&b[9..], class, tag_of), (1, None));
+    }
+    p.check().unwrap();
+    assert_eq!(p.stats().allocated_bytes, 0);
+}
+
 /// A pool that keeps empty subpages: a free that empties one leaves its run
 /// in place and listed, `allocate_listed` serves from it (and only from
 /// listed subpages), and `trim` returns the runs to the free pages. Without

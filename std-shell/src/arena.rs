@@ -407,10 +407,12 @@ impl Arena {
 
     /// [`Arena::free_element`] of several cached blocks of `class`, all in
     /// `chunk`, each by the tag `tag_of` reads from it: the core frees
-    /// each, and the chunk's accounting (its count, the arena's, its band)
-    /// is done once for them all, as a flush of a consumer's bin finds its
-    /// blocks mostly in one chunk. On a refusal, the blocks before it stay
-    /// freed and accounted, and the refused one is returned with the error.
+    /// them (`Pool::deallocate_elements`: the elements of one bitmap word
+    /// in a row in one RMW), and the chunk's accounting (its count, the
+    /// arena's, its band) is done once for them all, as a flush of a
+    /// consumer's bin finds its blocks mostly in one chunk. On a refusal,
+    /// the blocks the core freed stay freed and accounted, and the refused
+    /// one is returned with the error.
     ///
     /// # Safety
     /// `chunk` is a registered chunk of this arena and each of `blocks`,
@@ -424,16 +426,8 @@ impl Arena {
         tag_of: impl Fn(NonNull<u8>) -> ElementTag,
     ) -> Result<usize, (NonNull<u8>, FreeError)> {
         let before = Before::read(chunk);
-        let mut freed = 0;
-        let mut refused = None;
-        for &p in blocks {
-            // SAFETY: forwarded: the caller owns `p` if it is live.
-            if let Err(e) = unsafe { chunk.pool.deallocate_element(p, class, tag_of(p)) } {
-                refused = Some((p, e));
-                break;
-            }
-            freed += 1;
-        }
+        // SAFETY: forwarded: the caller owns each block if it is live.
+        let (freed, refused) = unsafe { chunk.pool.deallocate_elements(blocks, class, tag_of) };
         let released = if freed > 0 {
             // SAFETY: `freed` blocks of `class` were freed in this chunk's
             // pool just now.
