@@ -192,23 +192,24 @@ fn has_partial_follows_the_listed_subpages() {
     p.check().unwrap();
 }
 
-#[test]
-fn elements_free_by_their_tag_and_a_wrong_tag_changes_nothing_it_should_not() {
-    use crate::size_class::class_of;
-    use crate::ElementTag;
-    let len = 16 << 10;
-    let mut buf = std::vec![0u64; len / 8];
-    let p = &Pool::new(CONFIG);
+/// `n` live blocks of 48 B in a pool over `buf`, with their class and the
+/// tags a cache records at its push.
+///
+/// # Safety
+/// `buf` is used by nothing else and outlives the pool's last use.
+unsafe fn tagged_elements(
+    p: &Pool,
+    buf: &mut [u64],
+    n: usize,
+) -> (usize, Vec<NonNull<u8>>, Vec<crate::ElementTag>) {
     let start = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap();
-    // SAFETY: memory used by nothing else, alive until the end of the test,
-    // after the pool's last use.
-    unsafe { p.add_region(start, len) }.unwrap();
-    let layout = l(48, 16);
-    let class = class_of(48);
-    let blocks: Vec<_> = (0..6)
-        .map(|_| p.allocate(layout).unwrap().cast::<u8>())
+    // SAFETY: the caller's contract.
+    unsafe { p.add_region(start, buf.len() * 8) }.unwrap();
+    let class = crate::size_class::class_of(48);
+    let blocks: Vec<_> = (0..n)
+        .map(|_| p.allocate(l(48, 16)).unwrap().cast::<u8>())
         .collect();
-    let tags: Vec<_> = blocks
+    let tags = blocks
         .iter()
         .map(|&b| {
             let (c, tag) = p.live_small_element(b).unwrap();
@@ -217,6 +218,16 @@ fn elements_free_by_their_tag_and_a_wrong_tag_changes_nothing_it_should_not() {
             tag
         })
         .collect();
+    (class, blocks, tags)
+}
+
+#[test]
+fn elements_free_by_their_tag_and_a_wrong_tag_changes_nothing_it_should_not() {
+    use crate::ElementTag;
+    let mut buf = std::vec![0u64; (16 << 10) / 8];
+    let p = &Pool::new(CONFIG);
+    // SAFETY: `buf` outlives the pool's last use, and nothing else uses it.
+    let (class, blocks, tags) = unsafe { tagged_elements(p, &mut buf, 6) };
     // Distinct elements, distinct tags.
     assert_ne!(tags[0], tags[1]);
     // A matching tag frees; the same free again is a double free, refused.
@@ -271,25 +282,11 @@ fn elements_free_by_their_tag_and_a_wrong_tag_changes_nothing_it_should_not() {
 /// already, or named twice in a row, is refused, and the error names it.
 #[test]
 fn elements_free_together_by_word_and_a_refusal_names_its_block() {
-    use crate::size_class::class_of;
     use crate::ElementTag;
-    let len = 16 << 10;
-    let mut buf = std::vec![0u64; len / 8];
+    let mut buf = std::vec![0u64; (16 << 10) / 8];
     let p = &Pool::new(CONFIG);
-    let start = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap();
-    // SAFETY: memory used by nothing else, alive until the end of the test,
-    // after the pool's last use.
-    unsafe { p.add_region(start, len) }.unwrap();
-    let layout = l(48, 16);
-    let class = class_of(48);
-    let b: Vec<_> = (0..10)
-        .map(|_| p.allocate(layout).unwrap().cast::<u8>())
-        .collect();
-    // The tags, as a cache records them at its push, while the blocks live.
-    let tags: Vec<_> = b
-        .iter()
-        .map(|&x| p.live_small_element(x).unwrap().1)
-        .collect();
+    // SAFETY: `buf` outlives the pool's last use, and nothing else uses it.
+    let (class, b, tags) = unsafe { tagged_elements(p, &mut buf, 10) };
     let tag_of = |x: NonNull<u8>| {
         let i = b.iter().position(|&y| y == x).unwrap();
         tags[i]
