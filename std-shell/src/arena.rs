@@ -36,7 +36,10 @@
 //! mapped and come back as zero pages), so that a server whose use falls
 //! returns memory without calling `trim`. A run freed just before the purge
 //! goes with the others and costs page faults when it serves again: at most
-//! once per page and period.
+//! once per page and period. The empty chunks still kept at a purge that
+//! emptied a period or more before it (the `keep_empty` ones) give back all
+//! their pages the same way: kept, an idle arena's chunk would otherwise
+//! hold up to a whole chunk resident for as long as the process runs.
 //!
 //! The decay is checked on the arena's slow paths (a refill, a free that
 //! moves a chunk across bands): no timer, no thread; one clock read and a
@@ -332,6 +335,21 @@ impl Lists {
         }
     }
 
+    /// Decommits every page of the empty chunks that emptied a period or
+    /// more before `now` (`decommit_free`: an empty chunk's pages are one
+    /// free run once `decommit_live` has retired its kept subpages): the
+    /// chunks the decay keeps (`keep_empty`) stay mapped and ready but hold
+    /// no resident pages. The caller holds the arena lock.
+    fn decommit_empty(&self, now: u64, period: u64) {
+        for c in self.chunks(EMPTY) {
+            // ORDERING: Relaxed; under the arena lock.
+            let emptied = c.emptied_ns.load(Ordering::Relaxed);
+            if now.saturating_sub(emptied) >= period {
+                decommit_free(c);
+            }
+        }
+    }
+
     fn chunks(&self, band: usize) -> impl Iterator<Item = &Chunk> {
         let mut c = self.heads[band];
         core::iter::from_fn(move || {
@@ -528,11 +546,16 @@ impl Arena {
             return self.release_empty(sh, lists, sh.keep_empty);
         }
         let now = os::monotonic_ns();
-        if now.saturating_sub(lists.purged_ns) >= sh.decay_ns {
+        let purge = now.saturating_sub(lists.purged_ns) >= sh.decay_ns;
+        if purge {
             lists.purged_ns = now;
             lists.decommit_live(&self.runs);
         }
-        self.expire_empty(sh, lists, now)
+        let released = self.expire_empty(sh, lists, now);
+        if purge {
+            lists.decommit_empty(now, sh.decay_ns);
+        }
+        released
     }
 
     /// Releases the empty chunks whose decay has run out by `now`, while

@@ -130,9 +130,10 @@ pub struct ShellConfig {
     /// Milliseconds an arena keeps a chunk that emptied mapped (and
     /// resident) for reuse before it goes back to the OS, checked on the
     /// arena's slow paths (jemalloc's `dirty_decay_ms`, mimalloc's purge
-    /// delay); one empty chunk per arena is kept regardless. Also the period
-    /// at which the free runs (64 KiB or more) of the other chunks are
-    /// decommitted. 0 releases empty chunks beyond one at once, as Netty
+    /// delay); one empty chunk per arena is kept regardless, mapped, its
+    /// pages decommitted once it has been empty for a period. Also the
+    /// period at which the free runs (64 KiB or more) of the other chunks
+    /// are decommitted. 0 releases empty chunks beyond one at once, as Netty
     /// destroys a chunk whose usage falls to zero, and decommits nothing by
     /// time. `PooledAllocator::trim` and a reclaim under the memory limit
     /// release them all whatever this says.

@@ -1,6 +1,6 @@
 //! Resident memory for the tests that check pages go back to the OS
-//! (`shell_decommit`, `shell_decay_purge`): each runs alone in its binary,
-//! since the figure is the whole process's.
+//! (`shell_decommit`, `shell_decay_purge`, `shell_decay_kept`): each runs
+//! alone in its binary, since the figure is the whole process's.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -12,6 +12,21 @@ pub fn resident() -> Option<usize> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+/// The resident memory now, and a pool of one arena whose decay is `ms`,
+/// without a thread cache or leak detection, so that every allocation is a
+/// slow path of that arena, which runs the decay (a sampled one would go to
+/// the leak samples' arena). `None` where resident memory cannot be read
+/// (not Linux): nothing to measure.
+pub fn decaying_arena(ms: usize) -> Option<(usize, PooledAllocator)> {
+    let start = resident()?;
+    let a = crate::unsampled()
+        .arenas(1)
+        .thread_cache(false)
+        .chunk_decay_millis(ms)
+        .build();
+    Some((start, a))
 }
 
 /// The 64 KiB page runs of [`Holes`].

@@ -6,23 +6,14 @@
 //! One test in its own binary: it reads the process's resident memory
 //! (skipped under the sanitizers, whose shadow memory stays resident).
 
-use poolalloc_tests::resident::{resident, Holes, RUN};
-use poolalloc_tests::unsampled;
+use poolalloc_tests::resident::{decaying_arena, resident, Holes, RUN};
 use std::time::Duration;
 
 #[test]
 fn free_runs_are_decommitted_once_the_decay_runs_out() {
-    let Some(start) = resident() else {
+    let Some((start, a)) = decaying_arena(300) else {
         return; // Not Linux: nothing to measure.
     };
-    // No leak detection: a sampled allocation is served by the leak
-    // samples' arena, and the decay here waits for a slow path of the
-    // thread's arena.
-    let a = unsampled()
-        .arenas(1)
-        .thread_cache(false)
-        .chunk_decay_millis(300)
-        .build();
     let holes = Holes::make(&a, start);
     // The frees came within the period: the runs are still resident.
     let freed = resident().unwrap();
