@@ -314,10 +314,53 @@ impl Pool {
         self.live_class_of::<false>(ptr)
     }
 
+    /// [`Pool::live_element`] of a pointer that the caller knows lies in
+    /// the pages of the pool's first chunk ([`Pool::first_chunk_pages`]):
+    /// the same answer without the address lookup. A layer that gives
+    /// each pool one chunk-aligned region and finds the pool from the
+    /// pointer (the std shell's chunks) has already placed it there.
+    ///
+    /// # Safety
+    /// [`Pool::first_chunk_pages`] is `Some((data, end))` with
+    /// `data <= ptr < end`.
+    #[inline(always)]
+    pub unsafe fn live_element_in_first(&self, ptr: NonNull<u8>) -> Option<(usize, ElementTag)> {
+        // SAFETY: forwarded.
+        let (chunk, page) = unsafe { self.locate_first(ptr.as_ptr() as usize) };
+        self.live_class_at::<true>(ptr, chunk, page)
+    }
+
+    /// [`Pool::live_small_element`] of a pointer in the pages of the pool's
+    /// first chunk, as [`Pool::live_element_in_first`].
+    ///
+    /// # Safety
+    /// As [`Pool::live_element_in_first`].
+    #[inline(always)]
+    pub unsafe fn live_small_element_in_first(
+        &self,
+        ptr: NonNull<u8>,
+    ) -> Option<(usize, ElementTag)> {
+        // SAFETY: forwarded.
+        let (chunk, page) = unsafe { self.locate_first(ptr.as_ptr() as usize) };
+        self.live_class_at::<false>(ptr, chunk, page)
+    }
+
     #[inline(always)]
     fn live_class_of<const RUNS: bool>(&self, ptr: NonNull<u8>) -> Option<(usize, ElementTag)> {
+        let (chunk, page) = self.locate(ptr.as_ptr() as usize)?;
+        self.live_class_at::<RUNS>(ptr, chunk, page)
+    }
+
+    /// [`Pool::live_element`] (with `RUNS`) of `ptr`, which lies in `page`
+    /// of `chunk` (as `locate` finds them).
+    #[inline(always)]
+    fn live_class_at<const RUNS: bool>(
+        &self,
+        ptr: NonNull<u8>,
+        chunk: &ChunkInfo,
+        page: usize,
+    ) -> Option<(usize, ElementTag)> {
         let addr = ptr.as_ptr() as usize;
-        let (chunk, page) = self.locate(addr)?;
         // SAFETY: `locate`'s page is below `full_pages`.
         match PageDesc::load_word(unsafe { chunk.map_word(page) }) {
             PageDesc::Small { back, class } if back <= page => {

@@ -384,6 +384,38 @@ impl Pool {
         None
     }
 
+    /// The pages `[data, end)` of the first chunk linked into the pool (of
+    /// its first region), once there is one: the range in which
+    /// [`Pool::live_element_in_first`] may skip the address lookup.
+    pub fn first_chunk_pages(&self) -> Option<(usize, usize)> {
+        // ORDERING: Acquire, as `locate`'s.
+        let first = self.first.load(Ordering::Acquire).cast_const();
+        // SAFETY: `first` names a link of a published region, which lives as
+        // long as the pool.
+        unsafe { first.as_ref() }.map(|link| (link.data, link.end))
+    }
+
+    /// `locate` of an address in the pages of the first chunk linked.
+    ///
+    /// # Safety
+    /// [`Pool::first_chunk_pages`] is `Some((data, end))` with
+    /// `data <= addr < end`.
+    #[inline(always)]
+    pub(crate) unsafe fn locate_first(&self, addr: usize) -> (&ChunkInfo, usize) {
+        // ORDERING: Acquire, as `locate`'s (the caller saw the link
+        // published, through `first_chunk_pages` or a publication of its
+        // own that followed it).
+        let first = self.first.load(Ordering::Acquire).cast_const();
+        // SAFETY: the caller's contract: `first` is set, and names a link of
+        // a published region, which lives as long as the pool; a link names
+        // its own chunk.
+        let link = unsafe { &*first };
+        // SAFETY: as just said.
+        let chunk = unsafe { &*link.chunk };
+        debug_assert!(link.data <= addr && addr < link.end);
+        (chunk, (addr - link.data) >> self.config.page_shift)
+    }
+
     /// Where `layout` is served (`route.rs`).
     #[inline(always)]
     pub(crate) fn route(&self, layout: Layout) -> Result<Route, AllocError> {

@@ -446,3 +446,45 @@ fn a_batch_takes_words_of_elements_and_every_block_is_live() {
     }
     p.check().unwrap();
 }
+
+#[test]
+fn the_first_chunks_lookup_answers_as_the_full_one() {
+    let mut buf = std::vec![0u64; (16 << 10) / 8];
+    let p = &Pool::new(CONFIG);
+    assert_eq!(p.first_chunk_pages(), None);
+    // SAFETY: `buf` outlives the pool's last use, and nothing else uses it.
+    let (_, mut blocks, _) = unsafe { tagged_elements(p, &mut buf, 4) };
+    let (data, end) = p.first_chunk_pages().unwrap();
+    assert!(data < end && end - data <= CONFIG.chunk_size());
+    let there = |b: &NonNull<u8>| (data..end).contains(&(b.as_ptr() as usize));
+    // Elements and page runs until some of each lie in the first chunk (the
+    // pool serves its other chunks first).
+    for (layout, n) in [(l(48, 16), 2), (l(CONFIG.page_size(), 8), 1)] {
+        let of = |b: &&NonNull<u8>| there(b) && p.resolve(**b).unwrap().size() == layout.size();
+        while blocks.iter().filter(of).count() < n {
+            blocks.push(p.allocate(layout).unwrap().cast::<u8>());
+        }
+    }
+    // A freed element among the live ones.
+    let freed = blocks.iter().position(there).unwrap();
+    // SAFETY: a live block of this pool with its layout, freed once.
+    unsafe { p.deallocate(blocks.remove(freed), l(48, 16)) }.unwrap();
+    let mut live = 0;
+    for addr in (data..end).step_by(16) {
+        let ptr = NonNull::new(buf.as_mut_ptr().cast::<u8>().with_addr(addr)).unwrap();
+        // SAFETY: `data <= addr < end`.
+        let (first, small) = unsafe {
+            (
+                p.live_element_in_first(ptr),
+                p.live_small_element_in_first(ptr),
+            )
+        };
+        assert_eq!(first, p.live_element(ptr), "{addr:#x}");
+        assert_eq!(small, p.live_small_element(ptr), "{addr:#x}");
+        live += usize::from(first.is_some());
+    }
+    // Every live block there, and nothing else (interior and freed
+    // pointers).
+    assert_eq!(live, blocks.iter().filter(|b| there(b)).count());
+    assert!(live >= 2);
+}

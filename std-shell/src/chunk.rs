@@ -37,7 +37,7 @@
 use crate::os;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use poolalloc_core::{Config as CoreConfig, Pool};
+use poolalloc_core::{Config as CoreConfig, ElementTag, Pool};
 
 const MAGIC: usize = 0x706f_6f6c_6368_6e6b; // "poolchnk"
 
@@ -148,12 +148,18 @@ impl Chunk {
                 .pool
                 .add_region_split_zeroed(base, size, meta, len - meta_at)
         } {
-            Ok(usable) => {
+            // `InChunk`'s premise: the pool's first chunk is exactly this
+            // chunk's pages.
+            Ok(usable)
+                // SAFETY: still private to us.
+                if unsafe { &*header.as_ptr() }.pool.first_chunk_pages()
+                    == Some((base.as_ptr() as usize, base.as_ptr() as usize + size)) =>
+            {
                 // SAFETY: still private to us.
                 unsafe { (*header.as_ptr()).usable = usable };
                 Some(header)
             }
-            Err(_) => {
+            _ => {
                 // SAFETY: our mapping, never published.
                 unsafe { os::unmap(base, len) };
                 None
@@ -221,6 +227,17 @@ impl Chunk {
         c
     }
 
+    /// `ptr` with its chunk, once the caller has proved that `ptr` lies in
+    /// the chunk's pages: the core's lookups in it then skip the address
+    /// lookup that the chunk map already made ([`InChunk`]).
+    ///
+    /// # Safety
+    /// `ptr` lies in this chunk's pages, `[key, key + chunk_size)`.
+    #[inline(always)]
+    pub(crate) unsafe fn holding(&self, ptr: NonNull<u8>) -> InChunk<'_> {
+        InChunk { chunk: self, ptr }
+    }
+
     /// The chunk's key in the chunk map: the address of its first page.
     #[inline]
     pub(crate) fn key(&self) -> usize {
@@ -244,5 +261,35 @@ impl Chunk {
         } else {
             (a * 100 / self.usable).clamp(1, 100)
         }
+    }
+}
+
+/// A pointer that lies in the pages of a chunk, with the chunk: made only
+/// by [`Chunk::holding`], whose caller proved it (the free path's chunk
+/// map lookup, `Inner::chunk_holding`). `Chunk::create` makes sure that
+/// these pages are exactly the first chunk of the chunk's pool, so the
+/// core's checks of the pointer may skip its address lookup
+/// (`Pool::live_element_in_first`): the lookup the chunk map made is not
+/// made twice.
+#[derive(Clone, Copy)]
+pub(crate) struct InChunk<'a> {
+    pub chunk: &'a Chunk,
+    ptr: NonNull<u8>,
+}
+
+impl InChunk<'_> {
+    /// `Pool::live_small_element` of the pointer.
+    #[inline(always)]
+    pub(crate) fn live_small_element(self) -> Option<(usize, ElementTag)> {
+        // SAFETY: `ptr` lies in the chunk's pages (`holding`'s contract),
+        // which are its pool's first chunk (`Chunk::create`).
+        unsafe { self.chunk.pool.live_small_element_in_first(self.ptr) }
+    }
+
+    /// `Pool::live_element` of the pointer.
+    #[inline(always)]
+    pub(crate) fn live_element(self) -> Option<(usize, ElementTag)> {
+        // SAFETY: as in `live_small_element`.
+        unsafe { self.chunk.pool.live_element_in_first(self.ptr) }
     }
 }

@@ -11,12 +11,14 @@
 //! 1. the thread's cache if one is bound (one TLS read) and, for a sized
 //!    free, room for the layout's size under the cache's byte bound,
 //!    before any lookup;
-//! 2. the chunk (`Inner::chunk_of`: the chunk map, which vouches for the
-//!    header), not one of the leak samples' arena (`Chunk::tracks`);
-//! 3. the core's `Pool::live_small_element`: the pointer starts a live
-//!    small element, and its class and tag (`ElementTag`), in the loads of
-//!    the core's resolve (address table, descriptor, identity, element
-//!    index, bitmap word); for a sized free the layout's size must route to
+//! 2. the chunk (`Inner::chunk_holding`: the chunk map, which vouches for
+//!    the header and proves the pointer lies in the chunk's pages, an
+//!    `InChunk`), not one of the leak samples' arena (`Chunk::tracks`);
+//! 3. the core's `Pool::live_small_element_in_first`: the pointer starts a
+//!    live small element, and its class and tag (`ElementTag`), in the
+//!    loads of the core's resolve but its address lookup, which the chunk
+//!    map made (descriptor, identity, element index, bitmap word); for a
+//!    sized free the layout's size must route to
 //!    that class (above the class below it, at most its own), which is the
 //!    layout check;
 //! 4. room in the class's bin, the double-free canary (a block already in
@@ -29,7 +31,7 @@
 //! cache's largest class) takes the same steps with `RUNS` out of the
 //! small classes' code (`PooledAllocator::deallocate_run`, a call that
 //! keeps the small classes' leaf free of the run's registers): the run's
-//! tree word is checked inline there (`Pool::live_element`).
+//! tree word is checked inline there (`Pool::live_element_in_first`).
 //!
 //! Anything else changes nothing and takes the **cold path**
 //! (`free_slow`, `free_unsized_slow`, out of line). It first retries the
@@ -49,19 +51,18 @@
 //! # The budget
 //!
 //! Measured with callgrind (`pair-loop shell:poolalloc 64`, BENCHMARKS.md),
-//! a cached 64 B free costs about 174 instructions through `GlobalAlloc`:
+//! a cached 64 B free costs about 166 instructions through `GlobalAlloc`:
 //! the register saves (~16: the path needs more registers than a call
 //! leaves free), the TLS read and bin room (~15), the chunk map and header
 //! (~12: the chunk size is a value in `Shared`, the samples' flag in the
-//! header's first line), the core's `live_small_element` (~45: the pool's first chunk
-//! before its address table, the map and header words read without bounds
-//! checks), the canary (~5), the push with the tag and its counters (~25),
-//! and the glue. mimalloc's whole alloc+free pair is 77; what separates
-//! them is validation that mimalloc does not do (foreign, interior,
-//! mismatched and double frees, exactly, on every free) and the shell's
-//! second lookup structure (the chunk map before the core's). A change
-//! that adds to this path must say so here; `ci/budget.sh` fails a pair
-//! past its ceiling.
+//! header's first line), the core's `live_small_element_in_first` (~37:
+//! the pool's first chunk taken as the chunk map placed the pointer, with
+//! no range check, the map and header words read without bounds checks),
+//! the canary (~5), the push with the tag and its counters (~25), and the
+//! glue. mimalloc's whole alloc+free pair is 77; what separates them is
+//! validation that mimalloc does not do (foreign, interior, mismatched and
+//! double frees, exactly, on every free). A change that adds to this path
+//! must say so here; `ci/budget.sh` fails a pair past its ceiling.
 //!
 //! # Leak tracking
 //!
@@ -78,7 +79,7 @@
 //! abort, as glibc does (`misuse`).
 
 use crate::allocator::Inner;
-use crate::chunk::Chunk;
+use crate::chunk::{Chunk, InChunk};
 use crate::error::FreeError;
 use crate::os;
 use crate::thread_cache::OwnedCache;
@@ -249,15 +250,15 @@ impl Inner {
         if !BIND && size.is_some_and(|s| cache.bytes + s > self.config.cache_max_bytes) {
             return None;
         }
-        let chunk = self.chunk_of(ptr)?;
-        if chunk.tracks() {
+        let held = self.chunk_holding(ptr)?;
+        if held.chunk.tracks() {
             return None;
         }
         let addr = ptr.as_ptr() as usize;
         let (class, tag) = if RUNS {
-            chunk.pool.live_element(ptr)?
+            held.live_element()?
         } else {
-            chunk.pool.live_small_element(ptr)?
+            held.live_small_element()?
         };
         match size {
             // The layout check: the class is the one the size routes to
@@ -287,12 +288,23 @@ impl Inner {
     /// The registered chunk holding `ptr`, if any.
     #[inline]
     pub(crate) fn chunk_of(&self, ptr: NonNull<u8>) -> Option<&Chunk> {
+        self.chunk_holding(ptr).map(|held| held.chunk)
+    }
+
+    /// [`Inner::chunk_of`], with the proof that `ptr` lies in the chunk's
+    /// pages.
+    #[inline(always)]
+    pub(crate) fn chunk_holding(&self, ptr: NonNull<u8>) -> Option<InChunk<'_>> {
         let addr = ptr.as_ptr() as usize;
         if !self.shared.map.contains(addr) {
             return None;
         }
         // SAFETY: our map says the chunk is registered (mapped, initialised).
-        Some(unsafe { Chunk::registered(addr, self.shared.chunk_size, self.shared.owner) })
+        let chunk = unsafe { Chunk::registered(addr, self.shared.chunk_size, self.shared.owner) };
+        // SAFETY: the map names the chunk-aligned granule of `addr` (never
+        // the granule its header and metadata spill into), whose
+        // `chunk_size` bytes are the chunk's pages.
+        Some(unsafe { chunk.holding(ptr) })
     }
 
     /// Frees a huge block, checked against `layout` when there is one.
