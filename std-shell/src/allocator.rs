@@ -530,8 +530,12 @@ impl Inner {
         let base = os::map(mapped)?;
         let chunk = core.chunk_size();
         let max_pooled = chunk / 2;
+        // Rounded down to a class's size, as Netty compares a block's
+        // normalised size with it: a class is cached whole or not at all,
+        // whether its blocks are freed with their layout or from the
+        // pointer alone (no bin exists above it, see `Inner::has_room`).
         let max_cached = if config.thread_cache {
-            config.max_cached_capacity.min(max_pooled)
+            class_floor(config.max_cached_capacity.min(max_pooled))
         } else {
             0
         };
@@ -632,5 +636,16 @@ impl Inner {
         }
         let c = class_for(layout.size(), layout.align());
         SIZES.get(c).copied().unwrap_or(0)
+    }
+}
+
+/// The largest class size of at most `bytes` (0 below the smallest class).
+fn class_floor(bytes: usize) -> usize {
+    use poolalloc_core::size_class::{class_of, SIZES};
+    let c = class_of(bytes);
+    match SIZES.get(c) {
+        Some(&size) if size <= bytes => size,
+        _ if c > 0 => SIZES[c - 1],
+        _ => 0,
     }
 }

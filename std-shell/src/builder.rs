@@ -52,7 +52,7 @@ impl Builder {
         self.config.thread_cache = on;
         self
     }
-    /// Largest class size kept in thread caches.
+    /// Largest block kept in thread caches, rounded down to a size class.
     pub fn max_cached_capacity(mut self, bytes: usize) -> Builder {
         self.config.max_cached_capacity = bytes;
         self

@@ -114,8 +114,10 @@ pub struct ShellConfig {
     /// Entries per normal size class in a thread cache (`normalCacheSize`);
     /// 0 disables caching normal blocks.
     pub normal_cache_size: usize,
-    /// Largest block a thread cache keeps (`maxCachedBufferCapacity`); at
-    /// most the chunk size.
+    /// Largest block a thread cache keeps (`maxCachedBufferCapacity`),
+    /// rounded down to a size class (a block's class size counts, as
+    /// Netty's normalised capacity does); at most the chunk size (a block
+    /// above half a chunk is huge, never cached).
     pub max_cached_capacity: usize,
     /// Cache operations between trims of entries unused since the last trim
     /// (`cacheTrimInterval`); 0 never trims by count.

@@ -260,18 +260,16 @@ impl Inner {
         } else {
             held.live_small_element()?
         };
-        match size {
-            // The layout check: the class is the one the size routes to
-            // (the callers pass alignments of at most the quantum), and the
-            // size is not zero (`s - 1` wraps).
-            Some(s)
-                if s.wrapping_sub(1) >= SIZES[class]
-                    || class.checked_sub(1).is_some_and(|c| s <= SIZES[c]) =>
+        // The layout check: the class is the one the size routes to (the
+        // callers pass alignments of at most the quantum), and the size is
+        // not zero (`s - 1` wraps). A class above `max_cached` (a class's
+        // size) has no bin: `has_room` refuses it.
+        if let Some(s) = size {
+            if s.wrapping_sub(1) >= SIZES[class]
+                || class.checked_sub(1).is_some_and(|c| s <= SIZES[c])
             {
-                return None
+                return None;
             }
-            None if SIZES[class] > self.max_cached => return None,
-            _ => {}
         }
         if !(self.has_room(cache, class) || (BIND && self.flush_half(cache, class))) {
             return None;

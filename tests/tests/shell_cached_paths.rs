@@ -171,3 +171,30 @@ fn a_flush_frees_by_the_tag_and_an_overwritten_tag_frees_the_right_block() {
         unsafe { pool.try_deallocate(b, small()) }.unwrap();
     }
 }
+
+#[test]
+fn the_cached_capacity_rounds_down_to_a_class_for_both_frees() {
+    // 1,000 bytes: the 896 B class is cached, the 1 KiB class is not,
+    // whether a block is freed with its layout or from the pointer alone.
+    let pool = unsampled().arenas(1).max_cached_capacity(1000).build();
+    let bind = pool.try_allocate_wrapped(small()).unwrap().cast::<u8>();
+    // SAFETY: just allocated with this layout.
+    unsafe { pool.try_deallocate(bind, small()) }.unwrap();
+    for (size, cached) in [(896, true), (897, false), (1000, false)] {
+        let layout = Layout::from_size_align(size, 16).unwrap();
+        for sized in [true, false] {
+            let p = pool.try_allocate(layout).unwrap().cast::<u8>();
+            let before = pool.metrics_summary().cached_bytes;
+            // SAFETY: live, allocated with `layout`, freed once.
+            unsafe {
+                if sized {
+                    pool.try_deallocate(p, layout).unwrap();
+                } else {
+                    pool.try_free(p).unwrap();
+                }
+            }
+            let grew = pool.metrics_summary().cached_bytes > before;
+            assert_eq!(grew, cached, "{size} B, sized: {sized}");
+        }
+    }
+}
