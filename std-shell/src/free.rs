@@ -50,8 +50,9 @@
 //!
 //! # The budget
 //!
-//! Measured with callgrind (`pair-loop shell:poolalloc 64`, BENCHMARKS.md),
-//! a cached 64 B free costs about 166 instructions through `GlobalAlloc`:
+//! Measured with callgrind (`pair-loop shell:poolalloc 64`, BENCHMARKS.md;
+//! `dealloc`'s share, leak detection off), a cached 64 B free costs 158
+//! instructions through `GlobalAlloc`, of the pair's 226:
 //! the register saves (~16: the path needs more registers than a call
 //! leaves free), the TLS read and bin room (~15), the chunk map and header
 //! (~12: the chunk size is a value in `Shared`, the samples' flag in the
