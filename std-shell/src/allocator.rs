@@ -42,7 +42,7 @@ use core::panic::Location;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use core::time::Duration;
-use poolalloc_core::size_class::{class_for, SIZES};
+use poolalloc_core::size_class::{class_for, class_of, SIZES};
 
 /// Everything an allocator owns, in its own OS mapping.
 pub(crate) struct Inner {
@@ -542,7 +542,7 @@ impl Inner {
         let cache_bins = if max_cached == 0 {
             0
         } else {
-            poolalloc_core::size_class::class_of(max_cached) + 1
+            class_of(max_cached) + 1
         };
         let inner = base.cast::<Inner>();
         let map = ChunkMap::new(chunk)?;
@@ -567,8 +567,7 @@ impl Inner {
                 n_arenas,
                 max_pooled,
                 max_cached,
-                max_cached_small: max_cached
-                    .min(poolalloc_core::size_class::SIZES[core.num_small_classes() - 1]),
+                max_cached_small: max_cached.min(SIZES[core.num_small_classes() - 1]),
                 cache_bins,
                 caches: Registry::new(),
                 trim_epoch: AtomicUsize::new(0),
@@ -639,13 +638,11 @@ impl Inner {
     }
 }
 
-/// The largest class size of at most `bytes` (0 below the smallest class).
+/// The largest class size of at most `bytes` (0 below the smallest
+/// class): the class below the first one above it.
 fn class_floor(bytes: usize) -> usize {
-    use poolalloc_core::size_class::{class_of, SIZES};
-    let c = class_of(bytes);
-    match SIZES.get(c) {
-        Some(&size) if size <= bytes => size,
-        _ if c > 0 => SIZES[c - 1],
-        _ => 0,
+    match class_of(bytes.saturating_add(1)) {
+        0 => 0,
+        c => SIZES[c - 1],
     }
 }
