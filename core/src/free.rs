@@ -12,7 +12,10 @@
 //! to the full free when it does not match; a flush's elements of one
 //! bitmap word in a row go back in one `fetch_and`
 //! ([`Pool::deallocate_elements`]), the linearisation point and
-//! double-free check of each of them.
+//! double-free check of each of them. Their `_in_first` forms skip the
+//! address lookup too, for a caller that knows the pointer lies in the
+//! pool's first chunk (the std shell, whose chunks are their pools' first
+//! chunks).
 //!
 //! An element free that empties its bitmap word may retire the subpage: its
 //! run goes back to the tree, unless a lane allocates from it (as Netty keeps
@@ -138,7 +141,31 @@ impl Pool {
         class: usize,
         tag: ElementTag,
     ) -> Result<(), FreeError> {
-        let r = self.free_tagged(ptr, class, tag);
+        // SAFETY: without `FIRST`, no contract beyond this function's.
+        let r = unsafe { self.free_tagged::<false>(ptr, class, tag) };
+        #[cfg(feature = "counters")]
+        self.counters().count_free(r.is_ok());
+        r
+    }
+
+    /// [`Pool::deallocate_element`] of a pointer in the pages of the pool's
+    /// first chunk: the tag is checked against that chunk's metadata
+    /// without the address lookup, which a layer that keeps the chunk's
+    /// range made already (the std shell's chunk map, whose chunks are
+    /// their pools' first chunks). Every check is the same.
+    ///
+    /// # Safety
+    /// As [`Pool::deallocate`]; and [`Pool::first_chunk_pages`] is
+    /// `Some((data, end))` with `data <= ptr < end`.
+    #[inline]
+    pub unsafe fn deallocate_element_in_first(
+        &self,
+        ptr: NonNull<u8>,
+        class: usize,
+        tag: ElementTag,
+    ) -> Result<(), FreeError> {
+        // SAFETY: forwarded: `ptr` lies in the first chunk's pages.
+        let r = unsafe { self.free_tagged::<true>(ptr, class, tag) };
         #[cfg(feature = "counters")]
         self.counters().count_free(r.is_ok());
         r
@@ -165,7 +192,8 @@ impl Pool {
         class: usize,
         tag_of: impl Fn(NonNull<u8>) -> ElementTag,
     ) -> (usize, Option<(NonNull<u8>, FreeError)>) {
-        let r = self.free_tagged_all(blocks, class, tag_of);
+        // SAFETY: without `FIRST`, no contract beyond this function's.
+        let r = unsafe { self.free_tagged_all::<false>(blocks, class, tag_of) };
         #[cfg(feature = "counters")]
         for i in 0..blocks.len() {
             self.counters().count_free(i < r.0);
@@ -173,7 +201,33 @@ impl Pool {
         r
     }
 
-    fn free_tagged_all(
+    /// [`Pool::deallocate_elements`] of blocks in the pages of the pool's
+    /// first chunk, each checked as by [`Pool::deallocate_element_in_first`].
+    ///
+    /// # Safety
+    /// As [`Pool::deallocate_element_in_first`], for each block.
+    pub unsafe fn deallocate_elements_in_first(
+        &self,
+        blocks: &[NonNull<u8>],
+        class: usize,
+        tag_of: impl Fn(NonNull<u8>) -> ElementTag,
+    ) -> (usize, Option<(NonNull<u8>, FreeError)>) {
+        // SAFETY: forwarded: every block lies in the first chunk's pages.
+        let r = unsafe { self.free_tagged_all::<true>(blocks, class, tag_of) };
+        #[cfg(feature = "counters")]
+        for i in 0..blocks.len() {
+            self.counters().count_free(i < r.0);
+        }
+        r
+    }
+
+    /// The body of [`Pool::deallocate_elements`] (with `FIRST`, of
+    /// [`Pool::deallocate_elements_in_first`]).
+    ///
+    /// # Safety
+    /// With `FIRST`, every block lies in the first chunk's pages
+    /// ([`Pool::locate_in`]).
+    unsafe fn free_tagged_all<const FIRST: bool>(
         &self,
         blocks: &[NonNull<u8>],
         class: usize,
@@ -217,7 +271,8 @@ impl Pool {
             let addr = p.as_ptr() as usize;
             let (start, n) = tag_of(p).parts();
             let found = if class < self.config().num_small {
-                self.locate(addr).and_then(|(chunk, page)| {
+                // SAFETY: the caller's contract, with `FIRST`.
+                unsafe { self.locate_in::<FIRST>(addr) }.and_then(|(chunk, page)| {
                     if start > page {
                         return None;
                     }
@@ -283,8 +338,14 @@ impl Pool {
         }
     }
 
+    /// The body of [`Pool::deallocate_element`] (with `FIRST`, of
+    /// [`Pool::deallocate_element_in_first`]).
+    ///
+    /// # Safety
+    /// With `FIRST`, `ptr` lies in the first chunk's pages
+    /// ([`Pool::locate_in`]).
     #[inline]
-    fn free_tagged(
+    unsafe fn free_tagged<const FIRST: bool>(
         &self,
         ptr: NonNull<u8>,
         class: usize,
@@ -293,7 +354,8 @@ impl Pool {
         let addr = ptr.as_ptr() as usize;
         let (start, n) = tag.parts();
         if class < self.config().num_small {
-            if let Some((chunk, page)) = self.locate(addr) {
+            // SAFETY: the caller's contract, with `FIRST`.
+            if let Some((chunk, page)) = unsafe { self.locate_in::<FIRST>(addr) } {
                 if start <= page {
                     // Before `live_elems`' Acquire load (see `small_block`).
                     let base = chunk.data + (start << chunk.page_shift);

@@ -416,6 +416,23 @@ impl Pool {
         (chunk, (addr - link.data) >> self.config.page_shift)
     }
 
+    /// `locate`, or with `FIRST` `locate_first` (which always finds).
+    ///
+    /// # Safety
+    /// With `FIRST`, as [`Pool::locate_first`].
+    #[inline(always)]
+    pub(crate) unsafe fn locate_in<const FIRST: bool>(
+        &self,
+        addr: usize,
+    ) -> Option<(&ChunkInfo, usize)> {
+        if FIRST {
+            // SAFETY: the caller's contract.
+            Some(unsafe { self.locate_first(addr) })
+        } else {
+            self.locate(addr)
+        }
+    }
+
     /// Where `layout` is served (`route.rs`).
     #[inline(always)]
     pub(crate) fn route(&self, layout: Layout) -> Result<Route, AllocError> {

@@ -192,8 +192,59 @@ fn has_partial_follows_the_listed_subpages() {
     p.check().unwrap();
 }
 
+/// The element frees under test: by the full address lookup
+/// (`deallocate_element`) or in the first chunk without it
+/// (`deallocate_element_in_first`).
+#[derive(Clone, Copy, Debug)]
+enum Lookup {
+    Full,
+    First,
+}
+
+impl Lookup {
+    /// # Safety
+    /// As `Pool::deallocate_element`; with `First`, `b` lies in the
+    /// pool's first chunk.
+    unsafe fn free(
+        self,
+        p: &Pool,
+        b: NonNull<u8>,
+        class: usize,
+        tag: crate::ElementTag,
+    ) -> Result<(), FreeError> {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match self {
+                Lookup::Full => p.deallocate_element(b, class, tag),
+                Lookup::First => p.deallocate_element_in_first(b, class, tag),
+            }
+        }
+    }
+
+    /// # Safety
+    /// As `Pool::deallocate_elements`; with `First`, every block lies in
+    /// the pool's first chunk.
+    unsafe fn free_all(
+        self,
+        p: &Pool,
+        blocks: &[NonNull<u8>],
+        class: usize,
+        tag_of: impl Fn(NonNull<u8>) -> crate::ElementTag,
+    ) -> (usize, Option<(NonNull<u8>, FreeError)>) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match self {
+                Lookup::Full => p.deallocate_elements(blocks, class, tag_of),
+                Lookup::First => p.deallocate_elements_in_first(blocks, class, tag_of),
+            }
+        }
+    }
+}
+
 /// `n` live blocks of 48 B in a pool over `buf`, with their class and the
-/// tags a cache records at its push.
+/// tags a cache records at its push: the first `n` allocated, or with
+/// `Lookup::First` the first `n` that lie in the pool's first chunk (the
+/// pool serves its other chunks first; the blocks before them are freed).
 ///
 /// # Safety
 /// `buf` is used by nothing else and outlives the pool's last use.
@@ -201,14 +252,26 @@ unsafe fn tagged_elements(
     p: &Pool,
     buf: &mut [u64],
     n: usize,
+    lookup: Lookup,
 ) -> (usize, Vec<NonNull<u8>>, Vec<crate::ElementTag>) {
     let start = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap();
     // SAFETY: the caller's contract.
     unsafe { p.add_region(start, buf.len() * 8) }.unwrap();
     let class = crate::size_class::class_of(48);
-    let blocks: Vec<_> = (0..n)
-        .map(|_| p.allocate(l(48, 16)).unwrap().cast::<u8>())
-        .collect();
+    let (data, end) = p.first_chunk_pages().unwrap();
+    let (mut blocks, mut skipped) = (Vec::new(), Vec::new());
+    while blocks.len() < n {
+        let b = p.allocate(l(48, 16)).unwrap().cast::<u8>();
+        if matches!(lookup, Lookup::Full) || (data..end).contains(&(b.as_ptr() as usize)) {
+            blocks.push(b);
+        } else {
+            skipped.push(b);
+        }
+    }
+    for b in skipped {
+        // SAFETY: a live block of this pool with its layout, freed once.
+        unsafe { p.deallocate(b, l(48, 16)) }.unwrap();
+    }
     let tags = blocks
         .iter()
         .map(|&b| {
@@ -223,58 +286,61 @@ unsafe fn tagged_elements(
 
 #[test]
 fn elements_free_by_their_tag_and_a_wrong_tag_changes_nothing_it_should_not() {
+    elements_free_by_their_tag(Lookup::Full);
+    elements_free_by_their_tag(Lookup::First);
+}
+
+fn elements_free_by_their_tag(lookup: Lookup) {
     use crate::ElementTag;
     let mut buf = std::vec![0u64; (16 << 10) / 8];
     let p = &Pool::new(CONFIG);
     // SAFETY: `buf` outlives the pool's last use, and nothing else uses it.
-    let (class, blocks, tags) = unsafe { tagged_elements(p, &mut buf, 6) };
+    let (class, blocks, tags) = unsafe { tagged_elements(p, &mut buf, 6, lookup) };
     // Distinct elements, distinct tags.
     assert_ne!(tags[0], tags[1]);
     // A matching tag frees; the same free again is a double free, refused.
     // SAFETY: every call frees a live block of this pool that we own, or a
     // pointer the pool refuses without changing anything.
     unsafe {
-        assert_eq!(p.deallocate_element(blocks[0], class, tags[0]), Ok(()));
+        assert_eq!(lookup.free(p, blocks[0], class, tags[0]), Ok(()));
         assert_eq!(
-            p.deallocate_element(blocks[0], class, tags[0]),
+            lookup.free(p, blocks[0], class, tags[0]),
             Err(FreeError::NotAllocated)
         );
         // Another element's tag, a page run's and garbage: the full free
         // decides, and frees the block the pointer names, not the tag's.
-        assert_eq!(p.deallocate_element(blocks[1], class, tags[2]), Ok(()));
+        assert_eq!(lookup.free(p, blocks[1], class, tags[2]), Ok(()));
         assert!(p.live_small_element(blocks[2]).is_some());
+        assert_eq!(lookup.free(p, blocks[2], class, ElementTag::NONE), Ok(()));
         assert_eq!(
-            p.deallocate_element(blocks[2], class, ElementTag::NONE),
-            Ok(())
-        );
-        assert_eq!(
-            p.deallocate_element(blocks[3], class, ElementTag::from_bits(0x5a5a_5a5a)),
+            lookup.free(p, blocks[3], class, ElementTag::from_bits(0x5a5a_5a5a)),
             Ok(())
         );
         // The wrong class is a layout mismatch, and the block stays live.
         assert!(matches!(
-            p.deallocate_element(blocks[4], class + 1, tags[4]),
+            lookup.free(p, blocks[4], class + 1, tags[4]),
             Err(FreeError::LayoutMismatch { .. })
         ));
         assert!(matches!(
-            p.deallocate_element(blocks[4], usize::MAX, tags[4]),
+            lookup.free(p, blocks[4], usize::MAX, tags[4]),
             Err(FreeError::LayoutMismatch { .. })
         ));
         assert!(p.live_small_element(blocks[4]).is_some());
         // An interior pointer with its block's tag is refused.
         assert_eq!(
-            p.deallocate_element(
+            lookup.free(
+                p,
                 NonNull::new_unchecked(blocks[5].as_ptr().add(16)),
                 class,
                 tags[5]
             ),
             Err(FreeError::Interior)
         );
-        assert_eq!(p.deallocate_element(blocks[4], class, tags[4]), Ok(()));
-        assert_eq!(p.deallocate_element(blocks[5], class, tags[5]), Ok(()));
+        assert_eq!(lookup.free(p, blocks[4], class, tags[4]), Ok(()));
+        assert_eq!(lookup.free(p, blocks[5], class, tags[5]), Ok(()));
     }
     p.check().unwrap();
-    assert_eq!(p.stats().allocated_bytes, 0);
+    assert_eq!(p.stats().allocated_bytes, 0, "{lookup:?}");
 }
 
 /// Elements of one bitmap word freed in a row go back in one release; a
@@ -282,11 +348,16 @@ fn elements_free_by_their_tag_and_a_wrong_tag_changes_nothing_it_should_not() {
 /// already, or named twice in a row, is refused, and the error names it.
 #[test]
 fn elements_free_together_by_word_and_a_refusal_names_its_block() {
+    elements_free_together(Lookup::Full);
+    elements_free_together(Lookup::First);
+}
+
+fn elements_free_together(lookup: Lookup) {
     use crate::ElementTag;
     let mut buf = std::vec![0u64; (16 << 10) / 8];
     let p = &Pool::new(CONFIG);
     // SAFETY: `buf` outlives the pool's last use, and nothing else uses it.
-    let (class, b, tags) = unsafe { tagged_elements(p, &mut buf, 10) };
+    let (class, b, tags) = unsafe { tagged_elements(p, &mut buf, 10, lookup) };
     let tag_of = |x: NonNull<u8>| {
         let i = b.iter().position(|&y| y == x).unwrap();
         tags[i]
@@ -295,20 +366,20 @@ fn elements_free_together_by_word_and_a_refusal_names_its_block() {
     // SAFETY: every call frees live blocks of this pool that we own, or
     // pointers it refuses.
     unsafe {
-        assert_eq!(p.deallocate_elements(&b[..4], class, tag_of), (4, None));
+        assert_eq!(lookup.free_all(p, &b[..4], class, tag_of), (4, None));
         assert!(b[..4].iter().all(|&x| p.live_small_element(x).is_none()));
         assert!(p.live_small_element(b[4]).is_some());
         // Wrong tags: the full free decides, block by block.
-        assert_eq!(p.deallocate_elements(&b[4..6], class, garbage), (2, None));
+        assert_eq!(lookup.free_all(p, &b[4..6], class, garbage), (2, None));
         // One element twice in a row: freed once, then refused.
         assert_eq!(
-            p.deallocate_elements(&[b[6], b[6]], class, tag_of),
+            lookup.free_all(p, &[b[6], b[6]], class, tag_of),
             (1, Some((b[6], FreeError::NotAllocated)))
         );
         // A freed element among live ones of its word: the live ones are
         // freed in the same release, the freed one is refused.
         assert_eq!(
-            p.deallocate_elements(&[b[7], b[0], b[8]], class, tag_of),
+            lookup.free_all(p, &[b[7], b[0], b[8]], class, tag_of),
             (2, Some((b[0], FreeError::NotAllocated)))
         );
         assert!(p.live_small_element(b[7]).is_none());
@@ -316,14 +387,14 @@ fn elements_free_together_by_word_and_a_refusal_names_its_block() {
         // A refusal by the full free stops the list: the block after it
         // stays live.
         assert_eq!(
-            p.deallocate_elements(&[b[1], b[9]], class, garbage),
+            lookup.free_all(p, &[b[1], b[9]], class, garbage),
             (0, Some((b[1], FreeError::NotAllocated)))
         );
         assert!(p.live_small_element(b[9]).is_some());
-        assert_eq!(p.deallocate_elements(&b[9..], class, tag_of), (1, None));
+        assert_eq!(lookup.free_all(p, &b[9..], class, tag_of), (1, None));
     }
     p.check().unwrap();
-    assert_eq!(p.stats().allocated_bytes, 0);
+    assert_eq!(p.stats().allocated_bytes, 0, "{lookup:?}");
 }
 
 /// A pool that keeps empty subpages: a free that empties one leaves its run
@@ -453,7 +524,7 @@ fn the_first_chunks_lookup_answers_as_the_full_one() {
     let p = &Pool::new(CONFIG);
     assert_eq!(p.first_chunk_pages(), None);
     // SAFETY: `buf` outlives the pool's last use, and nothing else uses it.
-    let (_, mut blocks, _) = unsafe { tagged_elements(p, &mut buf, 4) };
+    let (_, mut blocks, _) = unsafe { tagged_elements(p, &mut buf, 4, Lookup::Full) };
     let (data, end) = p.first_chunk_pages().unwrap();
     assert!(data < end && end - data <= CONFIG.chunk_size());
     let there = |b: &NonNull<u8>| (data..end).contains(&(b.as_ptr() as usize));

@@ -402,11 +402,12 @@ impl Arena {
     }
 
     /// [`Arena::free`] of a cached block of `class` by the tag recorded when
-    /// it was validated (`Pool::deallocate_element`: not resolved again).
+    /// it was validated (`Pool::deallocate_element_in_first`: not resolved
+    /// again, nor looked up in the pool's address table).
     ///
     /// # Safety
-    /// `chunk` is a registered chunk of this arena and `ptr`, if a live
-    /// block of its pool, one the caller owns.
+    /// `chunk` is a registered chunk of this arena, `ptr` lies in its pages
+    /// and, if a live block of its pool, is one the caller owns.
     pub(crate) unsafe fn free_element(
         &self,
         sh: &Shared,
@@ -415,10 +416,11 @@ impl Arena {
         class: usize,
         tag: ElementTag,
     ) -> Result<usize, FreeError> {
-        // SAFETY: forwarded contract, for both calls.
+        // SAFETY: forwarded contract, for both calls; `ptr` lies in the
+        // chunk's pages, which are its pool's first chunk (`Chunk::create`).
         unsafe {
             self.free_with(sh, chunk, SIZES[class], |pool| {
-                pool.deallocate_element(ptr, class, tag)
+                pool.deallocate_element_in_first(ptr, class, tag)
             })
         }
     }
@@ -433,8 +435,9 @@ impl Arena {
     /// one is returned with the error.
     ///
     /// # Safety
-    /// `chunk` is a registered chunk of this arena and each of `blocks`,
-    /// if a live block of its pool, one the caller owns.
+    /// `chunk` is a registered chunk of this arena, and each of `blocks`
+    /// lies in its pages and, if a live block of its pool, is one the
+    /// caller owns.
     pub(crate) unsafe fn free_elements(
         &self,
         sh: &Shared,
@@ -444,8 +447,14 @@ impl Arena {
         tag_of: impl Fn(NonNull<u8>) -> ElementTag,
     ) -> Result<usize, (NonNull<u8>, FreeError)> {
         let before = Before::read(chunk);
-        // SAFETY: forwarded: the caller owns each block if it is live.
-        let (freed, refused) = unsafe { chunk.pool.deallocate_elements(blocks, class, tag_of) };
+        // SAFETY: forwarded: the caller owns each block if it is live, and
+        // each lies in the chunk's pages, its pool's first chunk
+        // (`Chunk::create`).
+        let (freed, refused) = unsafe {
+            chunk
+                .pool
+                .deallocate_elements_in_first(blocks, class, tag_of)
+        };
         let released = if freed > 0 {
             // SAFETY: `freed` blocks of `class` were freed in this chunk's
             // pool just now.

@@ -55,9 +55,10 @@
 //! `drain`) without being resolved again. Its chunk is the one its address
 //! masks to (a chunk with blocks in a cache is never released, so no map
 //! lookup), and the core frees it by the tag the push stored
-//! (`Pool::deallocate_element`), which it checks against the pointer in an
-//! identity load and a multiply instead of the lookup's descriptor,
-//! identity and division. Blocks that a refill stacked and nobody used
+//! (`Pool::deallocate_element_in_first`: the chunk's pages are its pool's
+//! first chunk, so not even the pool's address table is searched), which
+//! it checks against the pointer in an identity load and a multiply
+//! instead of the lookup's descriptor, identity and division. Blocks that a refill stacked and nobody used
 //! carry no tag of theirs (whatever their memory held), and a block the
 //! user wrote after freeing it may carry a broken one: the check sends
 //! both down the core's full free, which decides exactly, as before.
@@ -671,7 +672,8 @@ impl Inner {
             let arena = self.arena(chunk.arena);
             // SAFETY: both calls, and `cached_tag` of each block: we own the
             // cached blocks, live blocks of this chunk's pool that this
-            // thread's cache keeps.
+            // thread's cache keeps, each in the chunk's pages (its address
+            // masks to the chunk's key).
             let freed = unsafe {
                 if more == 0 {
                     arena
