@@ -377,8 +377,10 @@ pub fn monotonic_ns() -> u64 {
 /// `None` where the OS does not say. Everything between the current stack
 /// pointer and this address is mapped for as long as the thread runs.
 ///
-/// Linux: read from `/proc/self/maps` with `open` and `read` only (no lock,
-/// no allocation), so an allocator may ask from inside any allocation.
+/// Linux: the thread's descriptor where the C library carves it from the
+/// top of the thread's stack mapping (checked with `mincore`), else read
+/// from `/proc/self/maps` with `open` and `read`; neither takes a lock or
+/// allocates, so an allocator may ask from inside any allocation.
 pub fn thread_stack_top() -> Option<usize> {
     imp::thread_stack_top()
 }

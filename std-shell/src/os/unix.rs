@@ -290,10 +290,12 @@ pub(super) fn monotonic_ns() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
-/// The end of the mapping in `/proc/self/maps` that holds the calling
-/// thread's stack pointer: the stack's top, or above it the rest of the
-/// thread's own mapping (glibc puts the thread's descriptor and TLS there),
-/// which is as mapped as the stack.
+/// A bound above the calling thread's stack pointer below which all is
+/// mapped: the thread's descriptor when it lies just above the stack
+/// ([`descriptor_above`]), else the end of the mapping in
+/// `/proc/self/maps` that holds the stack pointer: the stack's top, or
+/// above it the rest of the thread's own mapping (glibc puts the thread's
+/// descriptor and TLS there), which is as mapped as the stack.
 ///
 /// Not `pthread_getattr_np`: it takes a lock that glibc holds while it
 /// calls `malloc` (to read `/proc/self/maps` itself), so asking from inside
@@ -303,6 +305,55 @@ pub(super) fn monotonic_ns() -> u64 {
 pub(super) fn thread_stack_top() -> Option<usize> {
     let marker = 0u8;
     let sp = ptr::addr_of!(marker) as usize;
+    descriptor_above(sp).or_else(|| stack_mapping_end(sp))
+}
+
+/// Farthest the thread's descriptor may lie above its stack pointer for
+/// [`descriptor_above`] to take it (thread stacks are 8 MiB by default; a
+/// larger one falls back to `/proc/self/maps`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const DESCRIPTOR_REACH: usize = 64 << 20;
+
+/// The thread's descriptor (`pthread_self`), when it lies above `sp`
+/// within [`DESCRIPTOR_REACH`] and every page from `sp`'s up to it is
+/// mapped (`mincore`, which fails on any hole). glibc and musl carve a
+/// thread's descriptor and its static TLS from the top of its stack
+/// mapping (a stack the caller supplied too), so `[sp, descriptor)` is the
+/// stack's live part and the TLS below the descriptor, inside the
+/// thread's own mapping. The main thread's descriptor lies elsewhere
+/// (below its stack): `None`. One `mincore` call per MiB spanned, where
+/// reading `/proc/self/maps` costs the kernel a line per mapping of the
+/// process (and a server that churns threads has a mapping per thread):
+/// the preload's Larson-style server reads it once per thread.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn descriptor_above(sp: usize) -> Option<usize> {
+    // SAFETY: no preconditions; it reads the thread pointer.
+    let me = unsafe { libc::pthread_self() } as usize;
+    if me <= sp || me - sp > DESCRIPTOR_REACH {
+        return None;
+    }
+    let page = page_size();
+    let mut at = sp & !(page - 1);
+    // Pages per `mincore` call: one byte of `vec` each.
+    let mut vec = [0u8; 256];
+    while at < me {
+        let len = (me - at).min(vec.len() * page);
+        // SAFETY: `at` is page-aligned and `vec` has a byte for each of
+        // the `len.div_ceil(page) <= vec.len()` pages asked about; mincore
+        // only writes `vec`, and fails (ENOMEM) if a page is not mapped.
+        if unsafe { libc::mincore(ptr::with_exposed_provenance_mut(at), len, vec.as_mut_ptr()) }
+            != 0
+        {
+            return None;
+        }
+        at += len;
+    }
+    Some(me)
+}
+
+/// The end of the mapping in `/proc/self/maps` that holds `sp`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn stack_mapping_end(sp: usize) -> Option<usize> {
     // SAFETY: a NUL-terminated path; the flags ask for nothing unusual.
     let fd = unsafe {
         libc::open(
@@ -409,6 +460,23 @@ mod tests {
         .join()
         .unwrap();
         assert!(top2.expect("a mapping holds the stack") > sp2);
+    }
+
+    /// On a spawned thread (every test runs on one) the descriptor
+    /// answers, within the stack's mapping that `/proc/self/maps` names;
+    /// a pointer far below it, or above it, does not.
+    #[test]
+    fn a_threads_descriptor_bounds_its_stack_within_its_mapping() {
+        let marker = 0u8;
+        let sp = core::ptr::addr_of!(marker) as usize;
+        let top = super::descriptor_above(sp).expect("the descriptor lies above the stack");
+        let end = super::stack_mapping_end(sp).expect("a mapping holds the stack");
+        assert!(sp < top && top <= end, "{sp:#x} {top:#x} {end:#x}");
+        assert_eq!(super::descriptor_above(top), None);
+        assert_eq!(
+            super::descriptor_above(top - super::DESCRIPTOR_REACH - 1),
+            None
+        );
     }
 
     #[test]
