@@ -315,13 +315,17 @@ pub(super) fn thread_stack_top() -> Option<usize> {
 const DESCRIPTOR_REACH: usize = 64 << 20;
 
 /// The thread's descriptor (`pthread_self`), when it lies above `sp`
-/// within [`DESCRIPTOR_REACH`] and every page from `sp`'s up to it is
-/// mapped (`mincore`, which fails on any hole). glibc and musl carve a
-/// thread's descriptor and its static TLS from the top of its stack
-/// mapping (a stack the caller supplied too), so `[sp, descriptor)` is the
-/// stack's live part and the TLS below the descriptor, inside the
-/// thread's own mapping. The main thread's descriptor lies elsewhere
-/// (below its stack): `None`. One `mincore` call per MiB spanned, where
+/// within [`DESCRIPTOR_REACH`], every page from `sp`'s up to its first
+/// word is mapped (`mincore`, which fails on any hole), and that word
+/// holds its own address, as a glibc or musl descriptor's first word does
+/// (a thread pointer that some runtime set to something else is refused).
+/// glibc and musl carve a thread's descriptor and its static TLS from the
+/// top of its stack mapping (a stack the caller supplied too), so
+/// `[sp, descriptor)` is the stack's live part and the TLS below the
+/// descriptor, inside the thread's own mapping. The main thread's
+/// descriptor lies elsewhere (below its stack): `None`. Where the kernel
+/// refuses `process_vm_readv` (a seccomp filter), `None` too. One
+/// `mincore` call per MiB spanned and one read, where
 /// reading `/proc/self/maps` costs the kernel a line per mapping of the
 /// process (and a server that churns threads has a mapping per thread):
 /// the preload's Larson-style server reads it once per thread.
@@ -332,12 +336,16 @@ fn descriptor_above(sp: usize) -> Option<usize> {
     if me <= sp || me - sp > DESCRIPTOR_REACH {
         return None;
     }
+    let word = size_of::<usize>();
+    if me % word != 0 {
+        return None;
+    }
     let page = page_size();
     let mut at = sp & !(page - 1);
     // Pages per `mincore` call: one byte of `vec` each.
     let mut vec = [0u8; 256];
-    while at < me {
-        let len = (me - at).min(vec.len() * page);
+    while at < me + word {
+        let len = (me + word - at).min(vec.len() * page);
         // SAFETY: `at` is page-aligned and `vec` has a byte for each of
         // the `len.div_ceil(page) <= vec.len()` pages asked about; mincore
         // only writes `vec`, and fails (ENOMEM) if a page is not mapped.
@@ -348,7 +356,22 @@ fn descriptor_above(sp: usize) -> Option<usize> {
         }
         at += len;
     }
-    Some(me)
+    // Read through the kernel, which answers EFAULT instead of faulting
+    // where the word is mapped but not readable (a thread pointer that is
+    // not a descriptor may point anywhere).
+    let mut first = 0usize;
+    let local = libc::iovec {
+        iov_base: ptr::addr_of_mut!(first).cast(),
+        iov_len: word,
+    };
+    let remote = libc::iovec {
+        iov_base: ptr::with_exposed_provenance_mut(me),
+        iov_len: word,
+    };
+    // SAFETY: `local` names `first`, writable for `word` bytes; the kernel
+    // reads `remote` from this process or fails, and writes nothing else.
+    let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    (got == word as isize && first == me).then_some(me)
 }
 
 /// The end of the mapping in `/proc/self/maps` that holds `sp`.
