@@ -69,6 +69,21 @@ pub enum Action {
         /// API.
         via: Via,
     },
+    /// Free a live small element by its element tag, as a cache layer's
+    /// flush does: `Pool::deallocate_element`, or, when `first` and the
+    /// block lies in the pool's first chunk, `deallocate_element_in_first`.
+    /// The tag is the block's (`tag % 4 < 2`), none, or garbage; with
+    /// `again`, the same free follows, which the pool must refuse.
+    TagFree {
+        /// Block index.
+        pick: usize,
+        /// Tag selector.
+        tag: u8,
+        /// Through the first chunk's lookup.
+        first: bool,
+        /// Free it twice.
+        again: bool,
+    },
     /// Free every `stride`-th live block.
     FreeMany {
         /// Step.
@@ -257,7 +272,16 @@ pub(super) fn decode(inp: &mut Input, h: &Harness) -> Action {
             align: decode_align(inp, cfg),
             via,
         },
-        48..=75 => Action::Free { pick, via },
+        48..=71 => Action::Free { pick, via },
+        72..=75 => {
+            let tag = inp.u8();
+            Action::TagFree {
+                pick,
+                tag,
+                first: tag & 0x10 != 0,
+                again: tag & 0x20 != 0,
+            }
+        }
         76 => Action::FreeMany {
             stride: 1 + pick % 4,
         },

@@ -103,6 +103,12 @@ impl Harness {
                 self.alloc(pool, layout(size, align), via)
             }
             Action::Free { pick, via } => self.free(pick, via),
+            Action::TagFree {
+                pick,
+                tag,
+                first,
+                again,
+            } => self.tag_free(pick, tag, first, again),
             Action::FreeMany { stride } => {
                 let addrs: Vec<usize> = (0..self.model.len())
                     .step_by(stride)

@@ -10,7 +10,7 @@ use crate::pattern;
 use allocator_api2::alloc::Allocator;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
-use poolalloc_core::{AllocError, Pool};
+use poolalloc_core::{AllocError, ElementTag, Pool};
 
 impl Harness {
     pub(super) fn alloc(&mut self, pool: usize, layout: Layout, via: Via) {
@@ -171,6 +171,53 @@ impl Harness {
             Via::Allocator | Via::AllocatorZeroed => unsafe {
                 Allocator::deallocate(&p, b.ptr, b.layout)
             },
+        }
+        self.remember(b.pool, b.ptr, b.layout);
+    }
+
+    /// A free by element tag (`Action::TagFree`): whatever the tag says, it
+    /// frees a live element of the class it names (a tag that does not
+    /// match takes the full free with the class's size), and a second one
+    /// is refused without changing the pool.
+    pub(super) fn tag_free(&mut self, pick: usize, sel: u8, first: bool, again: bool) {
+        let Some(addr) = self.model.pick(pick, None) else {
+            return;
+        };
+        let b = *self.model.get(addr).unwrap();
+        let Some((class, tag)) = self.pools[b.pool].live_small_element(b.ptr) else {
+            return;
+        };
+        let p: &Pool = &self.pools[b.pool];
+        let first = first
+            && p.first_chunk_pages()
+                .is_some_and(|(data, end)| (data..end).contains(&addr));
+        let tag = match sel % 4 {
+            0 | 1 => tag,
+            2 => ElementTag::NONE,
+            _ => ElementTag::from_bits(addr.rotate_left(u32::from(sel))),
+        };
+        let free = |p: &Pool| {
+            // SAFETY: a live block of this pool that the model owns (the
+            // first time; the second, a freed one the pool refuses), in its
+            // first chunk when `first`.
+            unsafe {
+                if first {
+                    p.deallocate_element_in_first(b.ptr, class, tag)
+                } else {
+                    p.deallocate_element(b.ptr, class, tag)
+                }
+            }
+        };
+        self.model.remove(addr, true);
+        self.touched[b.pool] = true;
+        free(p).expect("tag free of a live element");
+        if again {
+            let before = p.stats();
+            assert!(
+                free(p).is_err(),
+                "a second tag free of {addr:#x} was accepted"
+            );
+            assert_eq!(p.stats(), before, "a refused tag free changed the pool");
         }
         self.remember(b.pool, b.ptr, b.layout);
     }
