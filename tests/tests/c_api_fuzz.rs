@@ -62,8 +62,9 @@ fn corpus() {
 /// thread's lock and `fopen`s `/proc/self/maps`, which calls `malloc`; the
 /// leak tracker sampled that allocation and, to bound its frame-pointer
 /// walk, called `pthread_getattr_np` again, waiting for the lock its own
-/// caller held. `os::thread_stack_top` now reads `/proc/self/maps` itself
-/// (no lock, no allocation).
+/// caller held. `os::thread_stack_top` now asks neither: it takes the
+/// thread's descriptor, or reads `/proc/self/maps` itself with `open` and
+/// `read` (no lock, no allocation either way).
 #[test]
 fn leak_sampling_at_startup() {
     run(&["seeds", "1"], "simple", Duration::from_secs(20));
