@@ -194,10 +194,7 @@ impl Pool {
     ) -> (usize, Option<(NonNull<u8>, FreeError)>) {
         // SAFETY: without `FIRST`, no contract beyond this function's.
         let r = unsafe { self.free_tagged_all::<false>(blocks, class, tag_of) };
-        #[cfg(feature = "counters")]
-        for i in 0..blocks.len() {
-            self.counters().count_free(i < r.0);
-        }
+        self.count_frees(blocks.len(), r.0);
         r
     }
 
@@ -214,11 +211,20 @@ impl Pool {
     ) -> (usize, Option<(NonNull<u8>, FreeError)>) {
         // SAFETY: forwarded: every block lies in the first chunk's pages.
         let r = unsafe { self.free_tagged_all::<true>(blocks, class, tag_of) };
-        #[cfg(feature = "counters")]
-        for i in 0..blocks.len() {
-            self.counters().count_free(i < r.0);
-        }
+        self.count_frees(blocks.len(), r.0);
         r
+    }
+
+    /// Counts the frees of a batch of `tried` blocks, the first `freed` of
+    /// which succeeded (the batch paths; the single ones count their own,
+    /// as `count_batch` does for allocations).
+    #[inline(always)]
+    fn count_frees(&self, tried: usize, freed: usize) {
+        #[cfg(feature = "counters")]
+        for i in 0..tried {
+            self.counters().count_free(i < freed);
+        }
+        let _ = (tried, freed);
     }
 
     /// The body of [`Pool::deallocate_elements`] (with `FIRST`, of

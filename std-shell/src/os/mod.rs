@@ -378,7 +378,8 @@ pub fn monotonic_ns() -> u64 {
 /// pointer and this address is mapped for as long as the thread runs.
 ///
 /// Linux: the thread's descriptor where the C library carves it from the
-/// top of the thread's stack mapping (checked with `mincore`), else read
+/// top of the thread's stack mapping (checked with `mincore` and its
+/// self-pointer), else read
 /// from `/proc/self/maps` with `open` and `read`; neither takes a lock or
 /// allocates, so an allocator may ask from inside any allocation.
 pub fn thread_stack_top() -> Option<usize> {

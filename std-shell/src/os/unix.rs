@@ -340,12 +340,13 @@ fn descriptor_above(sp: usize) -> Option<usize> {
     if me % word != 0 {
         return None;
     }
+    let end = me.checked_add(word)?;
     let page = page_size();
     let mut at = sp & !(page - 1);
     // Pages per `mincore` call: one byte of `vec` each.
     let mut vec = [0u8; 256];
-    while at < me + word {
-        let len = (me + word - at).min(vec.len() * page);
+    while at < end {
+        let len = (end - at).min(vec.len() * page);
         // SAFETY: `at` is page-aligned and `vec` has a byte for each of
         // the `len.div_ceil(page) <= vec.len()` pages asked about; mincore
         // only writes `vec`, and fails (ENOMEM) if a page is not mapped.
