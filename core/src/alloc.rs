@@ -12,7 +12,8 @@
 //! when the class's count of partial subpages is zero), preferring subpages no
 //! other lane uses, or creates a subpage from a page run. When no run of the
 //! class's usual length can be placed, it takes the class's *short* run (the
-//! fewest pages that hold an element), so fragments of free pages still serve.
+//! run that best fills the gap a usual run leaves in its buddy block, see
+//! `config::choose_short`), so fragments of free pages still serve.
 //!
 //! # Normal (up to a chunk)
 //!

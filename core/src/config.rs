@@ -43,8 +43,8 @@ pub struct Config {
     pub(crate) run_pages: [u8; MAX_SMALL],
     pub(crate) run_elems: [u16; MAX_SMALL],
     /// Per small class: the short run, the fallback when a run of
-    /// `run_pages` cannot be placed: the fewest pages that hold an element
-    /// (equal to the run when that is already as short).
+    /// `run_pages` cannot be placed (`choose_short`; equal to the run when
+    /// no shorter run holds an element).
     pub(crate) short_pages: [u8; MAX_SMALL],
     pub(crate) short_elems: [u16; MAX_SMALL],
     /// Per small class: `ceil(2^40 / size)`, so `offset / size` is a multiply
@@ -105,20 +105,7 @@ impl Config {
             let (p, e) = choose_run(SIZES[c], page_size, bitmap_words * BITS, max_pages);
             run_pages[c] = p as u8;
             run_elems[c] = e as u16;
-            let sp = SIZES[c].div_ceil(page_size);
-            let (sp, se) = if sp < p {
-                let se = sp * page_size / SIZES[c];
-                (
-                    sp,
-                    if se < bitmap_words * BITS {
-                        se
-                    } else {
-                        bitmap_words * BITS
-                    },
-                )
-            } else {
-                (p, e)
-            };
+            let (sp, se) = choose_short(SIZES[c], page_size, bitmap_words * BITS, (p, e));
             short_pages[c] = sp as u8;
             short_elems[c] = se as u16;
             div_magic[c] = (1u64 << DIV_SHIFT).div_ceil(SIZES[c] as u64);
@@ -284,6 +271,66 @@ const fn choose_run(
     }
     assert!(best.1 > 0);
     best
+}
+
+/// Pages and elements of the short run for `elem`-byte elements whose usual
+/// run is `run`: the fallback where no run of `run.0` pages can be placed.
+///
+/// A usual run takes the start of its buddy block (`tree`: the next power
+/// of two of its pages), so once every block of a tree word holds one,
+/// what remains are gaps of `next_pow2(pages) - pages` pages: the short
+/// run is the run that fills such a gap best. Among the runs from the
+/// fewest pages that hold an element up to the gap, it takes the one with
+/// the least waste, any waste up to 1/16 of the run counting as none and
+/// ties going to fewer pages. Before, it was always the fewest pages: for
+/// 5 KiB elements, 1 page holding 1 (3 KiB of 8 wasted) where 2 pages hold
+/// 3. The usual run itself when no shorter one holds an element.
+const fn choose_short(
+    elem: usize,
+    page: usize,
+    max_elems: usize,
+    run: (usize, usize),
+) -> (usize, usize) {
+    let fewest = elem.div_ceil(page);
+    if fewest >= run.0 {
+        return run;
+    }
+    let gap = run.0.next_power_of_two() - run.0;
+    let last = if gap < run.0 - 1 { gap } else { run.0 - 1 };
+    let mut best = (fewest, elems_in(fewest * page, elem, max_elems));
+    let mut best_score = short_score(fewest * page, best.1 * elem);
+    let mut p = fewest + 1;
+    while p <= last {
+        let e = elems_in(p * page, elem, max_elems);
+        let score = short_score(p * page, e * elem);
+        if score < best_score {
+            best = (p, e);
+            best_score = score;
+        }
+        p += 1;
+    }
+    best
+}
+
+/// A short run's waste in 1/1024ths of its `bytes`, `used` by elements; up
+/// to 1/16 counts as none.
+const fn short_score(bytes: usize, used: usize) -> usize {
+    let waste = (bytes - used) * 1024 / bytes;
+    if waste <= 64 {
+        0
+    } else {
+        waste
+    }
+}
+
+/// Elements of `elem` bytes in a run of `bytes`, at most `max_elems`.
+const fn elems_in(bytes: usize, elem: usize, max_elems: usize) -> usize {
+    let e = bytes / elem;
+    if e < max_elems {
+        e
+    } else {
+        max_elems
+    }
 }
 
 #[cfg(test)]
