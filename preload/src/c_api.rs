@@ -165,6 +165,13 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         unsafe { free(ptr) };
         return ptr::null_mut();
     }
+    // The cached path first: one validation, a pop, a copy, a push.
+    let keep = |usable| fits_in_place(size, usable);
+    // SAFETY: the caller owns the block (C's contract); `keep` touches no
+    // block.
+    if let Some(p) = unsafe { heap::realloc_cached(old, size, keep) } {
+        return p.as_ptr().cast();
+    }
     let Ok(layout) = Layout::from_size_align(size, MIN_ALIGN) else {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();

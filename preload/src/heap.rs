@@ -175,6 +175,28 @@ pub(crate) unsafe fn free_cached(ptr: NonNull<u8>) -> bool {
     thread::outside() && unsafe { MAIN.try_free_cached(ptr) }.is_some()
 }
 
+/// Reallocates `ptr` to `size` bytes within `MAIN`'s cache of the calling
+/// thread, without [`thread::call`] (see [`allocate_cached`]): the block
+/// itself when `keep(usable)`, a moved one, or `None` (nothing changed),
+/// which sends the caller to the full path.
+///
+/// # Safety
+/// If `ptr` is a live block of this library, the caller owns it, and uses
+/// it no more when another block is returned. `keep` does not free or
+/// reallocate `ptr`.
+#[inline(always)]
+pub(crate) unsafe fn realloc_cached(
+    ptr: NonNull<u8>,
+    size: usize,
+    keep: impl FnOnce(usize) -> bool,
+) -> Option<NonNull<u8>> {
+    if !thread::outside() {
+        return None;
+    }
+    // SAFETY: forwarded: MAIN's live blocks are the caller's.
+    unsafe { MAIN.try_realloc_cached(ptr, size, keep) }
+}
+
 /// A fresh block for `layout`, from the allocator `route` names; `None` when
 /// it (and, for the fallback, the emergency pool) has none.
 #[inline]

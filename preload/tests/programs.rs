@@ -394,6 +394,11 @@ fn c_misuse_aborts_with_a_message() {
             "realloc-foreign",
             "realloc(): invalid pointer (not allocated by poolalloc)",
         ),
+        ("realloc-freed", "realloc(): double free detected"),
+        (
+            "realloc-interior",
+            "realloc(): invalid pointer (inside a block",
+        ),
     ] {
         let Some(r) = c_case(case, &[]) else { return };
         use std::os::unix::process::ExitStatusExt;

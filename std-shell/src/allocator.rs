@@ -218,6 +218,34 @@ impl PooledAllocator {
         self.ready()?.free_unsized_cached(ptr)
     }
 
+    /// Reallocates within the calling thread's cache alone, from the pointer
+    /// (C's `realloc`, alignment up to 16 bytes): the cached free's
+    /// validation of `ptr` (a live small block of this allocator, at its
+    /// start, not already cached), then either the same block, when
+    /// `keep(usable)` says its usable size still suits `new_size`, or a
+    /// block of `new_size` bytes popped from the cache, the old contents
+    /// copied (up to the smaller size) and the old block cached. No lock,
+    /// and no write but the thread's cache and the two blocks. `None`
+    /// when it cannot (no cache bound yet, a bin empty or without room, a
+    /// page run, a leak sample, a size the cache does not hold, any
+    /// pointer to classify): nothing changed, and the caller takes the
+    /// full path (`block_layout`, allocate, copy, `try_deallocate`).
+    ///
+    /// # Safety
+    /// If `ptr` is a live block of this allocator, the caller owns it, and
+    /// uses it no more when another block is returned. `keep` does not
+    /// free or reallocate `ptr`.
+    #[inline(always)]
+    pub unsafe fn try_realloc_cached(
+        &self,
+        ptr: NonNull<u8>,
+        new_size: usize,
+        keep: impl FnOnce(usize) -> bool,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded.
+        unsafe { self.ready()?.realloc_cached(ptr, new_size, keep) }
+    }
+
     /// Allocates for `layout`, attributing the block to `origin` if the
     /// leak tracker samples it: the fast path (`Inner::allocate_fast`)
     /// inline, the rest behind one out-of-line call.

@@ -217,6 +217,23 @@ impl Drop for ExitFlush {
 }
 
 impl OwnedCache<'_> {
+    /// [`Inner::cache_pop_fast`] in this cache: the top block of bin
+    /// `class`, counted as an operation, if the bin has one and the cache's
+    /// next event is not due; `None`, changing nothing, otherwise.
+    #[inline(always)]
+    pub(crate) fn pop_ready(&mut self, class: usize) -> Option<NonNull<u8>> {
+        if class >= self.nbins {
+            return None;
+        }
+        // SAFETY: `class < nbins` bins exist.
+        let len = unsafe { (*self.bins.add(class)).len };
+        if len == 0 || self.ops + 1 >= self.next_event {
+            return None;
+        }
+        self.ops += 1;
+        Some(self.pop(class))
+    }
+
     /// Takes the top block of bin `class` (which must not be empty) and
     /// clears its double-free canary.
     #[inline(always)]
@@ -422,16 +439,7 @@ impl Inner {
     pub(crate) fn cache_pop_fast(&self, class: usize) -> Option<NonNull<u8>> {
         // SAFETY: a leaf: no other guard is made before this one drops.
         let mut cache = unsafe { self.bound_cache() }?;
-        if class >= cache.nbins {
-            return None;
-        }
-        // SAFETY: `class < nbins` bins exist.
-        let len = unsafe { (*cache.bins.add(class)).len };
-        if len == 0 || cache.ops + 1 >= cache.next_event {
-            return None;
-        }
-        cache.ops += 1;
-        Some(cache.pop(class))
+        cache.pop_ready(class)
     }
 
     /// A block from this thread's cache, and whether the leak tracker

@@ -29,7 +29,8 @@
  *            (poolalloc_test_fault, found with dlsym): malloc, calloc,
  *            realloc and posix_memalign of new memory fail with ENOMEM and
  *            leave live blocks intact; once allowed again, they succeed
- *   bad-free / double-free / interior-free / realloc-foreign
+ *   bad-free / double-free / interior-free / realloc-foreign /
+ *   realloc-freed / realloc-interior
  *            misuse that must abort with a message
  *   preloaded
  *            prints "preloaded" if malloc is this library's (usable size of a
@@ -745,6 +746,17 @@ static int run(const char *name) {
         int x[64];
         void *p = realloc(&x[32], 100);
         printf("realloc-foreign: returned %p\n", p);
+    } else if (!strcmp(name, "realloc-freed")) {
+        /* Freed into the thread's cache, then reallocated: the cached
+         * realloc declines it and the full path names it. */
+        void *p = malloc(16);
+        free(p);
+        void *q = realloc(p, 32);
+        printf("realloc-freed: returned %p\n", q);
+    } else if (!strcmp(name, "realloc-interior")) {
+        char *p = malloc(100);
+        void *q = realloc(p + 16, 200);
+        printf("realloc-interior: returned %p\n", q);
     } else if (!strcmp(name, "preloaded")) {
         puts(preloaded ? "preloaded" : "system");
         return 0;
