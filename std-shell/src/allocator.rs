@@ -226,10 +226,11 @@ impl PooledAllocator {
     /// block of `new_size` bytes popped from the cache, the old contents
     /// copied (up to the smaller size) and the old block cached. No lock,
     /// and no write but the thread's cache and the two blocks. `None`
-    /// when it cannot (no cache bound yet, a bin empty or without room, a
-    /// page run, a leak sample, a size the cache does not hold, any
-    /// pointer to classify): nothing changed, and the caller takes the
-    /// full path (`block_layout`, allocate, copy, `try_deallocate`).
+    /// when it cannot: a pointer to classify (misuse, a page run, a leak
+    /// sample), or, to move the block, no cache bound yet, a bin empty or
+    /// without room, a size the cache does not hold, a trim or sample
+    /// due. Nothing changed then, and the caller takes the full path
+    /// (`block_layout`, allocate, copy, `try_deallocate`).
     ///
     /// # Safety
     /// If `ptr` is a live block of this allocator, the caller owns it, and
