@@ -295,12 +295,12 @@ const fn choose_short(
     if fewest >= run.0 {
         return run;
     }
+    // Shorter than the run: `next_pow2(n) < 2n`.
     let gap = run.0.next_power_of_two() - run.0;
-    let last = if gap < run.0 - 1 { gap } else { run.0 - 1 };
     let mut best = (fewest, elems_in(fewest * page, elem, max_elems));
     let mut best_score = short_score(fewest * page, best.1 * elem);
     let mut p = fewest + 1;
-    while p <= last {
+    while p <= gap {
         let e = elems_in(p * page, elem, max_elems);
         let score = short_score(p * page, e * elem);
         if score < best_score {

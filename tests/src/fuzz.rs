@@ -14,10 +14,11 @@
 //! alignments from 1 to beyond the chunk; frees in any order through any of
 //! the three APIs, and by element tag as a cache layer flushes
 //! (`deallocate_element`, `deallocate_element_in_first`; the block's tag,
-//! none or garbage; once, or twice with the second refused); resizes (`GlobalAlloc::realloc`, `Allocator::grow`/
-//! `shrink`/`grow_zeroed`); batches (`allocate_batch`, `allocate_listed`),
-//! with emptied subpages kept or retired (`keep_empty_subpages`, toggled by
-//! the input); and misuse: double frees, interior pointers,
+//! none or garbage; once, or twice with the second refused); resizes
+//! (`GlobalAlloc::realloc`, `Allocator::grow`/`shrink`/`grow_zeroed`);
+//! batches (`allocate_batch`, `allocate_listed`), with emptied subpages
+//! kept or retired (`keep_empty_subpages`, toggled by the input); and
+//! misuse: double frees, interior pointers,
 //! mismatched layouts, foreign pointers, overlapping, tiny and wrapping
 //! regions. Every refusal must be the documented error (or, through the
 //! `GlobalAlloc`/`Allocator` paths, one misuse report) and leave the pool's

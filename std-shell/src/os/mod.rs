@@ -379,9 +379,9 @@ pub fn monotonic_ns() -> u64 {
 ///
 /// Linux: the thread's descriptor where the C library carves it from the
 /// top of the thread's stack mapping (checked with `mincore` and its
-/// self-pointer), else read
-/// from `/proc/self/maps` with `open` and `read`; neither takes a lock or
-/// allocates, so an allocator may ask from inside any allocation.
+/// self-pointer), else read from `/proc/self/maps` with `open` and `read`;
+/// neither takes a lock or allocates, so an allocator may ask from inside
+/// any allocation.
 pub fn thread_stack_top() -> Option<usize> {
     imp::thread_stack_top()
 }
