@@ -140,9 +140,7 @@ impl Inner {
         let mut one = [NonNull::dangling()];
         let every = self.leak.rate == 1;
         let mut reclaim = || if every { reclaim() } else { 0 };
-        if self.fill(a, layout, size, &mut one, &mut reclaim) != 1 {
-            return None;
-        }
+        self.fill(a, layout, size, &mut one, &mut reclaim).ok()?;
         self.arena(a).counters.count_alloc(class);
         // SAFETY: a block we own: clear any stale canary.
         unsafe { one[0].cast::<usize>().write(0) };
@@ -150,7 +148,11 @@ impl Inner {
     }
 
     /// Fills `out` from arena `a`, mapping a new chunk if needed (charged to
-    /// the limit, with one reclaim-and-retry). Returns how many (0: failure).
+    /// the limit, with one reclaim-and-retry). Returns how many (at least
+    /// one), or why none: the limit's refusal as it was when it refused, or
+    /// the OS's. The error is the one this call met: asking the limit again
+    /// afterwards would race with other threads' frees and could name the
+    /// OS for what was the limit.
     pub(crate) fn fill(
         &self,
         a: usize,
@@ -158,28 +160,33 @@ impl Inner {
         size: usize,
         out: &mut [NonNull<u8>],
         reclaim: &mut dyn FnMut() -> usize,
-    ) -> usize {
+    ) -> Result<usize, AllocError> {
         let arena = self.arena(a);
         match arena.allocate_batch(&self.shared, layout, size, out) {
-            Ok(n) => n,
+            Ok(n) => Ok(n),
             Err(Shortage::NeedChunk) => match self.new_chunk(a, reclaim) {
-                Ok(chunk) => arena.adopt(chunk, layout, size, out),
+                Ok(chunk) => Ok(arena.adopt(chunk, layout, size, out)),
                 // The limit refused the chunk after a reclaim, which may have
                 // given blocks back to the existing chunks (flushed caches):
                 // they may serve now. Failing that, the leak samples' chunks
                 // (see `leak`): the limit charged them too, and their room
                 // must not go idle while it refuses. Their blocks take the
                 // tracker's path when freed, and find no entry.
-                Err(AllocError::Limit(_)) => {
-                    match arena.allocate_batch(&self.shared, layout, size, out) {
+                Err(AllocError::Limit(e)) => {
+                    let n = match arena.allocate_batch(&self.shared, layout, size, out) {
                         Ok(n) => n,
                         Err(_) if !self.is_samples_arena(a) => {
                             self.fill_from_samples(a, layout, size, out)
                         }
                         Err(_) => 0,
+                    };
+                    if n == 0 {
+                        Err(AllocError::Limit(e))
+                    } else {
+                        Ok(n)
                     }
                 }
-                Err(_) => 0,
+                Err(e) => Err(e),
             },
         }
     }
@@ -250,22 +257,17 @@ impl Inner {
             .with_cache(|cache| cache.arena)
             .unwrap_or_else(|| stack_hash() % self.n_arenas);
         let mut one = [NonNull::dangling()];
-        if self.fill(a, layout, size, &mut one, &mut || self.reclaim()) == 1 {
-            self.arena(a).counters.count_alloc(class);
-            // SAFETY: a block we own: clear any stale canary.
-            unsafe { one[0].cast::<usize>().write(0) };
-            return Ok(NonNull::slice_from_raw_parts(one[0], size));
-        }
-        // Distinguish the limit from the OS for the error.
-        match self.shared.limit.try_reserve(self.shared.chunk_mapping) {
-            Ok(()) => {
-                self.shared.limit.release(self.shared.chunk_mapping);
-                Err(AllocError::OutOfMemory {
+        self.fill(a, layout, size, &mut one, &mut || self.reclaim())
+            .map_err(|e| match e {
+                // The request's size, not the chunk's the OS refused.
+                AllocError::OutOfMemory { .. } => AllocError::OutOfMemory {
                     size: layout.size(),
-                })
-            }
-            // The chunk that could not be mapped, as Netty reports it.
-            Err(e) => Err(AllocError::Limit(e)),
-        }
+                },
+                e => e,
+            })?;
+        self.arena(a).counters.count_alloc(class);
+        // SAFETY: a block we own: clear any stale canary.
+        unsafe { one[0].cast::<usize>().write(0) };
+        Ok(NonNull::slice_from_raw_parts(one[0], size))
     }
 }

@@ -515,12 +515,11 @@ impl Inner {
             let arena = cache.arena;
             // Under the limit, reclaim flushes every other bin of this cache
             // (this one is empty and being refilled).
-            let n = self.fill(arena, layout, size, out, &mut || {
-                self.reclaim_from(cache, class)
-            });
-            if n == 0 {
-                return None;
-            }
+            let n = self
+                .fill(arena, layout, size, out, &mut || {
+                    self.reclaim_from(cache, class)
+                })
+                .ok()?;
             bin.len = n as u32;
             cache.bytes += n * size;
         }
