@@ -165,7 +165,7 @@ impl Inner {
         match arena.allocate_batch(&self.shared, layout, size, out) {
             Ok(n) => Ok(n),
             Err(Shortage::NeedChunk) => match self.new_chunk(a, reclaim) {
-                Ok(chunk) => Ok(arena.adopt(chunk, layout, size, out)),
+                Ok(chunk) => Ok(arena.adopt(&self.shared, chunk, layout, size, out)),
                 // The limit refused the chunk after a reclaim, which may have
                 // given blocks back to the existing chunks (flushed caches):
                 // they may serve now. Failing that, the leak samples' chunks
@@ -224,13 +224,10 @@ impl Inner {
             .map_err(AllocError::Limit)?;
         let tracks = self.is_samples_arena(a);
         match Chunk::create(self.shared.core, self.shared.owner, a, tracks) {
-            Some(c) => {
-                // SAFETY: a chunk just created, ours until its arena releases
-                // it.
-                let chunk = unsafe { &*c.as_ptr() };
-                self.shared.map.insert(chunk.key());
-                Ok(chunk)
-            }
+            // Not registered in the chunk map yet: `Arena::adopt` does that
+            // under the arena lock, once the chunk is on a list.
+            // SAFETY: a chunk just created, ours until its arena releases it.
+            Some(c) => Ok(unsafe { &*c.as_ptr() }),
             None => {
                 self.shared.limit.release(size);
                 Err(AllocError::OutOfMemory { size })

@@ -99,7 +99,11 @@
 //! allocations happen only under it; core frees never need it. All list
 //! state is rechecked under the lock from the chunk's atomics, and a chunk is
 //! looked up again through the chunk map, because a free that decided to
-//! rebalance may find the chunk already released.
+//! rebalance may find the chunk already released, or another chunk mapped
+//! at its address since. A chunk enters the map under its arena's lock once
+//! it is on a list (`Arena::adopt`) and leaves it when it leaves the lists
+//! (`Arena::release`), so a chunk of this arena that the map names is on
+//! one of its lists.
 
 mod listed;
 mod refill;
@@ -270,7 +274,15 @@ impl Lists {
         match NonNull::new(prev) {
             // SAFETY: list members are live chunks of this arena.
             Some(p) => unsafe { p.as_ref() }.next.store(next, Ordering::Relaxed),
-            None => self.heads[band] = next,
+            None => {
+                // A chunk without a predecessor heads its list: one that is
+                // on no list would cut the list here.
+                debug_assert!(
+                    ptr::eq(self.heads[band], c),
+                    "unlinking a chunk not on list {band}"
+                );
+                self.heads[band] = next;
+            }
         }
         if let Some(n) = NonNull::new(next) {
             // SAFETY: as above.
@@ -528,7 +540,9 @@ impl Arena {
     }
 
     /// Rebands the chunk at `addr` if it is still ours, releasing empty
-    /// chunks beyond `keep_empty`.
+    /// chunks beyond `keep_empty`. The chunk found may be another one mapped
+    /// at the address since the free read it; if it is this arena's, it is
+    /// on one of its lists all the same (see "Locking").
     fn resettle(&self, sh: &Shared, addr: usize) -> usize {
         let mut lists = self.lists.lock();
         if !sh.map.contains(addr) {

@@ -178,9 +178,22 @@ impl Arena {
         n
     }
 
-    /// Takes a freshly created chunk into qInit and fills `out` from it.
+    /// Takes a freshly created chunk into qInit, registers it in the chunk
+    /// map, and fills `out` from it.
+    ///
+    /// The registration is made here, under the arena lock and after the
+    /// push, so that a chunk the map names is always on one of its arena's
+    /// lists (or on none once released, when the map no longer names it).
+    /// A free that empties a chunk rebands it by address afterwards
+    /// (`resettle`), when the chunk may have been released and a new one
+    /// mapped at the same address: registered before it was listed, the
+    /// new chunk was settled off a list it was not on, which cut its band's
+    /// list, and was then listed twice and released while still listed
+    /// (`shell_limit::limit_refusals_and_reused_chunk_addresses_under_concurrent_frees`
+    /// crashed in a refill's walk of a list).
     pub(crate) fn adopt(
         &self,
+        sh: &Shared,
         chunk: &Chunk,
         layout: Layout,
         size: usize,
@@ -192,6 +205,7 @@ impl Arena {
             self.runs.may_place(slot, 1, RunIndex::top_of(chunk));
         }
         lists.push(chunk, QINIT);
+        sh.map.insert(chunk.key());
         let need = Need::of(chunk.pool.config(), layout);
         let n = fill(&self.runs, chunk, (layout, size, need), out);
         lists.settle(chunk);
