@@ -165,7 +165,14 @@ impl Inner {
         match arena.allocate_batch(&self.shared, layout, size, out) {
             Ok(n) => Ok(n),
             Err(Shortage::NeedChunk) => match self.new_chunk(a, reclaim) {
-                Ok(chunk) => Ok(arena.adopt(&self.shared, chunk, layout, size, out)),
+                // A fresh chunk serves any pooled layout; were it to serve
+                // none, the caller gets an error, never an unfilled `out`.
+                Ok(chunk) => match arena.adopt(&self.shared, chunk, layout, size, out) {
+                    0 => Err(AllocError::OutOfMemory {
+                        size: self.shared.chunk_mapping,
+                    }),
+                    n => Ok(n),
+                },
                 // The limit refused the chunk after a reclaim, which may have
                 // given blocks back to the existing chunks (flushed caches):
                 // they may serve now. Failing that, the leak samples' chunks
