@@ -3,7 +3,7 @@
 #
 #   ci/sanitizers.sh         the CI cut: TSan on the stress and cross-thread
 #                            tests of the core and the shell (fewer
-#                            iterations), ASan on the model, fuzz-replay,
+#                            iterations) and the limit's tests, ASan on the model, fuzz-replay,
 #                            shell and buffer tests
 #   ci/sanitizers.sh full    TSan on the same tests at their full iteration
 #                            counts plus the core's and the shell's unit
@@ -78,6 +78,10 @@ iters="${SAN_STRESS_ITERS:-2000}"
 # and the shell (shell_stress, and shell_warm_caches for the hand-over of
 # exited threads' caches).
 stress_tests=(--test stress --test cross_thread_frees --test shell_stress --test shell_warm_caches)
+# TSan also runs the memory limit's concurrent tests (shell_limit: threads
+# filling a limit while others free, chunks released and remapped at the
+# same addresses), which ASan runs with its other shell tests below.
+tsan_tests=("${stress_tests[@]}" --test shell_limit)
 # Tests that measure the process's resident memory: under a sanitizer it
 # includes the shadow memory, which the sanitizer keeps (TSan's shadow of a
 # decommitted range stays resident), so the figure no longer measures the
@@ -102,13 +106,13 @@ tsan() {
         CARGO_TARGET_DIR="$base/tsan" TSAN_OPTIONS="halt_on_error=1 ${TSAN_OPTIONS:-}")
     local cargo=(cargo +nightly test -Zbuild-std --target "$host" --release)
     if [ "$mode" = full ]; then
-        ci_say "TSan (full): stress and cross-thread tests, core and shell unit tests"
-        ci_run "${env[@]}" "${cargo[@]}" -p poolalloc-tests "${stress_tests[@]}" -- "${rss_skips[@]}"
+        ci_say "TSan (full): stress, cross-thread and limit tests, core and shell unit tests"
+        ci_run "${env[@]}" "${cargo[@]}" -p poolalloc-tests "${tsan_tests[@]}" -- "${rss_skips[@]}"
         ci_run "${env[@]}" "${cargo[@]}" -p poolalloc-core -p poolalloc --lib
     else
-        ci_say "TSan: stress and cross-thread tests, POOLALLOC_STRESS_ITERS=$iters"
+        ci_say "TSan: stress, cross-thread and limit tests, POOLALLOC_STRESS_ITERS=$iters"
         ci_run "${env[@]}" POOLALLOC_STRESS_ITERS="$iters" \
-            "${cargo[@]}" -p poolalloc-tests "${stress_tests[@]}" -- "${rss_skips[@]}"
+            "${cargo[@]}" -p poolalloc-tests "${tsan_tests[@]}" -- "${rss_skips[@]}"
     fi
 }
 
