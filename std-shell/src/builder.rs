@@ -18,6 +18,9 @@ use crate::leak::LeakDetection;
 #[derive(Clone, Copy, Debug)]
 pub struct Builder {
     config: ShellConfig,
+    /// Whether `max_cached_capacity` was set (see
+    /// [`ShellConfig::fit_defaults`]).
+    cached_capacity_set: bool,
 }
 
 impl Builder {
@@ -25,6 +28,7 @@ impl Builder {
     pub(crate) const fn new() -> Builder {
         Builder {
             config: ShellConfig::DEFAULT,
+            cached_capacity_set: false,
         }
     }
     /// Hard limit on bytes mapped for chunks and huge blocks.
@@ -52,9 +56,11 @@ impl Builder {
         self.config.thread_cache = on;
         self
     }
-    /// Largest block kept in thread caches, rounded down to a size class.
+    /// Largest block kept in thread caches, rounded down to a size class
+    /// (default 1 MiB, or the chunk size if that is smaller).
     pub fn max_cached_capacity(mut self, bytes: usize) -> Builder {
         self.config.max_cached_capacity = bytes;
+        self.cached_capacity_set = true;
         self
     }
     /// Most bytes one thread's cache holds.
@@ -83,9 +89,12 @@ impl Builder {
         self.config.chunk_decay_millis = ms;
         self
     }
-    /// The settings as a whole.
-    pub fn config(&self) -> &ShellConfig {
-        &self.config
+    /// The settings as a whole, as the allocator will have them (defaults
+    /// fitted to the chunk size: [`ShellConfig::fit_defaults`]).
+    pub fn config(&self) -> ShellConfig {
+        let mut config = self.config;
+        config.fit_defaults(self.cached_capacity_set);
+        config
     }
     /// The allocator, or why the settings are invalid.
     // The error carries the offending value in a stack buffer so that it
@@ -93,8 +102,9 @@ impl Builder {
     // once, at construction, so its size costs nothing.
     #[allow(clippy::result_large_err)]
     pub fn try_build(self) -> Result<PooledAllocator, crate::config::ConfigError> {
-        self.config.validate()?;
-        let a = PooledAllocator::configured(Some(self.config));
+        let config = self.config();
+        config.validate()?;
+        let a = PooledAllocator::configured(Some(config));
         a.inner();
         Ok(a)
     }

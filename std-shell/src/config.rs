@@ -117,7 +117,10 @@ pub struct ShellConfig {
     /// Largest block a thread cache keeps (`maxCachedBufferCapacity`),
     /// rounded down to a size class (a block's class size counts, as
     /// Netty's normalised capacity does); at most the chunk size (a block
-    /// above half a chunk is huge, never cached).
+    /// above half a chunk is huge, never cached). The default, 1 MiB, gives
+    /// way to a smaller chunk size when it was not set itself
+    /// ([`ShellConfig::fit_defaults`]); a value set above the chunk size is
+    /// an error.
     pub max_cached_capacity: usize,
     /// Cache operations between trims of entries unused since the last trim
     /// (`cacheTrimInterval`); 0 never trims by count.
@@ -194,6 +197,7 @@ impl ShellConfig {
             var.apply(&mut config, value.as_bytes()).map_err(fail)?;
             set[var as usize] = Some(value);
         }
+        config.fit_defaults(set[Var::MaxCachedCapacity as usize].is_some());
         config.validate().map_err(|mut e| {
             // Blame the first variable involved that was actually set.
             e.source = e
@@ -205,6 +209,18 @@ impl ShellConfig {
             e
         })?;
         Ok(config)
+    }
+
+    /// Fits the defaults that depend on other fields to them: unless
+    /// `cached_capacity_set`, a `max_cached_capacity` above the chunk size
+    /// (the 1 MiB default with smaller chunks) becomes the chunk size, so
+    /// that setting the chunk size alone never fails on a default. The
+    /// builder and [`ShellConfig::from_env`] call it with whether the
+    /// capacity was set; [`ShellConfig::validate`] then checks the rest.
+    pub fn fit_defaults(&mut self, cached_capacity_set: bool) {
+        if !cached_capacity_set && self.max_cached_capacity > self.chunk_size {
+            self.max_cached_capacity = self.chunk_size;
+        }
     }
 
     /// Checks every field and the relations between them.

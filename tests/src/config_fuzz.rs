@@ -181,6 +181,11 @@ pub fn reference(values: &Values) -> Expected {
             return Expected::Refused(var, kind);
         }
     }
+    // The documented default: the cached capacity, unless given, is at most
+    // the chunk size.
+    if values[Var::MaxCachedCapacity as usize].is_none() {
+        config.max_cached_capacity = config.max_cached_capacity.min(config.chunk_size);
+    }
     Expected::Parsed(config)
 }
 

@@ -206,13 +206,65 @@ fn cross_field_errors_blame_a_variable_that_was_set() {
         ("POOLALLOC_CHUNK_SIZE", "16M"),
     ]);
     assert_eq!(e.unwrap_err().var(), Some(Var::MaxMemory));
+    // A cached capacity set above the chunk: blame the capacity.
     let e = with(&[
         ("POOLALLOC_PAGE_SIZE", "4K"),
         ("POOLALLOC_CHUNK_SIZE", "16K"),
+        ("POOLALLOC_MAX_CACHED_CAPACITY", "1M"),
     ]);
     let e = e.unwrap_err();
-    assert_eq!(e.var(), Some(Var::ChunkSize));
-    assert!(e.to_string().contains("largest cached block 1048576"));
+    assert_eq!(e.var(), Some(Var::MaxCachedCapacity));
+    assert_eq!(
+        e.to_string(),
+        "POOLALLOC_MAX_CACHED_CAPACITY=\"1M\": largest cached block 1048576 is above the \
+         chunk size (16384 bytes)"
+    );
+}
+
+#[test]
+fn the_default_cached_capacity_follows_a_smaller_chunk() {
+    // Only the chunk size set: the 1 MiB default gives way to it.
+    let c = with(&[
+        ("POOLALLOC_PAGE_SIZE", "4K"),
+        ("POOLALLOC_CHUNK_SIZE", "16K"),
+    ])
+    .unwrap();
+    assert_eq!(c.max_cached_capacity, 16 << 10);
+    // Larger chunks keep the default; a capacity set below the chunk stays.
+    assert_eq!(
+        with(&[("POOLALLOC_CHUNK_SIZE", "16M")])
+            .unwrap()
+            .max_cached_capacity,
+        MIB
+    );
+    let c = with(&[
+        ("POOLALLOC_CHUNK_SIZE", "256K"),
+        ("POOLALLOC_MAX_CACHED_CAPACITY", "64K"),
+    ])
+    .unwrap();
+    assert_eq!(c.max_cached_capacity, 64 << 10);
+    // The same through the builder.
+    let b = crate::builder::Builder::new().chunk_size(256 << 10);
+    assert_eq!(b.config().max_cached_capacity, 256 << 10);
+    assert!(b.config().validate().is_ok());
+    let b = b.max_cached_capacity(MIB);
+    assert_eq!(b.config().max_cached_capacity, MIB);
+    let Err(e) = b.try_build() else {
+        panic!("a capacity set above the chunk builds")
+    };
+    assert_eq!(
+        e.kind(),
+        &ErrorKind::MaxCachedCapacity {
+            capacity: MIB,
+            chunk: 256 << 10
+        }
+    );
+    // A code-built config is validated as it is: nothing fits it.
+    let bad = ShellConfig {
+        chunk_size: 256 << 10,
+        ..ShellConfig::DEFAULT
+    };
+    assert!(bad.validate().is_err());
 }
 
 #[test]
