@@ -23,7 +23,11 @@
 //! off.
 //!
 //! `SOAK_SECS` sets the duration (default 3, for CI) and `SOAK_THREADS` the
-//! threads (default 4). The long run, with the figures printed:
+//! threads (default 4). `SOAK_DECAY_MS` sets the chunks' decay (default the
+//! builder's; 0 releases a chunk as soon as it empties, so chunks are
+//! unmapped and mapped again at the same addresses all the time) and
+//! `SOAK_CHUNK_KIB` their size (default the builder's 4 MiB; small chunks
+//! empty and go more often). The long run, with the figures printed:
 //!
 //! ```sh
 //! SOAK_SECS=600 cargo test --release -p poolalloc-tests --test soak -- --nocapture
@@ -264,10 +268,14 @@ fn soak() {
     let threads = env_or("SOAK_THREADS", 4).max(2) as usize;
     let faults = env_or("SOAK_FAULTS", 1) != 0;
     let (mut frng, mut injected, mut refused) = (Rng(0xfa17), 0u64, 0u64);
-    let pool = PooledAllocator::builder()
-        .max_memory(LIMIT)
-        .arenas(2)
-        .build();
+    let mut builder = PooledAllocator::builder().max_memory(LIMIT).arenas(2);
+    if let Ok(ms) = std::env::var("SOAK_DECAY_MS") {
+        builder = builder.chunk_decay_millis(ms.parse().expect("SOAK_DECAY_MS"));
+    }
+    if let Ok(kib) = std::env::var("SOAK_CHUNK_KIB") {
+        builder = builder.chunk_size(kib.parse::<usize>().expect("SOAK_CHUNK_KIB") << 10);
+    }
+    let pool = builder.build();
     let rss = || poolalloc::os::resident_bytes().unwrap_or(0);
     let rss_start = rss();
     let stop = AtomicBool::new(false);
