@@ -12,7 +12,8 @@
 //!   returns NULL (glibc's choice); a block keeps its place when the new
 //!   size fits and wastes at most half of it.
 //! * `calloc` checks the multiplication and zeroes the block, except a huge
-//!   one: those are fresh mappings, zero already.
+//!   one: it asks for a fresh mapping (never a freed one kept for reuse),
+//!   zero already, whose untouched pages stay unbacked.
 //!
 //! Every function is `unsafe extern "C"`: the C caller upholds C's rules
 //! (pointers passed in are live blocks of this allocator, or NULL).
@@ -136,9 +137,21 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
     };
-    let p = alloc(total, MIN_ALIGN);
     // ORDERING: Relaxed; until set, every block is zeroed by hand.
-    if !p.is_null() && total <= FRESH_ABOVE.load(Ordering::Relaxed) {
+    if total > FRESH_ABOVE.load(Ordering::Relaxed) {
+        let p = Layout::from_size_align(total, MIN_ALIGN)
+            .ok()
+            .and_then(heap::allocate_zeroed);
+        return match p {
+            Some(p) => p.as_ptr().cast(),
+            None => {
+                set_errno(libc::ENOMEM);
+                ptr::null_mut()
+            }
+        };
+    }
+    let p = alloc(total, MIN_ALIGN);
+    if !p.is_null() {
         // SAFETY: a fresh block of at least `total` bytes.
         unsafe { ptr::write_bytes(p.cast::<u8>(), 0, total) };
     }

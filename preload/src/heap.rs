@@ -228,6 +228,28 @@ pub(crate) fn allocate(layout: Layout) -> Option<NonNull<u8>> {
     thread::call(|route| allocate_on(route, layout))
 }
 
+/// [`allocate`] of a block whose first `layout.size()` bytes read as zero
+/// (C's `calloc` of a huge size): the allocators map it afresh, never
+/// handing out a freed mapping kept for reuse, and the emergency pool
+/// never reuses memory.
+#[cold]
+pub(crate) fn allocate_zeroed(layout: Layout) -> Option<NonNull<u8>> {
+    thread::call(|route| match route {
+        Route::Main => MAIN
+            .try_allocate_zeroed_wrapped(layout)
+            .ok()
+            .map(NonNull::cast),
+        Route::Fallback => match FALLBACK.get_or_build() {
+            Some(a) => a
+                .try_allocate_zeroed_wrapped(layout)
+                .ok()
+                .map(NonNull::cast),
+            None => emergency::allocate(layout),
+        },
+        Route::Emergency => emergency::allocate(layout),
+    })
+}
+
 /// The owner of the live block at `ptr` (call inside the gate).
 pub(crate) fn owner_of(ptr: NonNull<u8>) -> Result<Owner, FreeError> {
     match MAIN.block_layout(ptr) {

@@ -20,10 +20,11 @@ const DONE: u8 = 2;
 
 static STATE: AtomicU8 = AtomicU8::new(NEW);
 
-/// Requests above this many bytes (at alignment 16) are served by `MAIN`
-/// with fresh OS mappings, which read as zero: half the chunk size, the
-/// shell's huge threshold (`huge.rs`: one new mapping per allocation).
-/// `usize::MAX` (always zero by hand) until the configuration is known.
+/// Requests above this many bytes (at alignment 16) are huge for `MAIN`:
+/// half the chunk size (`huge.rs`). `calloc` asks for those as fresh
+/// mappings, which read as zero (`heap::allocate_zeroed`), and zeroes the
+/// rest by hand; `usize::MAX` (always by hand) until the configuration is
+/// known.
 pub(crate) static FRESH_ABOVE: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// Runs the setup if no thread has started it.

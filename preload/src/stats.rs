@@ -44,8 +44,8 @@ fn report(
     )?;
     writeln!(
         out,
-        "poolalloc[{pid}]: thread caches {} holding {} bytes; huge {} blocks, {} bytes",
-        m.thread_caches, m.cached_bytes, m.huge_count, m.huge_bytes
+        "poolalloc[{pid}]: thread caches {} holding {} bytes; huge {} blocks, {} bytes, {} bytes kept for reuse",
+        m.thread_caches, m.cached_bytes, m.huge_count, m.huge_bytes, m.huge_retained_bytes
     )?;
     write!(
         out,

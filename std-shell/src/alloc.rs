@@ -242,18 +242,53 @@ impl Inner {
         }
     }
 
+    /// A huge block for `layout`: a kept freed mapping of its size, or a
+    /// fresh one, always fresh (so zeroed) with `zeroed` (see `huge`).
+    fn allocate_huge(&self, layout: Layout, zeroed: bool) -> Result<NonNull<[u8]>, AllocError> {
+        let limit = &self.shared.limit;
+        let b = self
+            .huge
+            .allocate_or_reclaim(layout, limit, zeroed, || self.reclaim())?;
+        let arena = self.arena(self.current_arena());
+        arena.counters.count_huge(b.len(), false);
+        Ok(b)
+    }
+
+    /// An allocation whose first `layout.size()` bytes read as zero,
+    /// attributed to `origin` if sampled: a pooled block zeroed here, or a
+    /// fresh huge mapping (never a kept one), whose pages stay unbacked
+    /// until touched, as glibc's `calloc` leaves them.
+    pub(crate) fn allocate_zeroed(
+        &self,
+        layout: Layout,
+        origin: Origin,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if layout.size() == 0 || !self.is_huge(layout) {
+            let p = match self.allocate_fast(layout) {
+                Some(p) => p,
+                None => self.allocate_cold(layout, origin)?,
+            };
+            // SAFETY: a block we own of at least `layout.size()` bytes.
+            unsafe { p.cast::<u8>().write_bytes(0, layout.size()) };
+            return Ok(p);
+        }
+        let rate = self.leak.rate;
+        let sampled = rate != 0 && leak::sample_due(rate);
+        let result = self.allocate_huge(layout, true);
+        if let (true, Ok(p)) = (sampled, result) {
+            self.leak
+                .record(p.cast::<u8>().as_ptr() as usize, layout.size(), origin);
+        }
+        result
+    }
+
     #[cold]
     fn allocate_slow(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         if layout.size() == 0 {
             return Err(AllocError::ZeroSize);
         }
         if self.is_huge(layout) {
-            let b = self
-                .huge
-                .allocate_or_reclaim(layout, &self.shared.limit, || self.reclaim())?;
-            let arena = self.arena(self.current_arena());
-            arena.counters.count_huge(b.len(), false);
-            return Ok(b);
+            return self.allocate_huge(layout, false);
         }
         let class = class_for(layout.size(), layout.align());
         let size = SIZES[class];

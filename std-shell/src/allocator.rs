@@ -79,6 +79,10 @@ unsafe impl Sync for Inner {}
 // SAFETY: as above.
 unsafe impl Send for Inner {}
 
+/// Chunks' worth of freed huge mappings an allocator keeps for reuse (see
+/// `huge`'s `retained`).
+const HUGE_RETAINED_CHUNKS: usize = 4;
+
 const UNINIT: u8 = 0;
 const BUSY: u8 = 1;
 const READY: u8 = 2;
@@ -178,6 +182,14 @@ impl PooledAllocator {
     #[track_caller]
     pub fn try_allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         self.allocate_for(layout, Origin::Caller(Location::caller()))
+    }
+
+    /// [`PooledAllocator::try_allocate_wrapped`] of a block whose first
+    /// `layout.size()` bytes read as zero (C's `calloc`, `alloc_zeroed`): a
+    /// pooled block is zeroed here; a huge one is a fresh mapping, never a
+    /// freed one kept for reuse, so its untouched pages stay unbacked.
+    pub fn try_allocate_zeroed_wrapped(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.inner().allocate_zeroed(layout, Origin::Stack)
     }
 
     /// [`PooledAllocator::try_allocate`] for allocation wrappers (`GlobalAlloc`,
@@ -591,7 +603,12 @@ impl Inner {
                     map,
                     config.chunk_decay_millis,
                 ),
-                huge: HugeAllocs::new(),
+                // Freed huge mappings kept for reuse: four chunks' worth,
+                // for as long as an emptied chunk is kept (`huge`).
+                huge: HugeAllocs::retaining(
+                    HUGE_RETAINED_CHUNKS.saturating_mul(chunk),
+                    config.chunk_decay_millis,
+                ),
                 arenas: NonNull::new_unchecked(arenas),
                 n_arenas,
                 max_pooled,

@@ -141,7 +141,9 @@ pub struct ShellConfig {
     /// are decommitted. 0 releases empty chunks beyond one at once, as Netty
     /// destroys a chunk whose usage falls to zero, and decommits nothing by
     /// time. `PooledAllocator::trim` and a reclaim under the memory limit
-    /// release them all whatever this says.
+    /// release them all whatever this says. Also how long a freed huge
+    /// block's mapping is kept for the next allocation of its size (at
+    /// most four, four chunks' worth; 0 keeps none).
     pub chunk_decay_millis: usize,
     /// Leak detection level.
     pub leak_detection: LeakDetection,

@@ -21,6 +21,14 @@ unsafe impl GlobalAlloc for PooledAllocator {
         }
     }
 
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // A huge block is a fresh mapping, zero already: no write.
+        match self.try_allocate_zeroed_wrapped(layout) {
+            Ok(p) => p.as_ptr().cast(),
+            Err(_) => ptr::null_mut(),
+        }
+    }
+
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(p) = NonNull::new(ptr) {

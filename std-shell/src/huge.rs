@@ -6,7 +6,10 @@
 //! back), maps it with [`os::map_aligned`] at `max(layout.align(), page)`,
 //! and records `(address, mapping size)` in a registry.
 //! [`HugeAllocs::deallocate`] derives the mapping size from the layout the
-//! same way, checks it against the registry, unmaps, and releases the charge.
+//! same way, checks it against the registry, unmaps, and releases the charge
+//! (or, in a registry made with [`HugeAllocs::retaining`], keeps a few
+//! freed mappings, still charged, for the next allocations of their size:
+//! see `retained`).
 //!
 //! # The registry
 //!
@@ -56,8 +59,10 @@
 //! size is indistinguishable from a legitimate one (as with any allocator).
 
 mod remap;
+mod retained;
 
 pub use remap::RemapError;
+use retained::Retained;
 
 use crate::limit::{Limit, LimitExceeded};
 use crate::os;
@@ -113,6 +118,8 @@ pub struct HugeAllocs {
     orphans: AtomicUsize,
     allocations: AtomicUsize,
     deallocations: AtomicUsize,
+    /// Freed mappings kept for reuse (`retained`).
+    retained: Retained,
 }
 
 /// Why a huge allocation was refused. Nothing is charged or mapped after any
@@ -226,9 +233,18 @@ enum Found<'a> {
 }
 
 impl HugeAllocs {
-    /// An empty registry; `const`, for a `static`.
-    #[allow(clippy::declare_interior_mutable_const)] // `E` is copied, never shared
+    /// An empty registry that keeps no freed mapping; `const`, for a
+    /// `static`.
     pub const fn new() -> HugeAllocs {
+        HugeAllocs::retaining(0, 0)
+    }
+
+    /// An empty registry that keeps up to `max_bytes` of freed mappings (at
+    /// most four) for up to `period_ms` milliseconds each, for allocations
+    /// of the same size to take back (see `retained`); 0 for either keeps
+    /// none.
+    #[allow(clippy::declare_interior_mutable_const)] // `E` is copied, never shared
+    pub const fn retaining(max_bytes: usize, period_ms: usize) -> HugeAllocs {
         const E: Entry = Entry {
             key: AtomicUsize::new(EMPTY),
             size: AtomicUsize::new(0),
@@ -243,6 +259,7 @@ impl HugeAllocs {
             orphans: AtomicUsize::new(0),
             allocations: AtomicUsize::new(0),
             deallocations: AtomicUsize::new(0),
+            retained: Retained::new(max_bytes, (period_ms as u64).saturating_mul(1_000_000)),
         }
     }
 
@@ -256,22 +273,28 @@ impl HugeAllocs {
         os::round_to_page(layout.size()).filter(|&n| n <= os::MAX_MAPPING)
     }
 
-    /// Maps a huge allocation for `layout`, charged to `limit`. The slice
-    /// covers the whole mapping ([`HugeAllocs::mapping_size`] bytes), zeroed.
+    /// A huge allocation for `layout`, charged to `limit`: a kept mapping
+    /// of its size (see `retained`; its bytes are what its last user left),
+    /// else a fresh one, zeroed. The slice covers the whole mapping
+    /// ([`HugeAllocs::mapping_size`] bytes).
     pub fn allocate(&self, layout: Layout, limit: &Limit) -> Result<NonNull<[u8]>, HugeError> {
-        self.allocate_with(layout, |n| limit.try_reserve(n), limit)
+        self.allocate_with(layout, |n| limit.try_reserve(n), limit, false)
     }
 
     /// [`HugeAllocs::allocate`], reserving with
     /// [`Limit::reserve_or_reclaim`]: on a refused charge, `reclaim` runs once
-    /// and the charge is retried.
+    /// and the charge is retried. With `zeroed`, always a fresh mapping,
+    /// never a kept one: its bytes read as zero, and the pages no one
+    /// touches stay unbacked (C's `calloc`, `alloc_zeroed`).
     pub fn allocate_or_reclaim(
         &self,
         layout: Layout,
         limit: &Limit,
+        zeroed: bool,
         reclaim: impl FnOnce() -> usize,
     ) -> Result<NonNull<[u8]>, HugeError> {
-        self.allocate_with(layout, |n| limit.reserve_or_reclaim(n, reclaim), limit)
+        let reserve = |n| limit.reserve_or_reclaim(n, reclaim);
+        self.allocate_with(layout, reserve, limit, zeroed)
     }
 
     fn allocate_with(
@@ -279,6 +302,7 @@ impl HugeAllocs {
         layout: Layout,
         reserve: impl FnOnce(usize) -> Result<(), LimitExceeded>,
         limit: &Limit,
+        fresh: bool,
     ) -> Result<NonNull<[u8]>, HugeError> {
         if layout.size() == 0 {
             return Err(HugeError::ZeroSize);
@@ -286,14 +310,33 @@ impl HugeAllocs {
         let size = HugeAllocs::mapping_size(layout).ok_or(HugeError::TooLarge {
             size: layout.size(),
         })?;
-        reserve(size).map_err(HugeError::Limit)?;
         let align = layout.align().max(os::page_size());
+        if self.retained.enabled() {
+            self.retained.release(limit, os::monotonic_ns(), false);
+            // A kept mapping is still charged: it needs no reservation.
+            if let Some(ptr) = (!fresh).then(|| self.retained.take(size, align)).flatten() {
+                return self.register(ptr, size, limit);
+            }
+        }
+        reserve(size).map_err(HugeError::Limit)?;
         let Some(ptr) = os::map_aligned(size, align) else {
             limit.release(size);
             return Err(HugeError::Os { size });
         };
+        self.register(ptr, size, limit)
+    }
+
+    /// Registers the mapping of `size` bytes at `ptr`, charged to `limit`,
+    /// as a live allocation; on failure unmaps it and releases the charge.
+    fn register(
+        &self,
+        ptr: NonNull<u8>,
+        size: usize,
+        limit: &Limit,
+    ) -> Result<NonNull<[u8]>, HugeError> {
         if !self.insert(ptr.as_ptr() as usize, size) {
-            // SAFETY: mapped just above with `size`, never handed out.
+            // SAFETY: a mapping of `size` bytes that no block uses (fresh,
+            // or kept and taken out of the slots), never handed out.
             unsafe { os::unmap(ptr, size) };
             limit.release(size);
             return Err(HugeError::Os { size });
@@ -305,11 +348,13 @@ impl HugeAllocs {
         Ok(NonNull::slice_from_raw_parts(ptr, size))
     }
 
-    /// Unmaps the huge allocation at `ptr` and releases its charge from
-    /// `limit`, after checking that a live allocation starts at `ptr` and
-    /// that `layout` implies its mapping size. On any error, nothing
-    /// changes (after [`HugeFreeError::UnmapFailed`] the block is still the
-    /// caller's, live).
+    /// Frees the huge allocation at `ptr`, after checking that a live
+    /// allocation starts at `ptr` and that `layout` implies its mapping
+    /// size: keeps its mapping for reuse if the bounds allow (still
+    /// charged; see `retained`), else unmaps it and releases its charge
+    /// from `limit`. On any error, nothing changes (after
+    /// [`HugeFreeError::UnmapFailed`] the block is still the caller's,
+    /// live).
     ///
     /// # Safety
     /// If `ptr` is a live allocation of this registry, no reference into its
@@ -348,10 +393,18 @@ impl HugeAllocs {
         {
             return Err(HugeFreeError::DoubleFree { addr });
         }
+        let kept = self.retained.enabled() && {
+            let now = os::monotonic_ns();
+            self.retained.release(limit, now, false);
+            // The mapping of `found` bytes is ours alone (we claimed its
+            // entry) and no one uses its memory any more (the caller's
+            // promise): the slots may hand it to the next allocation.
+            self.retained.keep(ptr, found, now)
+        };
         // SAFETY: the mapping of `found` bytes at `ptr` was registered by
         // `allocate`, and we claimed its entry, so we alone unmap it; the
         // caller promises no one uses its memory any more.
-        if !unsafe { os::unmap(ptr, found) } {
+        if !kept && !unsafe { os::unmap(ptr, found) } {
             // ORDERING: Release; gives the entry back unchanged (as
             // `reallocate`'s refusals do): the block stays live, charged
             // and registered, and a later free may succeed.
@@ -366,8 +419,21 @@ impl HugeAllocs {
         self.live_bytes.fetch_sub(found, Ordering::Relaxed);
         self.live_count.fetch_sub(1, Ordering::Relaxed);
         self.deallocations.fetch_add(1, Ordering::Relaxed);
-        limit.release(found);
+        if !kept {
+            limit.release(found);
+        }
         Ok(())
+    }
+
+    /// Unmaps every kept freed mapping (see `retained`) and releases its
+    /// charge from `limit`. Returns the bytes released.
+    pub fn release_retained(&self, limit: &Limit) -> usize {
+        self.retained.release(limit, 0, true)
+    }
+
+    /// Bytes of freed mappings kept for reuse, charged to the limit.
+    pub fn retained_bytes(&self) -> usize {
+        self.retained.bytes()
     }
 
     /// Gives up the live huge allocation at `ptr`, whose free the OS
@@ -646,9 +712,11 @@ impl Default for HugeAllocs {
 }
 
 impl Drop for HugeAllocs {
-    /// Unmaps the registry's overflow tables. Live huge allocations stay
-    /// mapped (and charged): their pointers may still be in use.
+    /// Unmaps the registry's overflow tables and the kept freed mappings.
+    /// Live huge allocations stay mapped (and charged): their pointers may
+    /// still be in use.
     fn drop(&mut self) {
+        self.retained.unmap_all();
         let mut table = *self.overflow.get_mut();
         while !table.is_null() {
             // SAFETY: `&mut self`: no one else uses the tables; each header

@@ -18,6 +18,12 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::ptr::NonNull;
 
 const MIB: usize = 1 << 20;
+/// Huge sizes above what a pool keeps of freed huge mappings for reuse
+/// (four 4 MiB chunks' worth), so that their frees unmap, as the cases
+/// that refuse the unmap need.
+const HUGE_A: usize = 18 * MIB;
+/// See [`HUGE_A`].
+const HUGE_B: usize = 17 * MIB;
 
 fn refuse(op: Op, nth: u64, sticky: bool) {
     fault::inject(Fault { op, nth, sticky });
@@ -43,14 +49,15 @@ fn warm_pool(max: usize) -> (PooledAllocator, NonNull<u8>, usize) {
 }
 
 /// The metrics identities at rest: the limit counts exactly the listed
-/// chunks and the huge bytes (`retired` chunks still charged besides), and
+/// chunks and the huge bytes, live or kept for reuse (`retired` chunks
+/// still charged besides), and
 /// what chunks handed out is live or cached.
 fn adds_up(pool: &PooledAllocator, chunk: usize, retired: usize, what: &str) {
     let m = pool.metrics();
     let listed: usize = m.chunks_per_band.iter().sum();
     assert_eq!(
         m.used_memory,
-        (listed + retired) * chunk + m.huge_bytes,
+        (listed + retired) * chunk + m.huge_bytes + m.huge_retained_bytes,
         "{what}: used memory is chunks + huge ({m:?})"
     );
     assert!(m.used_memory <= m.max_memory, "{what}: over the limit");
@@ -206,12 +213,12 @@ fn unmap_refused() {
     let blocks: Vec<NonNull<u8>> = (0..6)
         .map(|_| pool.try_allocate(big).unwrap().cast())
         .collect();
-    let huge = layout(6 * MIB);
+    let huge = layout(HUGE_A);
     let h = pool.try_allocate(huge).unwrap().cast();
     fill(h, huge.size(), 9);
     let m = pool.metrics();
     let (used, chunks) = (m.used_memory, m.chunks_per_band.iter().sum::<usize>());
-    assert_eq!(used, chunks * chunk + 6 * MIB);
+    assert_eq!(used, chunks * chunk + HUGE_A);
     assert!(chunks >= 2);
 
     refuse(Op::Unmap, 0, true);
@@ -224,12 +231,12 @@ fn unmap_refused() {
     // The aborting free (GlobalAlloc's, C's) cannot give it back: it
     // orphans the block, still mapped, charged and counted, until a trim
     // after the OS allows. A second free of it is a double free.
-    let orphan = layout(5 * MIB);
+    let orphan = layout(HUGE_B);
     let o = pool.try_allocate(orphan).unwrap().cast::<u8>();
     // SAFETY: a live huge block of `pool`, given up here.
     unsafe { pool.deallocate(o, orphan) };
     let m = pool.metrics();
-    assert_eq!((m.huge_count, m.used_memory), (2, used + 5 * MIB));
+    assert_eq!((m.huge_count, m.used_memory), (2, used + HUGE_B));
     // SAFETY: a refused free changes nothing.
     let again = unsafe { pool.try_deallocate(o, orphan) };
     assert_eq!(again, Err(FreeError::DoubleFree));
@@ -242,7 +249,7 @@ fn unmap_refused() {
     pool.trim();
     assert!(fault::refused() >= 2, "trim tried to unmap");
     let m = pool.metrics();
-    assert_eq!(m.used_memory, used + 5 * MIB, "refused chunks stay charged");
+    assert_eq!(m.used_memory, used + HUGE_B, "refused chunks stay charged");
     let listed: usize = m.chunks_per_band.iter().sum();
     adds_up(&pool, chunk, chunks - listed, "unmap refused");
     // Allocation still works (maps are fine).
@@ -269,14 +276,14 @@ fn sampled_huge_unmap_refused() {
         .arenas(1)
         .leak_detection(LeakDetection::Paranoid)
         .build();
-    let (kept, given_up) = (layout(3 * MIB), layout(5 * MIB));
+    let (kept, given_up) = (layout(HUGE_B), layout(HUGE_A));
     let k = pool.try_allocate(kept).unwrap().cast::<u8>();
     let g = pool.try_allocate(given_up).unwrap().cast::<u8>();
     let tracked = || {
         let r = pool.leak_report();
         (r.count, r.bytes)
     };
-    assert_eq!(tracked(), (2, 8 * MIB), "both live");
+    assert_eq!(tracked(), (2, HUGE_A + HUGE_B), "both live");
 
     refuse(Op::Unmap, 0, true);
     // SAFETY: a live huge block of `pool`; the refused free leaves it live.
@@ -284,10 +291,14 @@ fn sampled_huge_unmap_refused() {
     // SAFETY: as above.
     let refused = unsafe { pool.try_deallocate(g, given_up) };
     assert_eq!(refused, Err(FreeError::Os));
-    assert_eq!(tracked(), (2, 8 * MIB), "refused frees keep both records");
+    assert_eq!(
+        tracked(),
+        (2, HUGE_A + HUGE_B),
+        "refused frees keep both records"
+    );
     // SAFETY: `g` is given up here, never used again.
     assert!(unsafe { pool.orphan(g) });
-    assert_eq!(tracked(), (1, 3 * MIB), "the orphan is no leak");
+    assert_eq!(tracked(), (1, HUGE_B), "the orphan is no leak");
     let site = &pool.leak_report().sites[0];
     assert!(
         site.mentions("os_faults"),
@@ -373,7 +384,13 @@ fn remap_refused() {
     free(&pool, r, layout(4 * MIB));
     free(&pool, first, layout(64));
     adds_up(&pool, chunk, 0, "remapped");
-    assert_eq!(pool.metrics().used_memory, chunk);
+    // The freed huge mappings are kept for reuse until a trim, which
+    // unmaps them with the empty chunk.
+    let m = pool.metrics();
+    assert_eq!(m.used_memory, chunk + m.huge_retained_bytes);
+    pool.trim();
+    let m = pool.metrics();
+    assert_eq!((m.used_memory, m.huge_retained_bytes), (0, 0));
 }
 
 /// A thread cache's mapping refused: the thread's allocation is still
@@ -420,6 +437,7 @@ fn leak_table_refused() {
     free(&pool, p, huge);
     free(&pool, q, huge);
     assert_eq!(pool.metrics().leak_tracked, 0);
+    pool.trim(); // the freed mappings kept for reuse
     assert_eq!(pool.metrics().used_memory, 0);
 }
 

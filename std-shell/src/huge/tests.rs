@@ -156,7 +156,7 @@ fn limit_refusals_and_reclaim() {
     assert_eq!((huge.live_count(), limit.used()), (1, 5 * MIB));
     // Reclaim frees the first allocation; the retry then fits.
     let second = huge
-        .allocate_or_reclaim(l, &limit, || {
+        .allocate_or_reclaim(l, &limit, false, || {
             // SAFETY: allocated above with `l`; not used again.
             unsafe { huge.deallocate(first.cast(), l, &limit) }.unwrap();
             5 * MIB
@@ -298,4 +298,114 @@ fn racing_frees_exactly_one_wins() {
         assert!(results.contains(&Err(HugeFreeError::DoubleFree { addr })));
     }
     assert_eq!((huge.live_count(), limit.used()), (0, 0));
+}
+
+/// A registry that keeps up to `max` bytes of freed mappings for `ms`.
+fn retaining(max: usize, ms: usize) -> (HugeAllocs, Limit) {
+    (HugeAllocs::retaining(max, ms), Limit::new(Limit::UNLIMITED))
+}
+
+/// Frees `block`, allocated for `l` from `huge` under `limit`.
+fn free(huge: &HugeAllocs, block: NonNull<[u8]>, l: Layout, limit: &Limit) {
+    // SAFETY: a live block of `huge` for `l`, charged to `limit`, freed once.
+    unsafe { huge.deallocate(block.cast(), l, limit) }.unwrap();
+}
+
+#[test]
+fn a_freed_mapping_serves_the_next_allocation_of_its_size() {
+    let (huge, limit) = retaining(16 * MIB, 60_000);
+    let l = layout(8 * MIB, 8);
+    let a = huge.allocate(l, &limit).unwrap();
+    mark(a, 7);
+    free(&huge, a, l, &limit);
+    // Kept: still mapped and charged, no longer live.
+    assert_eq!((huge.live_count(), huge.live_bytes()), (0, 0));
+    assert_eq!((huge.retained_bytes(), limit.used()), (8 * MIB, 8 * MIB));
+    // A second free of it is a double free, kept or not.
+    // SAFETY: a refused free changes nothing.
+    let again = unsafe { huge.deallocate(a.cast(), l, &limit) };
+    assert_eq!(
+        again,
+        Err(HugeFreeError::DoubleFree {
+            addr: a.cast::<u8>().as_ptr() as usize
+        })
+    );
+    // Another size maps afresh; the same size takes the kept mapping back,
+    // as its last user left it, charged once.
+    let other = huge.allocate(layout(4 * MIB, 8), &limit).unwrap();
+    assert_ne!(other.cast::<u8>(), a.cast::<u8>());
+    let b = huge.allocate(l, &limit).unwrap();
+    assert_eq!(b.cast::<u8>(), a.cast::<u8>());
+    check(b, 7);
+    assert_eq!(huge.retained_bytes(), 0);
+    assert_eq!(limit.used(), 12 * MIB);
+    assert_eq!(huge.size_of(b.cast()), Some(8 * MIB));
+    free(&huge, b, l, &limit);
+    free(&huge, other, layout(4 * MIB, 8), &limit);
+    assert_eq!(huge.retained_bytes(), 12 * MIB);
+    // Released on demand (a trim, a reclaim): unmapped and uncharged.
+    assert_eq!(huge.release_retained(&limit), 12 * MIB);
+    assert_eq!((huge.retained_bytes(), limit.used()), (0, 0));
+}
+
+#[test]
+fn zeroed_allocations_never_take_a_kept_mapping() {
+    let (huge, limit) = retaining(16 * MIB, 60_000);
+    let l = layout(3 * MIB, 8);
+    let a = huge.allocate(l, &limit).unwrap();
+    // SAFETY: a live block of `a.len()` bytes.
+    unsafe { a.cast::<u8>().as_ptr().write_bytes(0xee, a.len()) };
+    free(&huge, a, l, &limit);
+    let z = huge.allocate_or_reclaim(l, &limit, true, || 0).unwrap();
+    // SAFETY: a live block of `z.len()` bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(z.cast::<u8>().as_ptr(), z.len()) };
+    assert!(bytes.iter().all(|&b| b == 0));
+    // The kept one is still there for a plain allocation.
+    assert_eq!(huge.retained_bytes(), 3 * MIB);
+    free(&huge, z, l, &limit);
+    huge.release_retained(&limit);
+    assert_eq!(limit.used(), 0);
+}
+
+#[test]
+fn keeping_is_bounded_by_count_bytes_alignment_and_time() {
+    // Bytes: a mapping above the bound is unmapped at its free.
+    let (huge, limit) = retaining(8 * MIB, 60_000);
+    let big = layout(9 * MIB, 8);
+    let b = huge.allocate(big, &limit).unwrap();
+    free(&huge, b, big, &limit);
+    assert_eq!((huge.retained_bytes(), limit.used()), (0, 0));
+    // Count: at most `retained::SLOTS` mappings.
+    let l = layout(MIB + 4096, 8);
+    let blocks: Vec<_> = (0..6).map(|_| huge.allocate(l, &limit).unwrap()).collect();
+    for b in blocks {
+        free(&huge, b, l, &limit);
+    }
+    assert_eq!(huge.retained_bytes(), retained::SLOTS * (MIB + 4096));
+    assert_eq!(limit.used(), huge.retained_bytes());
+    // Alignment: a kept mapping serves only an alignment it meets.
+    let aligned = layout(MIB + 4096, 64 * MIB);
+    let a = huge.allocate(aligned, &limit).unwrap();
+    assert_eq!(a.cast::<u8>().as_ptr() as usize % (64 * MIB), 0);
+    free(&huge, a, aligned, &limit);
+    huge.release_retained(&limit);
+    assert_eq!(limit.used(), 0);
+    // Time: a mapping kept past the period is unmapped at the next huge
+    // allocation or free.
+    let (huge, limit) = retaining(8 * MIB, 1);
+    let l = layout(2 * MIB, 8);
+    let a = huge.allocate(l, &limit).unwrap();
+    free(&huge, a, l, &limit);
+    assert_eq!(huge.retained_bytes(), 2 * MIB);
+    std::thread::sleep(core::time::Duration::from_millis(5));
+    let c = huge.allocate(layout(3 * MIB, 8), &limit).unwrap();
+    assert_eq!(huge.retained_bytes(), 0);
+    assert_eq!(limit.used(), 3 * MIB);
+    free(&huge, c, layout(3 * MIB, 8), &limit);
+    // A period or a bound of 0 keeps nothing.
+    for (huge, limit) in [retaining(0, 60_000), retaining(8 * MIB, 0)] {
+        let a = huge.allocate(l, &limit).unwrap();
+        free(&huge, a, l, &limit);
+        assert_eq!((huge.retained_bytes(), limit.used()), (0, 0));
+    }
 }

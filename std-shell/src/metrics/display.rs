@@ -33,12 +33,13 @@ impl fmt::Display for MetricsSummary {
         )?;
         writeln!(
             f,
-            "  allocations {}, frees {}, live {}; huge {} blocks, {} bytes",
+            "  allocations {}, frees {}, live {}; huge {} blocks, {} bytes, {} bytes kept for reuse",
             self.allocations,
             self.deallocations,
             self.active_allocations,
             self.huge_count,
-            self.huge_bytes
+            self.huge_bytes,
+            self.huge_retained_bytes
         )?;
         writeln!(
             f,

@@ -85,7 +85,7 @@ impl Metrics {
     /// Every family and its samples, in a fixed order.
     fn visit(&self, s: &mut impl Sink) -> fmt::Result {
         let m = &self.allocator;
-        let allocator: [(Family, f64); 19] = [
+        let allocator: [(Family, f64); 20] = [
             (gauge("poolalloc_used_memory_bytes", "Bytes mapped for chunks and huge blocks (what the limit counts)."), m.used_memory as f64),
             (gauge("poolalloc_active_bytes", "Bytes of live user allocations as rounded to their classes, excluding thread caches (Netty's pinned memory)."), m.active_bytes as f64),
             (gauge("poolalloc_handed_out_bytes", "Bytes of blocks handed out of chunks including thread caches, plus huge bytes (Netty's active bytes)."), m.handed_out_bytes as f64),
@@ -95,6 +95,13 @@ impl Metrics {
             (gauge("poolalloc_cached_bytes", "Bytes held in thread caches."), m.cached_bytes as f64),
             (gauge("poolalloc_huge_bytes", "Bytes of live huge blocks."), m.huge_bytes as f64),
             (gauge("poolalloc_huge_blocks", "Live huge blocks."), m.huge_count as f64),
+            (
+                gauge(
+                    "poolalloc_huge_retained_bytes",
+                    "Bytes of freed huge mappings kept for reuse.",
+                ),
+                m.huge_retained_bytes as f64,
+            ),
             (gauge("poolalloc_arenas", "Arenas."), m.arenas as f64),
             (gauge("poolalloc_thread_caches", "Thread caches registered."), m.thread_caches as f64),
             (gauge("poolalloc_thread_caches_in_use", "Thread caches bound to a live thread."), m.thread_caches_in_use as f64),

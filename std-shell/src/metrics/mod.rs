@@ -99,6 +99,10 @@ pub struct MetricsSummary {
     pub huge_bytes: usize,
     /// Live huge blocks.
     pub huge_count: usize,
+    /// Bytes of freed huge mappings kept for reuse by allocations of the
+    /// same size (mapped, and counted in `used_memory`, until reused, their
+    /// period runs out, or a trim or a reclaim unmaps them).
+    pub huge_retained_bytes: usize,
     /// Live user allocations of every kind (clamped at zero).
     pub active_allocations: usize,
     /// User allocations so far, thread-cache hits included.
@@ -425,6 +429,7 @@ impl MetricsSummary {
         self.deferred_unmaps = sh.deferred_unmaps.load(Ordering::Relaxed);
         self.huge_bytes = inner.huge.live_bytes();
         self.huge_count = inner.huge.live_count();
+        self.huge_retained_bytes = inner.huge.retained_bytes();
         self.arenas = inner.n_arenas;
         self.chunk_size = chunk_size_of(inner);
         self.page_size = sh.core.page_size();

@@ -240,7 +240,9 @@ impl Inner {
         for a in self.all_arenas() {
             released += a.trim(&self.shared);
         }
-        // Huge blocks whose unmap the OS refused at their free (`huge`).
+        // Freed huge mappings kept for reuse, and huge blocks whose unmap
+        // the OS refused at their free (`huge`).
+        released += self.huge.release_retained(&self.shared.limit);
         released += self.huge.reap_orphans(&self.shared.limit, |size| {
             let arena = self.arena(self.current_arena());
             arena.counters.count_huge(size, true);

@@ -1,0 +1,166 @@
+//! Freed huge mappings kept for reuse.
+//!
+//! A huge block is one OS mapping. Mapping it at every allocation and
+//! unmapping it at every free costs two system calls, the page faults of
+//! a fresh mapping at first touch (on this project's machines, with
+//! transparent huge pages, an 8 MiB block that the program touches twice
+//! cost 41 µs a pair), and the mapping's zeroing by the kernel. glibc
+//! raises its mmap threshold past a freed block's size, so the next
+//! request of that size comes from its heap; jemalloc and mimalloc keep
+//! freed extents and segments for a while. This shell keeps a few freed
+//! huge mappings the same way: a free that may keep one does not unmap
+//! it, and an allocation of the same mapping size and an alignment the
+//! mapping meets takes it back, with its pages resident.
+//!
+//! # Bounds
+//!
+//! * At most [`SLOTS`] mappings and `max_bytes` bytes are kept (the shell
+//!   keeps four chunks' worth), each for at most the period (the chunks'
+//!   decay, `chunk_decay_millis`); a period of 0 keeps nothing, as Netty
+//!   unmaps an unpooled buffer at once.
+//! * A kept mapping stays charged to the memory limit, as a chunk kept by
+//!   the decay does; `PooledAllocator::trim` and a reclaim under the limit
+//!   unmap them all, and the period's expiry is checked at every huge
+//!   allocation and free.
+//! * Reuse is by exact mapping size, so a block's registered size stays
+//!   what its layout implies (the registry's check at free).
+//! * A kept mapping's bytes are whatever its last user left: requests that
+//!   need zeroed memory (`calloc`, `alloc_zeroed`) map afresh.
+//!
+//! The slots are under a [`Lock`]: every operation on them stands in for a
+//! system call.
+
+use crate::limit::Limit;
+use crate::lock::Lock;
+use crate::os;
+use core::ptr::NonNull;
+
+/// Most mappings kept at once.
+pub(crate) const SLOTS: usize = 4;
+
+/// A kept mapping (`addr == 0`: an empty slot).
+#[derive(Clone, Copy)]
+struct Slot {
+    addr: usize,
+    size: usize,
+    /// When it was freed ([`os::monotonic_ns`]).
+    freed_ns: u64,
+}
+
+const EMPTY: Slot = Slot {
+    addr: 0,
+    size: 0,
+    freed_ns: 0,
+};
+
+/// The kept mappings and their bounds (see the module docs).
+pub(crate) struct Retained {
+    slots: Lock<[Slot; SLOTS]>,
+    /// Most bytes kept; 0 keeps nothing.
+    max_bytes: usize,
+    /// Longest a mapping is kept, in nanoseconds.
+    period_ns: u64,
+}
+
+impl Retained {
+    /// Keeps up to `max_bytes` of mappings for up to `period_ns` each; 0 for
+    /// either keeps none.
+    pub(crate) const fn new(max_bytes: usize, period_ns: u64) -> Retained {
+        Retained {
+            slots: Lock::new([EMPTY; SLOTS]),
+            max_bytes: if period_ns == 0 { 0 } else { max_bytes },
+            period_ns,
+        }
+    }
+
+    /// Whether this keeps anything at all.
+    #[inline]
+    pub(crate) fn enabled(&self) -> bool {
+        self.max_bytes != 0
+    }
+
+    /// A kept mapping of exactly `size` bytes whose address is a multiple
+    /// of `align`, taken out of the slots (still charged to the limit), or
+    /// `None`.
+    pub(crate) fn take(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        if !self.enabled() {
+            return None;
+        }
+        let mut slots = self.slots.lock();
+        let s = slots
+            .iter_mut()
+            .find(|s| s.addr != 0 && s.size == size && s.addr % align == 0)?;
+        let addr = s.addr;
+        *s = EMPTY;
+        NonNull::new(addr as *mut u8)
+    }
+
+    /// Keeps the freed mapping of `size` bytes at `ptr`, freed at `now`, if
+    /// the bounds allow (a free slot, at most `max_bytes` in all); `false`
+    /// leaves it to the caller to unmap.
+    pub(crate) fn keep(&self, ptr: NonNull<u8>, size: usize, now: u64) -> bool {
+        if !self.enabled() || size > self.max_bytes {
+            return false;
+        }
+        let mut slots = self.slots.lock();
+        let held: usize = slots.iter().map(|s| s.size).sum();
+        if held + size > self.max_bytes {
+            return false;
+        }
+        let Some(s) = slots.iter_mut().find(|s| s.addr == 0) else {
+            return false;
+        };
+        *s = Slot {
+            addr: ptr.as_ptr() as usize,
+            size,
+            freed_ns: now,
+        };
+        true
+    }
+
+    /// Unmaps the kept mappings freed a period or more before `now` (all of
+    /// them with `all`) and releases their charge from `limit`. Returns the
+    /// bytes released. A mapping the OS refuses to unmap stays kept.
+    pub(crate) fn release(&self, limit: &Limit, now: u64, all: bool) -> usize {
+        if !self.enabled() {
+            return 0;
+        }
+        let mut released = 0;
+        let mut slots = self.slots.lock();
+        for s in slots.iter_mut().filter(|s| s.addr != 0) {
+            if !all && now.saturating_sub(s.freed_ns) < self.period_ns {
+                continue;
+            }
+            let Some(p) = NonNull::new(s.addr as *mut u8) else {
+                continue;
+            };
+            // SAFETY: a kept mapping of `size` bytes, which no block uses
+            // (its free gave it up) and which leaves the slots here.
+            if unsafe { os::unmap(p, s.size) } {
+                limit.release(s.size);
+                released += s.size;
+                *s = EMPTY;
+            }
+        }
+        released
+    }
+
+    /// Bytes kept now.
+    pub(crate) fn bytes(&self) -> usize {
+        self.slots.lock().iter().map(|s| s.size).sum()
+    }
+
+    /// Unmaps every kept mapping without touching any limit (the registry
+    /// is going away with its limit).
+    pub(crate) fn unmap_all(&mut self) {
+        let slots = self.slots.lock();
+        for s in slots.iter().filter(|s| s.addr != 0) {
+            if let Some(p) = NonNull::new(s.addr as *mut u8) {
+                // SAFETY: a kept mapping no block uses; its registry is
+                // being dropped, so nothing takes it again. A refused unmap
+                // leaks the mapping, as the registry's drop would.
+                let _ = unsafe { os::unmap(p, s.size) };
+            }
+        }
+    }
+}
