@@ -144,7 +144,7 @@ asan() {
         ci_run "${env[@]}" POOLALLOC_STRESS_ITERS="$iters" POOLALLOC_FUZZ_CASES=300 \
             "${cargo[@]}" -p poolalloc-tests \
             --test model --test fuzz_harness --test buf_fuzz --test shell_fuzz \
-            --test config_fuzz --test shell_limit --test shell_huge_realloc \
+            --test config_fuzz --test shell_limit --test shell_huge_realloc --test shell_huge_retained \
             "${stress_tests[@]}" -- "${rss_skips[@]}"
     fi
 }
