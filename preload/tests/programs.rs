@@ -294,6 +294,25 @@ fn c_larson_successor_threads_free_what_others_allocated() {
 }
 
 #[test]
+fn c_huge_blocks_reuse_their_mappings_and_calloc_still_zeroes() {
+    // Freed huge mappings are kept for the next block of the size; a
+    // calloc after a dirty free of the size must read as zero all the same.
+    let Some(r) = c_case("huge", &[("HUGE_PAIRS", "50"), ("HUGE_MIB", "6")]) else {
+        return;
+    };
+    r.ok("malloc_test huge");
+    assert!(r.stdout.contains("huge: ok"), "{}", r.stdout);
+    let stats =
+        c_case("huge", &[("HUGE_PAIRS", "5"), ("POOLALLOC_STATS", "1")]).expect("compiled above");
+    stats.ok("malloc_test huge, stats");
+    assert!(
+        stats.stderr.contains("bytes kept for reuse"),
+        "{}",
+        stats.stderr
+    );
+}
+
+#[test]
 fn c_fork_while_threads_allocate() {
     // One arena: every thread shares its lock, the worst case for a fork.
     let Some(r) = c_case("fork", &[("POOLALLOC_ARENAS", "1")]) else {

@@ -32,6 +32,11 @@
  *   bad-free / double-free / interior-free / realloc-foreign /
  *   realloc-freed / realloc-interior
  *            misuse that must abort with a message
+ *   huge     a block of HUGE_MIB MiB (default 8) allocated and freed
+ *            HUGE_PAIRS times (default 500), each page written once when
+ *            HUGE_TOUCH is 1 (the default), with the time per pair; between
+ *            rounds, a calloc of the size after a block of it was dirtied
+ *            and freed must read as zero
  *   preloaded
  *            prints "preloaded" if malloc is this library's (usable size of a
  *            1-byte block is 16), "system" otherwise
@@ -621,6 +626,50 @@ static void case_bench(void) {
     for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
 }
 
+/* ----------------------------------------------------------------- huge -- */
+
+static long env_long(const char *name, long dflt) {
+    const char *v = getenv(name);
+    return v ? atol(v) : dflt;
+}
+
+/* Huge blocks allocated and freed in a loop (an allocator that keeps a
+ * freed mapping serves the next one without system calls or fresh pages),
+ * and calloc of the size after a dirty free, which must read as zero. */
+static void case_huge(void) {
+    size_t size = (size_t)env_long("HUGE_MIB", 8) << 20;
+    long pairs = env_long("HUGE_PAIRS", 500);
+    int touch = (int)env_long("HUGE_TOUCH", 1);
+    struct timespec a, b;
+    unsigned long sum = 0;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (long i = 0; i < pairs; i++) {
+        unsigned char *p = malloc(size);
+        CHECK(p != NULL);
+        if (touch)
+            for (size_t o = 0; o < size; o += 4096) p[o] = (unsigned char)i;
+        else
+            p[0] = 1;
+        sum += p[size - 1];
+        free(p);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    for (int round = 0; round < 3; round++) {
+        unsigned char *p = malloc(size);
+        CHECK(p != NULL);
+        memset(p, 0xab, size);
+        free(p);
+        unsigned char *z = calloc(1, size);
+        CHECK(z != NULL);
+        for (size_t o = 0; o < size; o += 512) CHECK(z[o] == 0);
+        CHECK(z[size - 1] == 0);
+        free(z);
+    }
+    printf("huge: %zu MiB x %ld: %.2f us per pair (%lu)\n", size >> 20, pairs,
+           ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 1e3 / (pairs ? pairs : 1),
+           sum);
+}
+
 /* --------------------------------------------------------------- larson -- */
 
 /* After Larson and Krishnan's server benchmark ("Memory allocation for
@@ -731,6 +780,7 @@ static int run(const char *name) {
     else if (!strcmp(name, "stats")) case_stats();
     else if (!strcmp(name, "bench")) case_bench();
     else if (!strcmp(name, "larson")) case_larson();
+    else if (!strcmp(name, "huge")) case_huge();
     else if (!strcmp(name, "oom")) case_oom();
     else if (!strcmp(name, "bad-free")) {
         int x;
