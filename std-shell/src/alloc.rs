@@ -225,6 +225,9 @@ impl Inner {
         reclaim: &mut dyn FnMut() -> usize,
     ) -> Result<&Chunk, AllocError> {
         let size = self.shared.chunk_mapping;
+        // The pool grows: freed huge mappings kept for reuse go first, as
+        // kept subpages do before a chunk is mapped (`huge`'s `retained`).
+        self.huge.release_retained(&self.shared.limit);
         self.shared
             .limit
             .reserve_or_reclaim(size, reclaim)

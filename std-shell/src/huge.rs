@@ -312,11 +312,14 @@ impl HugeAllocs {
         })?;
         let align = layout.align().max(os::page_size());
         if self.retained.enabled() {
-            self.retained.release(limit, os::monotonic_ns(), false);
             // A kept mapping is still charged: it needs no reservation.
             if let Some(ptr) = (!fresh).then(|| self.retained.take(size, align)).flatten() {
                 return self.register(ptr, size, limit);
             }
+            // A miss: the kept mappings are not what the program asks for
+            // now. Unmapped before a fresh one is mapped, so that kept and
+            // fresh memory never pile up (see `retained`).
+            self.retained.release(limit, 0, true);
         }
         reserve(size).map_err(HugeError::Limit)?;
         let Some(ptr) = os::map_aligned(size, align) else {

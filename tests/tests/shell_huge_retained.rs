@@ -1,7 +1,7 @@
 //! Freed huge mappings kept for reuse, through the allocator: the next
 //! allocation of the size takes one back; zeroed allocations never do; the
-//! limit counts them and a reclaim under it unmaps them; a trim does too;
-//! a chunk decay of 0 keeps none.
+//! limit counts them and a reclaim under it unmaps them; so do a trim and
+//! a new chunk; a chunk decay of 0 keeps none.
 
 use poolalloc::{LeakDetection, PooledAllocator};
 use std::alloc::{GlobalAlloc, Layout};
@@ -41,18 +41,32 @@ fn the_next_allocation_of_a_size_takes_its_freed_mapping_back() {
     assert_eq!(b, a, "the kept mapping");
     assert_eq!(pool.metrics().huge_retained_bytes, 0);
     free(&pool, b, l);
-    // A zeroed allocation of the size maps afresh: zero, and the kept
-    // mapping stays for the next plain one.
+    // A zeroed allocation of the size maps afresh, zero, after unmapping
+    // the kept mapping (kept and fresh memory never pile up).
     // SAFETY: a non-zero layout.
     let z = unsafe { GlobalAlloc::alloc_zeroed(&pool, l) };
     assert!(!z.is_null());
     // SAFETY: a live block of 8 MiB.
     let bytes = unsafe { std::slice::from_raw_parts(z, l.size()) };
     assert!(bytes.iter().step_by(4096).all(|&b| b == 0));
-    assert_ne!(z, a.as_ptr());
-    assert_eq!(pool.metrics().huge_retained_bytes, 8 * MIB);
+    assert_eq!(pool.metrics().huge_retained_bytes, 0);
     // SAFETY: a live block of `pool` for `l`.
     unsafe { GlobalAlloc::dealloc(&pool, z, l) };
+    assert_eq!(pool.metrics().huge_retained_bytes, 8 * MIB);
+    // A new chunk for the pool unmaps the kept mapping first.
+    let small: Vec<_> = (0..5)
+        .map(|_| {
+            pool.try_allocate(Layout::from_size_align(MIB, 16).unwrap())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(pool.metrics().huge_retained_bytes, 0);
+    for p in small {
+        free(&pool, p.cast(), Layout::from_size_align(MIB, 16).unwrap());
+    }
+    let a = pool.try_allocate(l).unwrap().cast::<u8>();
+    free(&pool, a, l);
+    assert_eq!(pool.metrics().huge_retained_bytes, 8 * MIB);
     // A trim unmaps what is kept.
     pool.trim();
     let m = pool.metrics();

@@ -330,22 +330,37 @@ fn a_freed_mapping_serves_the_next_allocation_of_its_size() {
             addr: a.cast::<u8>().as_ptr() as usize
         })
     );
-    // Another size maps afresh; the same size takes the kept mapping back,
-    // as its last user left it, charged once.
-    let other = huge.allocate(layout(4 * MIB, 8), &limit).unwrap();
-    assert_ne!(other.cast::<u8>(), a.cast::<u8>());
+    // The same size takes the kept mapping back, as its last user left it,
+    // charged once.
     let b = huge.allocate(l, &limit).unwrap();
     assert_eq!(b.cast::<u8>(), a.cast::<u8>());
     check(b, 7);
-    assert_eq!(huge.retained_bytes(), 0);
-    assert_eq!(limit.used(), 12 * MIB);
+    assert_eq!((huge.retained_bytes(), limit.used()), (0, 8 * MIB));
     assert_eq!(huge.size_of(b.cast()), Some(8 * MIB));
+    let other = layout(4 * MIB, 8);
+    let c = huge.allocate(other, &limit).unwrap();
     free(&huge, b, l, &limit);
-    free(&huge, other, layout(4 * MIB, 8), &limit);
+    free(&huge, c, other, &limit);
     assert_eq!(huge.retained_bytes(), 12 * MIB);
     // Released on demand (a trim, a reclaim): unmapped and uncharged.
     assert_eq!(huge.release_retained(&limit), 12 * MIB);
     assert_eq!((huge.retained_bytes(), limit.used()), (0, 0));
+}
+
+#[test]
+fn a_miss_unmaps_the_kept_mappings_before_mapping_afresh() {
+    let (huge, limit) = retaining(16 * MIB, 60_000);
+    let (l, other) = (layout(8 * MIB, 8), layout(4 * MIB, 8));
+    let a = huge.allocate(l, &limit).unwrap();
+    free(&huge, a, l, &limit);
+    assert_eq!(huge.retained_bytes(), 8 * MIB);
+    // Another size finds nothing to take: the kept 8 MiB go before its
+    // fresh mapping, so kept and fresh memory never pile up.
+    let c = huge.allocate(other, &limit).unwrap();
+    assert_eq!((huge.retained_bytes(), limit.used()), (0, 4 * MIB));
+    free(&huge, c, other, &limit);
+    huge.release_retained(&limit);
+    assert_eq!(limit.used(), 0);
 }
 
 #[test]
@@ -360,8 +375,8 @@ fn zeroed_allocations_never_take_a_kept_mapping() {
     // SAFETY: a live block of `z.len()` bytes.
     let bytes = unsafe { core::slice::from_raw_parts(z.cast::<u8>().as_ptr(), z.len()) };
     assert!(bytes.iter().all(|&b| b == 0));
-    // The kept one is still there for a plain allocation.
-    assert_eq!(huge.retained_bytes(), 3 * MIB);
+    // Not taken, the kept one went before the fresh mapping (a miss).
+    assert_eq!((huge.retained_bytes(), limit.used()), (0, 3 * MIB));
     free(&huge, z, l, &limit);
     huge.release_retained(&limit);
     assert_eq!(limit.used(), 0);
@@ -391,17 +406,19 @@ fn keeping_is_bounded_by_count_bytes_alignment_and_time() {
     huge.release_retained(&limit);
     assert_eq!(limit.used(), 0);
     // Time: a mapping kept past the period is unmapped at the next huge
-    // allocation or free.
+    // free.
     let (huge, limit) = retaining(8 * MIB, 1);
-    let l = layout(2 * MIB, 8);
-    let a = huge.allocate(l, &limit).unwrap();
+    let (l, other) = (layout(2 * MIB, 8), layout(3 * MIB, 8));
+    let (a, c) = (
+        huge.allocate(l, &limit).unwrap(),
+        huge.allocate(other, &limit).unwrap(),
+    );
     free(&huge, a, l, &limit);
     assert_eq!(huge.retained_bytes(), 2 * MIB);
     std::thread::sleep(core::time::Duration::from_millis(5));
-    let c = huge.allocate(layout(3 * MIB, 8), &limit).unwrap();
-    assert_eq!(huge.retained_bytes(), 0);
-    assert_eq!(limit.used(), 3 * MIB);
-    free(&huge, c, layout(3 * MIB, 8), &limit);
+    free(&huge, c, other, &limit);
+    assert_eq!((huge.retained_bytes(), limit.used()), (3 * MIB, 3 * MIB));
+    huge.release_retained(&limit);
     // A period or a bound of 0 keeps nothing.
     for (huge, limit) in [retaining(0, 60_000), retaining(8 * MIB, 0)] {
         let a = huge.allocate(l, &limit).unwrap();
