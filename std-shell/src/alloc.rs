@@ -78,10 +78,22 @@ impl Inner {
     /// `origin` if the leak tracker samples it: a cache pop that binds,
     /// refills or reaches the cache's next event, then the arenas and huge
     /// blocks (`allocate_slow`).
+    #[inline]
     pub(crate) fn allocate_cold(
         &self,
         layout: Layout,
         origin: Origin,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        self.allocate_served(layout, origin, false)
+    }
+
+    /// [`Inner::allocate_cold`]; with `zeroed`, a huge block is a fresh
+    /// mapping, never a kept one (`huge`), so it reads as zero.
+    fn allocate_served(
+        &self,
+        layout: Layout,
+        origin: Origin,
+        zeroed: bool,
     ) -> Result<NonNull<[u8]>, AllocError> {
         let size = layout.size();
         let (result, sampled) = 'done: {
@@ -100,7 +112,7 @@ impl Inner {
             let rate = self.leak.rate;
             if rate != 0 && size != 0 && leak::sample_due(rate) {
                 if self.is_huge(layout) {
-                    let result = self.allocate_slow(layout);
+                    let result = self.allocate_slow(layout, zeroed);
                     let ok = result.is_ok();
                     break 'done (result, ok);
                 }
@@ -110,7 +122,7 @@ impl Inner {
                 }
                 self.leak.lose_sample();
             }
-            (self.allocate_slow(layout), false)
+            (self.allocate_slow(layout, zeroed), false)
         };
         if sampled {
             if let Ok(p) = result {
@@ -266,32 +278,26 @@ impl Inner {
         layout: Layout,
         origin: Origin,
     ) -> Result<NonNull<[u8]>, AllocError> {
-        if layout.size() == 0 || !self.is_huge(layout) {
-            let p = match self.allocate_fast(layout) {
-                Some(p) => p,
-                None => self.allocate_cold(layout, origin)?,
-            };
+        let p = match self.allocate_fast(layout) {
+            Some(p) => p,
+            None => self.allocate_served(layout, origin, true)?,
+        };
+        if !self.is_huge(layout) {
             // SAFETY: a block we own of at least `layout.size()` bytes.
             unsafe { p.cast::<u8>().write_bytes(0, layout.size()) };
-            return Ok(p);
         }
-        let rate = self.leak.rate;
-        let sampled = rate != 0 && leak::sample_due(rate);
-        let result = self.allocate_huge(layout, true);
-        if let (true, Ok(p)) = (sampled, result) {
-            self.leak
-                .record(p.cast::<u8>().as_ptr() as usize, layout.size(), origin);
-        }
-        result
+        Ok(p)
     }
 
+    /// The arenas' and huge blocks' allocation; `zeroed` as for
+    /// [`Inner::allocate_huge`].
     #[cold]
-    fn allocate_slow(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    fn allocate_slow(&self, layout: Layout, zeroed: bool) -> Result<NonNull<[u8]>, AllocError> {
         if layout.size() == 0 {
             return Err(AllocError::ZeroSize);
         }
         if self.is_huge(layout) {
-            return self.allocate_huge(layout, false);
+            return self.allocate_huge(layout, zeroed);
         }
         let class = class_for(layout.size(), layout.align());
         let size = SIZES[class];

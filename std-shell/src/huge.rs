@@ -312,14 +312,16 @@ impl HugeAllocs {
         })?;
         let align = layout.align().max(os::page_size());
         if self.retained.enabled() {
-            // A kept mapping is still charged: it needs no reservation.
-            if let Some(ptr) = (!fresh).then(|| self.retained.take(size, align)).flatten() {
-                return self.register(ptr, size, limit);
+            if !fresh {
+                // A kept mapping is still charged: it needs no reservation.
+                if let Some(ptr) = self.retained.take(size, align) {
+                    return self.register(ptr, size, limit);
+                }
             }
             // A miss: the kept mappings are not what the program asks for
             // now. Unmapped before a fresh one is mapped, so that kept and
             // fresh memory never pile up (see `retained`).
-            self.retained.release(limit, 0, true);
+            self.retained.release_all(limit);
         }
         reserve(size).map_err(HugeError::Limit)?;
         let Some(ptr) = os::map_aligned(size, align) else {
@@ -396,14 +398,10 @@ impl HugeAllocs {
         {
             return Err(HugeFreeError::DoubleFree { addr });
         }
-        let kept = self.retained.enabled() && {
-            let now = os::monotonic_ns();
-            self.retained.release(limit, now, false);
-            // The mapping of `found` bytes is ours alone (we claimed its
-            // entry) and no one uses its memory any more (the caller's
-            // promise): the slots may hand it to the next allocation.
-            self.retained.keep(ptr, found, now)
-        };
+        // SAFETY: the mapping of `found` bytes is ours alone (we claimed
+        // its entry), charged to `limit`, and no one uses its memory any
+        // more (the caller's promise).
+        let kept = self.retained.enabled() && unsafe { self.retained.keep(ptr, found, limit) };
         // SAFETY: the mapping of `found` bytes at `ptr` was registered by
         // `allocate`, and we claimed its entry, so we alone unmap it; the
         // caller promises no one uses its memory any more.
@@ -431,7 +429,7 @@ impl HugeAllocs {
     /// Unmaps every kept freed mapping (see `retained`) and releases its
     /// charge from `limit`. Returns the bytes released.
     pub fn release_retained(&self, limit: &Limit) -> usize {
-        self.retained.release(limit, 0, true)
+        self.retained.release_all(limit)
     }
 
     /// Bytes of freed mappings kept for reuse, charged to the limit.

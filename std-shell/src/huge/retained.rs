@@ -62,6 +62,13 @@ const EMPTY: Slot = Slot {
 };
 
 /// The kept mappings and their bounds (see the module docs).
+///
+/// Invariants (under the lock): a slot with a non-zero `addr` holds a
+/// mapping of `size` bytes that no block uses and no registry entry names
+/// as live, charged to the limit of the registry that kept it; the slots'
+/// sizes add up to at most `max_bytes`. A mapping leaves a slot only to be
+/// registered again (`take`) or unmapped with its charge released
+/// (`release`, `unmap_all`).
 pub(crate) struct Retained {
     slots: Lock<[Slot; SLOTS]>,
     /// Most bytes kept; 0 keeps nothing.
@@ -103,14 +110,22 @@ impl Retained {
         NonNull::new(addr as *mut u8)
     }
 
-    /// Keeps the freed mapping of `size` bytes at `ptr`, freed at `now`, if
-    /// the bounds allow (a free slot, at most `max_bytes` in all); `false`
-    /// leaves it to the caller to unmap.
-    pub(crate) fn keep(&self, ptr: NonNull<u8>, size: usize, now: u64) -> bool {
+    /// Keeps the freed mapping of `size` bytes at `ptr` if the bounds
+    /// allow (a free slot, at most `max_bytes` in all), after unmapping the
+    /// kept mappings whose period has run out (their charge released from
+    /// `limit`); `false` leaves it to the caller to unmap.
+    ///
+    /// # Safety
+    /// The mapping of `size` bytes at `ptr` is the caller's alone, charged
+    /// to `limit`, and no one uses its memory any more: once kept, it is
+    /// handed to a later allocation or unmapped.
+    pub(crate) unsafe fn keep(&self, ptr: NonNull<u8>, size: usize, limit: &Limit) -> bool {
         if !self.enabled() || size > self.max_bytes {
             return false;
         }
+        let now = os::monotonic_ns();
         let mut slots = self.slots.lock();
+        Retained::release_slots(&mut slots, limit, now, self.period_ns);
         let held: usize = slots.iter().map(|s| s.size).sum();
         if held + size > self.max_bytes {
             return false;
@@ -126,17 +141,24 @@ impl Retained {
         true
     }
 
-    /// Unmaps the kept mappings freed a period or more before `now` (all of
-    /// them with `all`) and releases their charge from `limit`. Returns the
-    /// bytes released. A mapping the OS refuses to unmap stays kept.
-    pub(crate) fn release(&self, limit: &Limit, now: u64, all: bool) -> usize {
+    /// Unmaps every kept mapping and releases its charge from `limit`.
+    /// Returns the bytes released. A mapping the OS refuses to unmap stays
+    /// kept.
+    pub(crate) fn release_all(&self, limit: &Limit) -> usize {
         if !self.enabled() {
             return 0;
         }
+        Retained::release_slots(&mut self.slots.lock(), limit, 0, 0)
+    }
+
+    /// Unmaps the kept mappings of the locked `slots` freed `period` or more
+    /// before `now` (all of them with a period of 0), releasing their
+    /// charge from `limit`. Returns the bytes released; a mapping the OS
+    /// refuses to unmap stays kept.
+    fn release_slots(slots: &mut [Slot; SLOTS], limit: &Limit, now: u64, period: u64) -> usize {
         let mut released = 0;
-        let mut slots = self.slots.lock();
         for s in slots.iter_mut().filter(|s| s.addr != 0) {
-            if !all && now.saturating_sub(s.freed_ns) < self.period_ns {
+            if now.saturating_sub(s.freed_ns) < period {
                 continue;
             }
             let Some(p) = NonNull::new(s.addr as *mut u8) else {
