@@ -3,8 +3,8 @@
 #
 #   ci/sanitizers.sh         the CI cut: TSan on the stress and cross-thread
 #                            tests of the core and the shell (fewer
-#                            iterations) and the limit's tests, ASan on the model, fuzz-replay,
-#                            shell and buffer tests
+#                            iterations) and the limit's tests, ASan on the
+#                            model, fuzz-replay, shell and buffer tests
 #   ci/sanitizers.sh full    TSan on the same tests at their full iteration
 #                            counts plus the core's and the shell's unit
 #                            tests; ASan on the whole test suite
