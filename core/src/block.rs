@@ -17,7 +17,7 @@
 //! exactly as before the page map existed.
 
 use crate::chunk::ChunkInfo;
-use crate::config::DIV_SHIFT;
+use crate::config::div_exact;
 use crate::error::FreeError;
 use crate::page_map::PageDesc;
 use crate::pool::Pool;
@@ -443,13 +443,17 @@ impl Pool {
         let Some(elems) = (unsafe { self.live_elems(chunk, start, class) }) else {
             return Small::Unknown;
         };
-        let idx = ((off as u64 * cfg.div_magic[class]) >> DIV_SHIFT) as usize;
+        // `off` spans at most `back + 1 <= 64` pages of at most 64 KiB (2^22
+        // bytes), and a class's size is below 2^18: within `div_exact`'s
+        // 32-bit bounds.
+        let (idx, exact) = div_exact(off as u64, cfg.div_magic[class]);
+        let idx = idx as usize;
         // Past the run's elements: a stale descriptor (or the run's tail
         // waste); the tree decides.
         if idx >= elems {
             return Small::Unknown;
         }
-        if idx * SIZES[class] != off {
+        if !exact {
             return Small::Interior;
         }
         Small::Block(Block {

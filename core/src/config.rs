@@ -16,9 +16,6 @@ pub(crate) const MAX_RUN_PAGES: usize = PAGES_PER_WORD;
 pub const MIN_PAGE: usize = 64;
 /// Largest page size accepted.
 pub const MAX_PAGE: usize = 64 << 10;
-/// Shift of the division magic; exact while `offset * size < 2^40`, and runs
-/// are at most 32 pages of 64 KiB (2^21 bytes) of elements under 2^18 bytes.
-pub(crate) const DIV_SHIFT: u32 = 40;
 /// Most pages in one chunk.
 pub const MAX_CHUNK_PAGES: usize = 1 << 15;
 
@@ -47,10 +44,32 @@ pub struct Config {
     /// no shorter run holds an element).
     pub(crate) short_pages: [u8; MAX_SMALL],
     pub(crate) short_elems: [u16; MAX_SMALL],
-    /// Per small class: `ceil(2^40 / size)`, so `offset / size` is a multiply
-    /// and a shift on the free path (exact for offsets below 2^22).
+    /// Per small class: `ceil(2^64 / size)`, so that one widening multiply
+    /// of an offset below 2^32 gives both `offset / size` (the high word)
+    /// and whether `size` divides it (the low word is below the magic):
+    /// the free path's element index and interior check (`div_exact`).
     pub(crate) div_magic: [u64; MAX_SMALL],
     pub(crate) misuse_hook: Option<fn(&Misuse)>,
+}
+
+/// `ceil(2^64 / d)` for `2 <= d < 2^32`: the magic of [`div_exact`].
+const fn div_magic_of(d: u64) -> u64 {
+    // ceil(2^64 / d) = floor((2^64 - 1) / d) + 1 when d does not divide
+    // 2^64, and 2^64 / d = floor((2^64 - 1) / d) + 1 when it does (d a power
+    // of two of at least 2): one formula for both.
+    u64::MAX / d + 1
+}
+
+/// `(n / d, d divides n)` for `n < 2^32` and the magic `m = ceil(2^64 / d)`
+/// of a divisor `2 <= d < 2^32`: one widening multiply, whose high word is
+/// the quotient and whose low word is below `m` exactly when the remainder
+/// is zero (Lemire, Kaser and Kurz, "Faster remainder by direct
+/// computation", 2019: exact for 32-bit numerators and divisors with a
+/// 64-bit magic).
+#[inline(always)]
+pub(crate) const fn div_exact(n: u64, m: u64) -> (u64, bool) {
+    let wide = n as u128 * m as u128;
+    ((wide >> 64) as u64, (wide as u64) < m)
 }
 
 impl Config {
@@ -108,7 +127,7 @@ impl Config {
             let (sp, se) = choose_short(SIZES[c], page_size, bitmap_words * BITS, (p, e));
             short_pages[c] = sp as u8;
             short_elems[c] = se as u16;
-            div_magic[c] = (1u64 << DIV_SHIFT).div_ceil(SIZES[c] as u64);
+            div_magic[c] = div_magic_of(SIZES[c] as u64);
             c += 1;
         }
         Ok(Config {
@@ -380,6 +399,40 @@ mod tests {
                     "page {page} class {class}: {e} elements in {p} pages"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_division_magic_is_exact_for_every_small_class() {
+        // Numerators the free path can pass: offsets from a run's start to a
+        // page at most 63 pages of 64 KiB on (a stale descriptor's), below
+        // 2^22. Every multiple of each class and its neighbours, and a
+        // spread of others, against `/` and `%`.
+        let c = Config::new(MAX_PAGE, 1 << 30);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for (class, &size) in SIZES.iter().enumerate().take(MAX_SMALL) {
+            let d = size as u64;
+            let m = div_magic_of(d);
+            if class < c.num_small_classes() {
+                assert_eq!(c.div_magic[class], m);
+            }
+            let check = |n: u64| {
+                assert_eq!(div_exact(n, m), (n / d, n % d == 0), "{n} / {d}");
+            };
+            let mut k = 0;
+            while k * d < 1 << 22 {
+                for n in [k * d, k * d + 1, (k * d).saturating_sub(1)] {
+                    check(n);
+                }
+                k += 1;
+            }
+            for _ in 0..4096 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                check(seed % (1 << 22));
+            }
+            check((1 << 32) - 1);
         }
     }
 

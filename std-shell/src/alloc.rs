@@ -69,9 +69,8 @@ impl Inner {
         if size.wrapping_sub(1) >= self.max_cached || layout.align() > QUANTUM {
             return None;
         }
-        let class = class_of(size);
-        let p = self.cache_pop_fast(class)?;
-        Some(NonNull::slice_from_raw_parts(p, SIZES[class]))
+        let (p, len) = self.cache_pop_fast(class_of(size))?;
+        Some(NonNull::slice_from_raw_parts(p, len))
     }
 
     /// Every allocation the fast path did not serve, attributing it to

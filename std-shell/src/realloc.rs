@@ -74,7 +74,7 @@ impl Inner {
         if !self.has_room(&cache, class) {
             return None;
         }
-        let new = cache.pop_ready(class_of(new_size))?;
+        let (new, _) = cache.pop_ready(class_of(new_size))?;
         // SAFETY: two distinct blocks (`new` came from a bin; `ptr` is
         // live), `usable` and at least `new_size` bytes long.
         unsafe { ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), usable.min(new_size)) };

@@ -218,10 +218,11 @@ impl Drop for ExitFlush {
 
 impl OwnedCache<'_> {
     /// [`Inner::cache_pop_fast`] in this cache: the top block of bin
-    /// `class`, counted as an operation, if the bin has one and the cache's
-    /// next event is not due; `None`, changing nothing, otherwise.
+    /// `class` and its size, counted as an operation, if the bin has one and
+    /// the cache's next event is not due; `None`, changing nothing,
+    /// otherwise.
     #[inline(always)]
-    pub(crate) fn pop_ready(&mut self, class: usize) -> Option<NonNull<u8>> {
+    pub(crate) fn pop_ready(&mut self, class: usize) -> Option<(NonNull<u8>, usize)> {
         if class >= self.nbins {
             return None;
         }
@@ -231,13 +232,20 @@ impl OwnedCache<'_> {
             return None;
         }
         self.ops += 1;
-        Some(self.pop(class))
+        Some(self.pop_sized(class))
     }
 
     /// Takes the top block of bin `class` (which must not be empty) and
     /// clears its double-free canary.
     #[inline(always)]
     fn pop(&mut self, class: usize) -> NonNull<u8> {
+        self.pop_sized(class).0
+    }
+
+    /// [`OwnedCache::pop`], with the block's size (its class's, which the
+    /// bin holds: no table lookup, and no bounds check of one).
+    #[inline(always)]
+    fn pop_sized(&mut self, class: usize) -> (NonNull<u8>, usize) {
         // SAFETY: `class < nbins`, checked by the callers.
         let bin = unsafe { &mut *self.bins.add(class) };
         debug_assert!(bin.len > 0);
@@ -245,12 +253,13 @@ impl OwnedCache<'_> {
         bin.used += 1;
         // SAFETY: `len < cap` items are initialised.
         let ptr = unsafe { *bin.items.add(bin.len as usize) };
-        self.bytes -= bin.size as usize;
+        let size = bin.size as usize;
+        self.bytes -= size;
         self.publish_bytes();
         self.count_alloc(class);
         // SAFETY: a block of at least 16 bytes that we own: clear the canary.
         unsafe { ptr.cast::<usize>().write(0) };
-        ptr
+        (ptr, size)
     }
 }
 
@@ -436,7 +445,7 @@ impl Inner {
     /// not due: the allocation fast path, with no call. Changes nothing when
     /// it returns `None`; [`Inner::cache_pop`] then counts the operation.
     #[inline(always)]
-    pub(crate) fn cache_pop_fast(&self, class: usize) -> Option<NonNull<u8>> {
+    pub(crate) fn cache_pop_fast(&self, class: usize) -> Option<(NonNull<u8>, usize)> {
         // SAFETY: a leaf: no other guard is made before this one drops.
         let mut cache = unsafe { self.bound_cache() }?;
         cache.pop_ready(class)
