@@ -11,16 +11,15 @@
 //! allocator (which this one may be).
 
 use crate::allocator::PooledAllocator;
-use crate::config::ShellConfig;
+use crate::config::{Explicit, ShellConfig};
 use crate::leak::LeakDetection;
 
 /// Settings for a [`PooledAllocator`]; see [`ShellConfig`] for each knob.
 #[derive(Clone, Copy, Debug)]
 pub struct Builder {
     config: ShellConfig,
-    /// Whether `max_cached_capacity` was set (see
-    /// [`ShellConfig::fit_defaults`]).
-    cached_capacity_set: bool,
+    /// The fields set, which [`ShellConfig::fit_defaults`] keeps.
+    set: Explicit,
 }
 
 impl Builder {
@@ -28,7 +27,10 @@ impl Builder {
     pub(crate) const fn new() -> Builder {
         Builder {
             config: ShellConfig::DEFAULT,
-            cached_capacity_set: false,
+            set: Explicit {
+                chunk_size: false,
+                max_cached_capacity: false,
+            },
         }
     }
     /// Hard limit on bytes mapped for chunks and huge blocks.
@@ -46,9 +48,11 @@ impl Builder {
         self.config.page_size = bytes;
         self
     }
-    /// Chunk size (a power of two, 4 to 32768 pages).
+    /// Chunk size (a power of two, 4 to 32768 pages; default 4 MiB, or
+    /// 32768 pages if that is smaller).
     pub fn chunk_size(mut self, bytes: usize) -> Builder {
         self.config.chunk_size = bytes;
+        self.set.chunk_size = true;
         self
     }
     /// Whether threads cache freed blocks.
@@ -60,7 +64,7 @@ impl Builder {
     /// (default 1 MiB, or the chunk size if that is smaller).
     pub fn max_cached_capacity(mut self, bytes: usize) -> Builder {
         self.config.max_cached_capacity = bytes;
-        self.cached_capacity_set = true;
+        self.set.max_cached_capacity = true;
         self
     }
     /// Most bytes one thread's cache holds.
@@ -90,10 +94,10 @@ impl Builder {
         self
     }
     /// The settings as a whole, as the allocator will have them (defaults
-    /// fitted to the chunk size: [`ShellConfig::fit_defaults`]).
+    /// fitted to the fields set: [`ShellConfig::fit_defaults`]).
     pub fn config(&self) -> ShellConfig {
         let mut config = self.config;
-        config.fit_defaults(self.cached_capacity_set);
+        config.fit_defaults(self.set);
         config
     }
     /// The allocator, or why the settings are invalid.

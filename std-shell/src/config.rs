@@ -47,7 +47,21 @@
 use crate::os::{self, EnvValue};
 use core::ffi::CStr;
 use core::fmt;
-use poolalloc_core::{Config as CoreConfig, ConfigError as CoreConfigError};
+use poolalloc_core::{
+    Config as CoreConfig, ConfigError as CoreConfigError, MAX_CHUNK_PAGES, MAX_PAGE, MIN_PAGE,
+};
+
+/// The fields of a [`ShellConfig`] that [`ShellConfig::fit_defaults`] may
+/// fit, and whether each was set by its user (a builder call or an
+/// environment variable): a field set is kept as it is, and a bad value of
+/// it is an error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Explicit {
+    /// Whether `chunk_size` was set.
+    pub chunk_size: bool,
+    /// Whether `max_cached_capacity` was set.
+    pub max_cached_capacity: bool,
+}
 
 /// Most arenas [`ShellConfig::arenas`] may ask for.
 pub const MAX_ARENAS: usize = 1024;
@@ -105,6 +119,9 @@ pub struct ShellConfig {
     pub page_size: usize,
     /// Chunk size: a power of two of 4..=32768 pages, at most 1 GiB
     /// ([`poolalloc_core::Config::try_new`] decides). Larger requests are huge.
+    /// The default, 4 MiB, gives way to 32768 pages when pages below 128
+    /// bytes make it too many and it was not set itself
+    /// ([`ShellConfig::fit_defaults`]).
     pub chunk_size: usize,
     /// Whether threads keep caches of freed blocks.
     pub thread_cache: bool,
@@ -199,7 +216,10 @@ impl ShellConfig {
             var.apply(&mut config, value.as_bytes()).map_err(fail)?;
             set[var as usize] = Some(value);
         }
-        config.fit_defaults(set[Var::MaxCachedCapacity as usize].is_some());
+        config.fit_defaults(Explicit {
+            chunk_size: set[Var::ChunkSize as usize].is_some(),
+            max_cached_capacity: set[Var::MaxCachedCapacity as usize].is_some(),
+        });
         config.validate().map_err(|mut e| {
             // Blame the first variable involved that was actually set.
             e.source = e
@@ -213,14 +233,28 @@ impl ShellConfig {
         Ok(config)
     }
 
-    /// Fits the defaults that depend on other fields to them: unless
-    /// `cached_capacity_set`, a `max_cached_capacity` above the chunk size
-    /// (the 1 MiB default with smaller chunks) becomes the chunk size, so
-    /// that setting the chunk size alone never fails on a default. The
-    /// builder and [`ShellConfig::from_env`] call it with whether the
-    /// capacity was set; [`ShellConfig::validate`] then checks the rest.
-    pub fn fit_defaults(&mut self, cached_capacity_set: bool) {
-        if !cached_capacity_set && self.max_cached_capacity > self.chunk_size {
+    /// Fits the defaults that depend on other fields to them, so that
+    /// setting one field alone never fails on another's default. Fields
+    /// that `set` names are kept as they are:
+    ///
+    /// * a `chunk_size` of more than [`MAX_CHUNK_PAGES`] pages of a valid
+    ///   page size (the 4 MiB default with pages below 128 bytes) becomes
+    ///   that many pages, the largest chunk those pages allow;
+    /// * then a `max_cached_capacity` above the chunk size (the 1 MiB
+    ///   default with smaller chunks) becomes the chunk size.
+    ///
+    /// The builder and [`ShellConfig::from_env`] call it with the fields
+    /// that were set; [`ShellConfig::validate`] then checks the rest.
+    pub fn fit_defaults(&mut self, set: Explicit) {
+        let page_valid =
+            self.page_size.is_power_of_two() && (MIN_PAGE..=MAX_PAGE).contains(&self.page_size);
+        if !set.chunk_size && page_valid {
+            let most = self.page_size * MAX_CHUNK_PAGES;
+            if self.chunk_size > most {
+                self.chunk_size = most;
+            }
+        }
+        if !set.max_cached_capacity && self.max_cached_capacity > self.chunk_size {
             self.max_cached_capacity = self.chunk_size;
         }
     }

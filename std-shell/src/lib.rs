@@ -65,7 +65,7 @@ mod thread_cache;
 pub use allocator::PooledAllocator;
 pub use arena::BAND_NAMES;
 pub use builder::Builder;
-pub use config::ShellConfig;
+pub use config::{Explicit, ShellConfig};
 pub use error::{AllocError, FreeError};
 pub use leak::{LeakDetection, LeakReport, LeakSite};
 pub use limit::LimitExceeded;

@@ -181,8 +181,16 @@ pub fn reference(values: &Values) -> Expected {
             return Expected::Refused(var, kind);
         }
     }
-    // The documented default: the cached capacity, unless given, is at most
-    // the chunk size.
+    // The documented defaults: the chunk size, unless given, is at most
+    // 32768 pages of a valid page size; then the cached capacity, unless
+    // given, is at most the chunk size.
+    let page = config.page_size;
+    if values[Var::ChunkSize as usize].is_none()
+        && page.is_power_of_two()
+        && (64..=64 << 10).contains(&page)
+    {
+        config.chunk_size = config.chunk_size.min(page << 15);
+    }
     if values[Var::MaxCachedCapacity as usize].is_none() {
         config.max_cached_capacity = config.max_cached_capacity.min(config.chunk_size);
     }

@@ -195,11 +195,8 @@ fn bad_values_name_the_variable_and_value() {
 
 #[test]
 fn cross_field_errors_blame_a_variable_that_was_set() {
-    // A chunk too large for the page: CHUNK_SIZE was not set, PAGE_SIZE was.
-    let e = with(&[("POOLALLOC_PAGE_SIZE", "64")]).unwrap_err();
-    assert_eq!(e.var(), Some(Var::PageSize));
-    assert_eq!(e.value(), Some(&b"64"[..]));
-    assert!(e.to_string().contains("chunk size 4194304"), "{e}");
+    // (A default chunk too large for the page set is fitted to it: see
+    // `the_default_chunk_follows_pages_too_small_for_it`.)
     // The chunk outgrew the limit: blame the limit, which was set.
     let e = with(&[
         ("POOLALLOC_MAX_MEMORY", "8M"),
@@ -262,6 +259,46 @@ fn the_default_cached_capacity_follows_a_smaller_chunk() {
     // A code-built config is validated as it is: nothing fits it.
     let bad = ShellConfig {
         chunk_size: 256 << 10,
+        ..ShellConfig::DEFAULT
+    };
+    assert!(bad.validate().is_err());
+}
+
+#[test]
+fn the_default_chunk_follows_pages_too_small_for_it() {
+    // 64-byte pages alone: 4 MiB would be 65536 pages; the default gives way
+    // to the largest chunk they allow, 32768 pages, and the cached capacity
+    // (not set either) to that chunk.
+    let c = with(&[("POOLALLOC_PAGE_SIZE", "64")]).unwrap();
+    assert_eq!(c.chunk_size, 2 * MIB);
+    assert_eq!(c.max_cached_capacity, MIB);
+    assert!(c.core_config().is_ok());
+    let b = crate::builder::Builder::new().page_size(64);
+    assert_eq!(b.config().chunk_size, 2 * MIB);
+    assert!(b.try_build().is_ok());
+    // Pages of 128 bytes and more keep the 4 MiB default.
+    assert_eq!(
+        with(&[("POOLALLOC_PAGE_SIZE", "128")]).unwrap().chunk_size,
+        4 * MIB
+    );
+    // A chunk set is kept, and too many pages are still an error, blamed on
+    // the chunk size.
+    let e = with(&[
+        ("POOLALLOC_PAGE_SIZE", "64"),
+        ("POOLALLOC_CHUNK_SIZE", "4M"),
+    ])
+    .unwrap_err();
+    assert_eq!(e.var(), Some(Var::ChunkSize));
+    let b = crate::builder::Builder::new()
+        .page_size(64)
+        .chunk_size(4 * MIB);
+    assert!(b.try_build().is_err());
+    // A bad page size is not fitted around: its own error.
+    let e = with(&[("POOLALLOC_PAGE_SIZE", "32")]).unwrap_err();
+    assert_eq!(e.var(), Some(Var::PageSize));
+    // Nor is a code-built config.
+    let bad = ShellConfig {
+        page_size: 64,
         ..ShellConfig::DEFAULT
     };
     assert!(bad.validate().is_err());
