@@ -36,14 +36,13 @@ pub struct Config {
     pub(crate) num_small: usize,
     /// Bitmap words per subpage header.
     pub(crate) bitmap_words: usize,
-    /// Per small class: pages in one run and elements in it.
-    pub(crate) run_pages: [u8; MAX_SMALL],
-    pub(crate) run_elems: [u16; MAX_SMALL],
-    /// Per small class: the short run, the fallback when a run of
-    /// `run_pages` cannot be placed (`choose_short`; equal to the run when
-    /// no shorter run holds an element).
-    pub(crate) short_pages: [u8; MAX_SMALL],
-    pub(crate) short_elems: [u16; MAX_SMALL],
+    /// Per small class, `[USUAL]`: pages in one run and elements in it;
+    /// `[SHORT]`: the short run, the fallback when a usual run cannot be
+    /// placed (`choose_short`; equal to the usual run when no shorter run
+    /// holds an element). Indexed by the short flag, so the free path picks
+    /// a life's shape without a branch.
+    pub(crate) run_pages: [[u8; MAX_SMALL]; 2],
+    pub(crate) run_elems: [[u16; MAX_SMALL]; 2],
     /// Per small class: `ceil(2^64 / size)`, so that one widening multiply
     /// of an offset below 2^32 gives both `offset / size` (the high word)
     /// and whether `size` divides it (the low word is below the magic):
@@ -51,6 +50,11 @@ pub struct Config {
     pub(crate) div_magic: [u64; MAX_SMALL],
     pub(crate) misuse_hook: Option<fn(&Misuse)>,
 }
+
+/// The index of a class's usual run in `Config::run_pages`.
+const USUAL: usize = 0;
+/// The index of a class's short run in `Config::run_pages`.
+const SHORT: usize = 1;
 
 /// `ceil(2^64 / d)` for `2 <= d < 2^32`: the magic of [`div_exact`].
 const fn div_magic_of(d: u64) -> u64 {
@@ -113,20 +117,18 @@ impl Config {
         } else {
             1
         };
-        let mut run_pages = [0u8; MAX_SMALL];
-        let mut run_elems = [0u16; MAX_SMALL];
+        let mut run_pages = [[0u8; MAX_SMALL]; 2];
+        let mut run_elems = [[0u16; MAX_SMALL]; 2];
         let mut div_magic = [0u64; MAX_SMALL];
-        let mut short_pages = [0u8; MAX_SMALL];
-        let mut short_elems = [0u16; MAX_SMALL];
         let max_pages = chunk_size / page_size;
         let mut c = 0;
         while c < num_small {
             let (p, e) = choose_run(SIZES[c], page_size, bitmap_words * BITS, max_pages);
-            run_pages[c] = p as u8;
-            run_elems[c] = e as u16;
+            run_pages[USUAL][c] = p as u8;
+            run_elems[USUAL][c] = e as u16;
             let (sp, se) = choose_short(SIZES[c], page_size, bitmap_words * BITS, (p, e));
-            short_pages[c] = sp as u8;
-            short_elems[c] = se as u16;
+            run_pages[SHORT][c] = sp as u8;
+            run_elems[SHORT][c] = se as u16;
             div_magic[c] = div_magic_of(SIZES[c] as u64);
             c += 1;
         }
@@ -138,8 +140,6 @@ impl Config {
             bitmap_words,
             run_pages,
             run_elems,
-            short_pages,
-            short_elems,
             div_magic,
             misuse_hook: None,
         })
@@ -181,31 +181,22 @@ impl Config {
     }
     /// `(pages per run, elements per run)` of small class `class`.
     pub const fn subpage_run(&self, class: usize) -> (usize, usize) {
-        (
-            self.run_pages[class] as usize,
-            self.run_elems[class] as usize,
-        )
+        self.subpage_shape(class, false)
     }
     /// `(pages, elements)` of a subpage of `class`: its usual run, or its
-    /// short run (see `Config::short_pages`) when `short`.
+    /// short run (see `Config::run_pages`) when `short`.
     #[inline(always)]
     pub(crate) const fn subpage_shape(&self, class: usize, short: bool) -> (usize, usize) {
-        if short {
-            (
-                self.short_pages[class] as usize,
-                self.short_elems[class] as usize,
-            )
-        } else {
-            (
-                self.run_pages[class] as usize,
-                self.run_elems[class] as usize,
-            )
-        }
+        let k = short as usize;
+        (
+            self.run_pages[k][class] as usize,
+            self.run_elems[k][class] as usize,
+        )
     }
     /// Whether `class` has a short run distinct from its usual one.
     #[inline]
     pub(crate) const fn has_short(&self, class: usize) -> bool {
-        self.short_pages[class] < self.run_pages[class]
+        self.run_pages[SHORT][class] < self.run_pages[USUAL][class]
     }
     /// Words of metadata per subpage header: identity, chunk, bitmap.
     pub(crate) const fn header_words(&self) -> usize {
