@@ -42,13 +42,13 @@ source "$(dirname "$0")/lib.sh"
 # and 399): a ceiling is the highest count seen, in any run, + 5%.
 budgets=(
     # measure      ceiling   # measured (rustc 1.95.0, valgrind 3.19)
-    "pairs-64       248"     # 236 (244-245 before InChunk skipped the core's address lookup; 246, 244 before the class table; 253 with the leak samples' arenas before the stash of samples; 249 before Shared::chunk_size and Chunk::track_bias)
-    "pairs-1024     248"     # 236 (244-245 before InChunk; 255 before the class table; 264 without the stash)
-    "pairs-8192     249"     # 237 (245-247 before InChunk; 255-256 before the class tables; 264 without the stash)
-    "pairs-65536    315"     # 298 (305-306 before InChunk; 322 with the run check still a call, 327 with deallocate_run reloading the state and the size test; 374-375 before the inline tree check and the class tables; 393-397 without the stash; 379-382; 385-399 across checkouts at 8927479)
-    "pairs-1048576  433"     # 412 (420-421 before InChunk; 436 before deallocate_run took the state; 485-488 before check_span; 508-512 without the stash; 493-495)
-    "batch         1088"     # 1019-1036 (1023-1045 before a flush skipped the pool's address table, exactly 1005 -> 993 with leak detection off; 1033-1045 before InChunk; 990-1007 before a flush freed a word's elements in one RMW; 1019-1034 before the inline tree check; 1023 before the class table; 1241 before subpage runs of up to a tree word, 1361 before the run index, 1369 before the chunk mask, 1456 before word claims, 1685-1692 before kept subpages)
-    "preload-c      296"     # 281 (285 with the unsized free's own max_cached test, 291-296 before InChunk; 306-307 before the class table, 312-314 before the chunk mask, 323-328 before kept subpages)
+    "pairs-64       248"     # 233 (236 before div_exact and the bin-sized pop; 244-245 before InChunk skipped the core's address lookup; 246, 244 before the class table; 253 with the leak samples' arenas before the stash of samples; 249 before Shared::chunk_size and Chunk::track_bias)
+    "pairs-1024     248"     # 234 (236 before div_exact; 244-245 before InChunk; 255 before the class table; 264 without the stash)
+    "pairs-8192     249"     # 235 (237 before div_exact; 245-247 before InChunk; 255-256 before the class tables; 264 without the stash)
+    "pairs-65536    315"     # 299 (298 before div_exact; 305-306 before InChunk; 322 with the run check still a call, 327 with deallocate_run reloading the state and the size test; 374-375 before the inline tree check and the class tables; 393-397 without the stash; 379-382; 385-399 across checkouts at 8927479)
+    "pairs-1048576  433"     # 417 (412-413 before div_exact and the bin-sized pop; 420-421 before InChunk; 436 before deallocate_run took the state; 485-488 before check_span; 508-512 without the stash; 493-495)
+    "batch         1088"     # 1029 (exactly 991 with leak detection off after div_exact; 1019-1036 before; 1023-1045 before a flush skipped the pool's address table, exactly 1005 -> 993 with leak detection off; 1033-1045 before InChunk; 990-1007 before a flush freed a word's elements in one RMW; 1019-1034 before the inline tree check; 1023 before the class table; 1241 before subpage runs of up to a tree word, 1361 before the run index, 1369 before the chunk mask, 1456 before word claims, 1685-1692 before kept subpages)
+    "preload-c      296"     # 279 (281-284 before div_exact and the bin-sized pop; 285 with the unsized free's own max_cached test, 291-296 before InChunk; 306-307 before the class table, 312-314 before the chunk mask, 323-328 before kept subpages)
 )
 
 print=0

@@ -51,14 +51,15 @@
 //! # The budget
 //!
 //! Measured with callgrind (`pair-loop shell:poolalloc 64`, BENCHMARKS.md;
-//! `dealloc`'s share, leak detection off), a cached 64 B free costs 158
-//! instructions through `GlobalAlloc`, of the pair's 226:
+//! `dealloc`'s share, leak detection off), a cached 64 B free costs 155
+//! instructions through `GlobalAlloc`, of the pair's 223:
 //! the register saves (~16: the path needs more registers than a call
 //! leaves free), the TLS read and bin room (~15), the chunk map and header
 //! (~12: the chunk size is a value in `Shared`, the samples' flag in the
 //! header's first line), the core's `live_small_element_in_first` (~37:
 //! the pool's first chunk taken as the chunk map placed the pointer, with
-//! no range check, the map and header words read without bounds checks),
+//! no range check, the map and header words read without bounds checks;
+//! one widening multiply gives the element index and the interior check),
 //! the canary (~5), the push with the tag and its counters (~25), and the
 //! glue. mimalloc's whole alloc+free pair is 77; what separates them is
 //! validation that mimalloc does not do (foreign, interior, mismatched and
