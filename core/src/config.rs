@@ -72,6 +72,7 @@ const fn div_magic_of(d: u64) -> u64 {
 /// 64-bit magic).
 #[inline(always)]
 pub(crate) const fn div_exact(n: u64, m: u64) -> (u64, bool) {
+    debug_assert!(n >> 32 == 0, "div_exact: a numerator of 32 bits at most");
     let wide = n as u128 * m as u128;
     ((wide >> 64) as u64, (wide as u64) < m)
 }

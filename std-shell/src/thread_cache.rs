@@ -232,20 +232,14 @@ impl OwnedCache<'_> {
             return None;
         }
         self.ops += 1;
-        Some(self.pop_sized(class))
+        Some(self.pop(class))
     }
 
     /// Takes the top block of bin `class` (which must not be empty) and
-    /// clears its double-free canary.
+    /// clears its double-free canary. Returns it with its size, its class's,
+    /// which the bin holds (no size table read, nor its bounds check).
     #[inline(always)]
-    fn pop(&mut self, class: usize) -> NonNull<u8> {
-        self.pop_sized(class).0
-    }
-
-    /// [`OwnedCache::pop`], with the block's size (its class's, which the
-    /// bin holds: no table lookup, and no bounds check of one).
-    #[inline(always)]
-    fn pop_sized(&mut self, class: usize) -> (NonNull<u8>, usize) {
+    fn pop(&mut self, class: usize) -> (NonNull<u8>, usize) {
         // SAFETY: `class < nbins`, checked by the callers.
         let bin = unsafe { &mut *self.bins.add(class) };
         debug_assert!(bin.len > 0);
@@ -464,7 +458,7 @@ impl Inner {
             if bin.len == 0 || cache.ops >= cache.next_event {
                 return self.cache_refill(cache, class, layout);
             }
-            Some((cache.pop(class), false))
+            Some((cache.pop(class).0, false))
         })
         .flatten()
     }
@@ -532,7 +526,7 @@ impl Inner {
             bin.len = n as u32;
             cache.bytes += n * size;
         }
-        Some((cache.pop(class), sample))
+        Some((cache.pop(class).0, sample))
     }
 
     /// Pushes a validated block onto this thread's bin `class`, flushing

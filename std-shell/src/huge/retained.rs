@@ -68,7 +68,7 @@ const EMPTY: Slot = Slot {
 /// as live, charged to the limit of the registry that kept it; the slots'
 /// sizes add up to at most `max_bytes`. A mapping leaves a slot only to be
 /// registered again (`take`) or unmapped with its charge released
-/// (`release`, `unmap_all`).
+/// (`release_slots`, `unmap_all`).
 pub(crate) struct Retained {
     slots: Lock<[Slot; SLOTS]>,
     /// Most bytes kept; 0 keeps nothing.
