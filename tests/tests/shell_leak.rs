@@ -345,3 +345,56 @@ fn samples_come_from_their_own_arena_and_bypass_the_caches() {
     let m = b.metrics();
     assert_eq!((m.leak_tracked, live(&m).1), (0, 0), "{m}");
 }
+
+/// A full stash of samples gives its slots back to their chunks in turn:
+/// samples of many sizes (a C program's) would otherwise fill its four
+/// slots with classes no longer sampled and send every later sample's free
+/// down the full path. What it keeps is still refused when freed twice.
+#[test]
+fn a_full_stash_of_samples_gives_back_its_slots_in_turn() {
+    let a = pool(LeakDetection::Paranoid);
+    let sizes = [64, 128, 256, 512, 1024, 2048];
+    let layout = |s: usize| Layout::from_size_align(s, 8).unwrap();
+    let blocks: Vec<_> = sizes
+        .iter()
+        .map(|&s| a.try_allocate(layout(s)).unwrap())
+        .collect();
+    for (p, &s) in blocks.iter().zip(&sizes) {
+        // SAFETY: allocated above with this layout, freed once.
+        unsafe { a.try_deallocate(p.cast(), layout(s)) }.unwrap();
+    }
+    // 64 and 128 were stashed first, so they left first: the stash holds the
+    // last four.
+    let m = a.metrics();
+    assert_eq!(
+        (m.cached_bytes, m.leak_tracked),
+        (256 + 512 + 1024 + 2048, 0),
+        "{m}"
+    );
+    // A stashed block is refused when freed again, and changes nothing.
+    // SAFETY: a double free, which the allocator must refuse.
+    let err = unsafe { a.try_deallocate(blocks[5].cast(), layout(2048)) }.unwrap_err();
+    assert_eq!(err, poolalloc::FreeError::DoubleFree, "{err}");
+    // A given-back block is free in its chunk: a second free of it is
+    // refused as well.
+    // SAFETY: a double free, which the allocator must refuse.
+    let err = unsafe { a.try_deallocate(blocks[0].cast(), layout(64)) }.unwrap_err();
+    assert_eq!(err, poolalloc::FreeError::DoubleFree, "{err}");
+    // The next sample of a stashed class takes its block, tracked.
+    let p = a.try_allocate(layout(1024)).unwrap();
+    let m = a.metrics();
+    assert_eq!(
+        (m.cached_bytes, m.leak_tracked),
+        (256 + 512 + 2048, 1),
+        "{m}"
+    );
+    // SAFETY: allocated above, freed once.
+    unsafe { a.try_deallocate(p.cast(), layout(1024)) }.unwrap();
+    a.trim();
+    let m = a.metrics();
+    assert_eq!(
+        (m.cached_bytes, m.leak_tracked, m.active_bytes),
+        (0, 0, 0),
+        "{m}"
+    );
+}
