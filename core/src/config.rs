@@ -97,9 +97,15 @@ impl Config {
         }
     }
 
+    /// Whether `page_size` is a page size [`Config::try_new`] takes: a power
+    /// of two from [`MIN_PAGE`] to [`MAX_PAGE`].
+    pub const fn valid_page_size(page_size: usize) -> bool {
+        page_size.is_power_of_two() && page_size >= MIN_PAGE && page_size <= MAX_PAGE
+    }
+
     /// Like [`Config::new`], returning an error instead of panicking.
     pub const fn try_new(page_size: usize, chunk_size: usize) -> Result<Config, ConfigError> {
-        if !page_size.is_power_of_two() || page_size < MIN_PAGE || page_size > MAX_PAGE {
+        if !Config::valid_page_size(page_size) {
             return Err(ConfigError::PageSize(page_size));
         }
         if !chunk_size.is_power_of_two()

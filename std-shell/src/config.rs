@@ -47,9 +47,7 @@
 use crate::os::{self, EnvValue};
 use core::ffi::CStr;
 use core::fmt;
-use poolalloc_core::{
-    Config as CoreConfig, ConfigError as CoreConfigError, MAX_CHUNK_PAGES, MAX_PAGE, MIN_PAGE,
-};
+use poolalloc_core::{Config as CoreConfig, ConfigError as CoreConfigError, MAX_CHUNK_PAGES};
 
 /// The fields of a [`ShellConfig`] that [`ShellConfig::fit_defaults`] may
 /// fit, and whether each was set by its user (a builder call or an
@@ -246,9 +244,7 @@ impl ShellConfig {
     /// The builder and [`ShellConfig::from_env`] call it with the fields
     /// that were set; [`ShellConfig::validate`] then checks the rest.
     pub fn fit_defaults(&mut self, set: Explicit) {
-        let page_valid =
-            self.page_size.is_power_of_two() && (MIN_PAGE..=MAX_PAGE).contains(&self.page_size);
-        if !set.chunk_size && page_valid {
+        if !set.chunk_size && CoreConfig::valid_page_size(self.page_size) {
             let most = self.page_size * MAX_CHUNK_PAGES;
             if self.chunk_size > most {
                 self.chunk_size = most;
