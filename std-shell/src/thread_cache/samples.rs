@@ -147,6 +147,11 @@ impl Inner {
         addr: usize,
         tag: ElementTag,
     ) {
+        // A slot still holding a block would lose it (never freed).
+        debug_assert!(
+            cache.samples.ptrs[slot].is_null(),
+            "stash slot {slot} is taken"
+        );
         // SAFETY: a live block the caller owns, of a cached class (at least
         // two words).
         unsafe { self.mark_cached(ptr, addr, tag) };
