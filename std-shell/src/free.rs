@@ -73,12 +73,11 @@
 //! is huge, and always before the block is released, so that a reused
 //! address is never forgotten by mistake. Such a block never goes to a
 //! bin: the thread's stash of samples keeps it for its next sample of the
-//! class (`thread_cache/samples.rs`), or it goes back to its chunk. The
-//! fast paths leave it to the cold path, whose retry of the cache
-//! validates it as the fast path would and stashes it (`Inner::free_sample`:
-//! one chunk lookup, about 480 instructions with the tracker's 200, where
-//! the full path's resolve took 600); only a sample the stash has no room
-//! for is resolved again on the full path.
+//! class (`thread_cache/samples.rs`, with its costs), or it goes back to
+//! its chunk. The fast paths leave it to the cold path, whose retry of the
+//! cache validates it as the fast path would and stashes it
+//! (`Inner::free_sample`); only a sample the stash has no room for is
+//! resolved again on the full path.
 //!
 //! # Misuse
 //!
@@ -301,7 +300,10 @@ impl Inner {
     /// start of its element of `class`, the layout's class): the canary,
     /// then the tracker forgets it and the thread's stash keeps it, in the
     /// one resolve of this free. `None`, having changed nothing, when the
-    /// stash has no room: the full path frees it to its chunk.
+    /// stash has no room: the full path frees it to its chunk. The canary
+    /// is read here, not before the call beside the bin's (`free_in_cache`
+    /// checks the bin's room first): sharing that read cost the cached
+    /// free one instruction.
     #[inline(never)]
     fn free_sample(
         &self,
@@ -321,7 +323,7 @@ impl Inner {
         // of this thread records it afresh.
         self.leak.forget(addr);
         // SAFETY: validated by the caller and by the canary, forgotten, and
-        // owned by the caller; `slot` was found free in this cache.
+        // owned by the caller; `slot` was made free in this cache.
         unsafe { self.stash_at(cache, slot, class, ptr, addr, tag) };
         Some(Ok(class))
     }
@@ -428,7 +430,10 @@ impl Inner {
             // for its next sample of the class, or it goes back to its arena.
             let tag = block.element_tag();
             let kept = if tracks {
-                self.stash_sample(class, ptr, addr, tag)
+                // SAFETY: live (checked above), not cached (the canary),
+                // forgotten by the tracker, and the caller's; `tag` is its
+                // element's.
+                unsafe { self.stash_sample(class, ptr, addr, tag) }
             } else {
                 self.cache_push(class, ptr, addr, tag) == Some(true)
             };

@@ -81,10 +81,14 @@ impl Inner {
         Some(p)
     }
 
-    /// Stashes the sampled block `ptr` of `class` at `addr`, validated and
-    /// forgotten by the tracker: `false`, changing nothing, when this
-    /// thread has no cache bound or [`Inner::stash_slot`] finds no room.
-    pub(crate) fn stash_sample(
+    /// Stashes the sampled block `ptr` of `class` at `addr`: `false`,
+    /// changing nothing, when this thread has no cache bound or
+    /// [`Inner::stash_slot`] finds no room.
+    ///
+    /// # Safety
+    /// As [`Inner::stash_at`]'s: `ptr` is a live sampled block of `class`,
+    /// validated and forgotten by the tracker, which the caller owns.
+    pub(crate) unsafe fn stash_sample(
         &self,
         class: usize,
         ptr: NonNull<u8>,
